@@ -1,0 +1,45 @@
+"""`python -m state_manager [--host H] [--port P] [--dev]`: settings -> uvicorn.
+
+`--dev` (what `make run` uses) is for trying things out on one machine: when no key is set it
+generates an API key and an encryption key for this process and prints the API key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import secrets
+
+import uvicorn
+
+from state_manager.app import create_app
+from state_manager.config import Settings
+from state_manager.observability import configure_logging
+
+
+def _dev_defaults() -> None:
+    os.environ.setdefault("MODE", "development")
+    if not os.environ.get("STATE_MANAGER_SECRET"):
+        os.environ["STATE_MANAGER_SECRET"] = "dev-" + secrets.token_urlsafe(16)
+        print(f"Development API key (x-api-key): {os.environ['STATE_MANAGER_SECRET']}", flush=True)  # noqa: T201
+    if not os.environ.get("SECRETS_ENCRYPTION_KEY"):
+        os.environ["SECRETS_ENCRYPTION_KEY"] = base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m state_manager", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--dev", action="store_true", help="development mode: generate missing keys")
+    args = parser.parse_args(argv)
+    if args.dev:
+        _dev_defaults()
+    settings = Settings()  # type: ignore[call-arg,unused-ignore]  # from the environment
+    configure_logging(settings.log_level)
+    app = create_app(settings)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), access_log=False)
+
+
+if __name__ == "__main__":
+    main()

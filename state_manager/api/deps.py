@@ -1,0 +1,37 @@
+"""Dependencies shared by the routers, as `Annotated` aliases."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from bson import ObjectId
+from fastapi import Depends, HTTPException, Path, Request, Security
+from fastapi.security import APIKeyHeader
+
+from state_manager.services.context import AppContext
+from state_manager.services.states import parse_state_id
+
+_api_key_header = APIKeyHeader(name="x-api-key", auto_error=False)
+
+
+def get_context(request: Request) -> AppContext:
+    context: AppContext = request.app.state.context
+    return context
+
+
+Context = Annotated[AppContext, Depends(get_context)]
+
+
+def require_api_key(context: Context, api_key: Annotated[str | None, Security(_api_key_header)]) -> None:
+    """One global key, compared in constant time."""
+    expected = context.settings.state_manager_secret.get_secret_value().encode()
+    if api_key is None or not hmac.compare_digest(api_key.encode(), expected):
+        raise HTTPException(status_code=401, detail="Invalid API key")
+
+
+def _state_id(state_id: Annotated[str, Path(description="24-character hex state id")]) -> ObjectId:
+    return parse_state_id(state_id)
+
+
+StateId = Annotated[ObjectId, Depends(_state_id)]

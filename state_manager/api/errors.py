@@ -1,0 +1,45 @@
+"""The one table that turns domain errors into HTTP answers, and the 500 fallback."""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from state_manager.errors import BadRequest, Conflict, DomainError, InvalidTransition, NotFound, Unprocessable
+from state_manager.observability import REQUEST_ID_HEADER, current_request_id
+
+log = structlog.get_logger(__name__)
+
+STATUS_BY_ERROR: dict[type[DomainError], int] = {
+    NotFound: 404,
+    BadRequest: 400,
+    InvalidTransition: 400,
+    Conflict: 409,
+    Unprocessable: 422,
+}
+
+INTERNAL_ERROR_BODY = {"success": False, "detail": "internal server error"}
+
+
+def _status_for(exc: DomainError) -> int:
+    for kind in type(exc).__mro__:
+        if kind in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[kind]
+    return 400
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return JSONResponse(status_code=_status_for(exc), content={"detail": exc.detail})
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
+    headers = {REQUEST_ID_HEADER: current_request_id() or ""}
+    return JSONResponse(status_code=500, content=INTERNAL_ERROR_BODY, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,112 @@
+"""The application factory: `create_app(settings)`.
+
+The lifespan opens the database and starts the background loops (recovery, cron); routers are
+mounted under `/v0` with the API-key dependency applied once per router.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from state_manager import __version__
+from state_manager.api import graphs, nodes, runs, states
+from state_manager.api.deps import require_api_key
+from state_manager.api.errors import install_error_handlers
+from state_manager.config import Settings, get_settings
+from state_manager.crypto import SecretCipher
+from state_manager.db.database import open_database
+from state_manager.observability import REQUEST_ID_HEADER, RequestIdMiddleware
+from state_manager.services import crons, recovery
+from state_manager.services.context import AppContext
+
+log = structlog.get_logger(__name__)
+
+
+async def _every(seconds: float, name: str, step: Callable[[], Awaitable[Any]]) -> None:
+    """Run `step` forever, `seconds` apart; a failing pass is logged and the loop goes on."""
+    while True:
+        try:
+            await step()
+        except Exception:
+            log.exception("background_pass_failed", loop=name)
+        await asyncio.sleep(seconds)
+
+
+def _lifespan(context: AppContext) -> Callable[[FastAPI], Any]:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        settings = context.settings
+        client = await open_database(settings)
+        tasks: list[asyncio.Task[None]] = []
+        if settings.background_loops:
+            tasks = [
+                asyncio.create_task(
+                    _every(
+                        settings.recovery_interval_seconds, "recovery", lambda: recovery.recover_once(context)
+                    )
+                ),
+                asyncio.create_task(
+                    _every(settings.cron_interval_seconds, "cron", lambda: crons.fire_due(context))
+                ),
+            ]
+        log.info("state_manager_started", version=__version__, embedded_store=settings.mongo_uri is None)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            client.close()
+
+    return lifespan
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    settings.refuse_public_secrets()
+    context = AppContext(settings=settings, cipher=SecretCipher(settings.encryption_key))
+    app = FastAPI(title="Exosphere state manager", version=__version__, lifespan=_lifespan(context))
+    app.state.context = context
+
+    @app.get("/health", tags=["health"])
+    async def health() -> dict[str, str]:
+        return {"message": "OK"}
+
+    secured = [Depends(require_api_key)]
+    namespaced = APIRouter(prefix="/v0/namespace/{namespace_name}", dependencies=secured)
+    for module in (nodes, graphs, states, runs):
+        namespaced.include_router(module.router)
+    app.include_router(namespaced)
+    app.include_router(nodes.global_router, prefix="/v0", dependencies=secured)
+
+    install_error_handlers(app)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origin_list,
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"],
+        allow_headers=[
+            "Accept",
+            "Accept-Language",
+            "Content-Language",
+            "Content-Type",
+            "X-API-Key",
+            "Authorization",
+            "X-Requested-With",
+            "X-Exosphere-Request-ID",
+        ],
+        expose_headers=[REQUEST_ID_HEADER],
+        max_age=600,
+    )
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,95 @@
+"""Server settings, read from the environment (and `.env`) when the app is built, never at import."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from functools import lru_cache
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_CORS_ORIGINS = (
+    "http://localhost:3000,http://localhost:3001,http://127.0.0.1:3000,http://127.0.0.1:3001"
+)
+
+# Values published in .env.example or upstream's compose files: fine for trying things out,
+# refused outside development mode because everybody knows them.
+PUBLIC_DEV_SECRETS = frozenset({"exosphere@123", "dev-only-change-me"})
+PUBLIC_DEV_ENCRYPTION_KEYS = frozenset(
+    {"YTzpUlBGLSwm-3yKJRJTZnb0_aQuQQHyz64s8qAERVU=", "ZGV2LW9ubHktY2hhbmdlLW1lLWRldi1vbmx5LWtleSE="}
+)
+
+
+def decode_encryption_key(value: str) -> bytes:
+    """Decode SECRETS_ENCRYPTION_KEY: URL-safe base64 of exactly 32 bytes."""
+    try:
+        raw = base64.urlsafe_b64decode(value.encode())
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("SECRETS_ENCRYPTION_KEY must be URL-safe base64 of 32 bytes") from exc
+    if len(raw) != 32:
+        raise ValueError(f"SECRETS_ENCRYPTION_KEY must decode to 32 bytes, got {len(raw)}")
+    return raw
+
+
+class Settings(BaseSettings):
+    """Every variable the server reads. Upstream's names are kept for compatibility."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_ignore_empty=True, extra="ignore", case_sensitive=False
+    )
+
+    mongo_uri: str | None = None
+    mongo_database_name: str = "exosphere-state-manager"
+    state_manager_secret: SecretStr
+    secrets_encryption_key: SecretStr
+    cors_origins: str = DEFAULT_CORS_ORIGINS
+    mode: str = "production"
+    log_level: str = "INFO"
+
+    # Our additions (DESIGN §4): leases, crash recovery, cron, long-poll.
+    state_lease_seconds: float = Field(default=300.0, gt=0)
+    recovery_interval_seconds: float = Field(default=5.0, gt=0)
+    recovery_grace_seconds: float = Field(default=10.0, ge=0)
+    cron_interval_seconds: float = Field(default=5.0, gt=0)
+    long_poll_tick_seconds: float = Field(default=0.5, gt=0)
+    background_loops: bool = True
+
+    @field_validator("state_manager_secret")
+    @classmethod
+    def _secret_not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("STATE_MANAGER_SECRET must not be empty")
+        return value
+
+    @field_validator("secrets_encryption_key")
+    @classmethod
+    def _key_is_32_bytes(cls, value: SecretStr) -> SecretStr:
+        decode_encryption_key(value.get_secret_value())
+        return value
+
+    @property
+    def development(self) -> bool:
+        return self.mode.lower() == "development"
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def encryption_key(self) -> bytes:
+        return decode_encryption_key(self.secrets_encryption_key.get_secret_value())
+
+    def refuse_public_secrets(self) -> None:
+        """Outside development, refuse the keys that are published in examples."""
+        if self.development:
+            return
+        if self.state_manager_secret.get_secret_value() in PUBLIC_DEV_SECRETS:
+            raise ValueError("STATE_MANAGER_SECRET is a published example value; set your own")
+        if self.secrets_encryption_key.get_secret_value() in PUBLIC_DEV_ENCRYPTION_KEYS:
+            raise ValueError("SECRETS_ENCRYPTION_KEY is a published example value; generate your own")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()  # type: ignore[call-arg,unused-ignore]  # values come from the environment

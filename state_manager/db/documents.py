@@ -1,0 +1,158 @@
+"""Beanie documents and their indexes. Fields and indexes only: no logic lives here.
+
+Machine times (`enqueue_after`, `lease_expires_at`, `updated_ms`) are integer epoch
+milliseconds, so that comparisons behave the same on MongoDB and on the embedded store.
+`created_at` / `updated_at` are aware UTC datetimes for people.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pymongo
+from beanie import Document
+from pydantic import Field
+from pymongo import IndexModel
+
+from state_manager.clock import utcnow
+from state_manager.domain.models import NodeTemplate, RetryPolicy, StoreConfig
+from state_manager.domain.status import StateStatus
+
+
+class RegisteredNode(Document):
+    name: str
+    namespace: str
+    runtime_name: str
+    runtime_namespace: str
+    inputs_schema: dict[str, Any] = Field(default_factory=dict)
+    outputs_schema: dict[str, Any] = Field(default_factory=dict)
+    secrets: list[str] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "RegisteredNode"
+        indexes = [
+            IndexModel([("name", 1), ("namespace", 1)], unique=True, name="unique_name_namespace"),
+            IndexModel([("namespace", 1)], name="namespace"),
+        ]
+
+
+class GraphTemplate(Document):
+    name: str
+    namespace: str
+    nodes: list[NodeTemplate]
+    validation_status: str = "PENDING"
+    validation_errors: list[str] = Field(default_factory=list)
+    secrets: dict[str, str] = Field(default_factory=dict)  # name -> ciphertext, never plaintext
+    retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
+    store_config: StoreConfig = Field(default_factory=StoreConfig)
+    triggers: list[dict[str, Any]] = Field(default_factory=list)
+    version: int = 1  # bumped by every upsert; validation results are written against it
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "GraphTemplate"
+        indexes = [
+            IndexModel([("name", 1), ("namespace", 1)], unique=True, name="unique_name_namespace"),
+        ]
+
+
+class State(Document):
+    node_name: str
+    namespace_name: str  # the node's namespace: where its runtime claims it
+    identifier: str
+    graph_name: str
+    graph_namespace: str  # where the graph template and the run live
+    run_id: str
+    status: StateStatus = StateStatus.CREATED
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    reported_outputs: list[dict[str, Any]] | None = None  # the whole executed report (fan-out)
+    data: dict[str, Any] = Field(default_factory=dict)  # prune payload
+    error: str | None = None
+    parents: dict[str, str] = Field(default_factory=dict)  # ancestor identifier -> state id
+    does_unites: bool = False
+    enqueue_after: int = 0
+    lease_expires_at: int | None = None
+    retry_count: int = 0
+    fanout_id: str = ""
+    manual_retry_fanout_id: str = ""
+    manual_retry_request: str | None = None  # fanout id of an operator's retry being created
+    # Deterministic key of the event that created this state (unique): makes every creation
+    # idempotent, so a repeated report or a recovery pass never duplicates a state.
+    spawn_key: str
+    # What must still follow the last status write: "spawn" (children, fan-out clones or a
+    # retry copy) then "joins" (re-evaluate the joins above this state), then None. Written
+    # with the status; the recovery loop finishes whatever a crash interrupted.
+    pending_effect: str | None = None
+    lease_lost: bool = False  # the lease ran out and the work was re-delivered: fence reports
+    updated_ms: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "State"
+        indexes = [
+            IndexModel([("spawn_key", 1)], unique=True, name="uniq_spawn_key"),
+            IndexModel(
+                [("namespace_name", 1), ("status", 1), ("node_name", 1), ("enqueue_after", 1)],
+                name="enqueue_query",
+            ),
+            IndexModel([("run_id", 1), ("status", 1)], name="run_id_status_index"),
+            IndexModel([("status", 1), ("lease_expires_at", 1)], name="lease_expiry"),
+            IndexModel([("pending_effect", 1), ("updated_ms", 1)], name="pending_effect"),
+        ]
+
+
+class Run(Document):
+    run_id: str
+    namespace_name: str
+    graph_name: str
+    store: dict[str, str] = Field(default_factory=dict)
+    # Root states to create; kept on the run so that a crash between writing the run and
+    # writing its states is completed by the recovery loop.
+    seeds: list[dict[str, Any]] = Field(default_factory=list)
+    seeded: bool = False
+    created_ms: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "runs"
+        indexes = [
+            IndexModel([("run_id", 1)], unique=True, name="run_id_index"),
+            IndexModel(
+                [("namespace_name", 1), ("created_at", pymongo.DESCENDING)],
+                name="namespace_created_at_index",
+            ),
+            IndexModel([("seeded", 1), ("created_ms", 1)], name="unseeded"),
+        ]
+
+
+class CronSchedule(Document):
+    """One cron expression of one graph; `next_fire_at` moves forward each time it fires."""
+
+    namespace: str
+    graph_name: str
+    expression: str
+    next_fire_ms: int
+    claimed_until_ms: int = 0
+    last_run_id: str | None = None
+    last_error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "CronSchedule"
+        indexes = [
+            IndexModel(
+                [("namespace", 1), ("graph_name", 1), ("expression", 1)],
+                unique=True,
+                name="uniq_graph_expression",
+            ),
+            IndexModel([("next_fire_ms", 1)], name="next_fire"),
+        ]
+
+
+DOCUMENT_MODELS: list[type[Document]] = [RegisteredNode, GraphTemplate, State, Run, CronSchedule]

@@ -1,0 +1,1 @@
+"""Pure, synchronous workflow logic. Imports no fastapi, beanie or motor."""

@@ -1,0 +1,76 @@
+"""Plain value types shared by the domain functions (no I/O, no persistence)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class UnitesStrategy(StrEnum):
+    ALL_SUCCESS = "ALL_SUCCESS"
+    ALL_DONE = "ALL_DONE"
+
+
+class Unites(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    identifier: str
+    strategy: UnitesStrategy = UnitesStrategy.ALL_SUCCESS
+
+
+class NodeTemplate(BaseModel):
+    """One node of a graph template, as stored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    node_name: str
+    namespace: str
+    identifier: str
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    next_nodes: list[str] | None = None
+    unites: Unites | None = None
+
+
+class RetryStrategy(StrEnum):
+    EXPONENTIAL = "EXPONENTIAL"
+    EXPONENTIAL_FULL_JITTER = "EXPONENTIAL_FULL_JITTER"
+    EXPONENTIAL_EQUAL_JITTER = "EXPONENTIAL_EQUAL_JITTER"
+    LINEAR = "LINEAR"
+    LINEAR_FULL_JITTER = "LINEAR_FULL_JITTER"
+    LINEAR_EQUAL_JITTER = "LINEAR_EQUAL_JITTER"
+    FIXED = "FIXED"
+    FIXED_FULL_JITTER = "FIXED_FULL_JITTER"
+    FIXED_EQUAL_JITTER = "FIXED_EQUAL_JITTER"
+
+
+class RetryPolicy(BaseModel):
+    """Graph-wide retry policy; delays are in milliseconds."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    max_retries: int = Field(default=3, ge=0)
+    strategy: RetryStrategy = RetryStrategy.EXPONENTIAL
+    backoff_factor: int = Field(default=2000, gt=0)
+    exponent: int = Field(default=2, gt=0)
+    max_delay: int | None = Field(default=None, gt=0)
+
+
+class StoreConfig(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    required_keys: list[str] = Field(default_factory=list)
+    default_values: dict[str, str] = Field(default_factory=dict)
+
+
+class RegisteredNodeInfo(BaseModel):
+    """What a runtime told us about one node: its JSON schemas and secret names."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    namespace: str
+    inputs_schema: dict[str, Any] = Field(default_factory=dict)
+    outputs_schema: dict[str, Any] = Field(default_factory=dict)
+    secrets: list[str] = Field(default_factory=list)

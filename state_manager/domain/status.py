@@ -1,0 +1,145 @@
+"""The state status machine, as data.
+
+Statuses are the union of both upstream eras (SEED's ten plus HEAD's PRUNED)::
+
+    (trigger / next / retry / join)
+            │
+            ▼                 requeue_after
+         CREATED ◄──────────────────────────────┐
+            │ enqueue (lease starts)            │
+            ▼                                   │
+         QUEUED ──── prune ──────────────► PRUNED
+            │  ├──── errored (retries left) ─► RETRY_CREATED ──► (new CREATED copy)
+            │  ├──── errored (none left) ────► ERRORED ─┐
+            │  ├──── lease expired, retry ───► RETRY_CREATED
+            │  └──── lease expired, none ────► TIMEDOUT ─┤ manual_retry
+            │ executed                                   ▼
+            ▼                                      RETRY_CREATED
+         EXECUTED ── next_created ──► SUCCESS
+                  └─ next_failed ───► NEXT_CREATED_ERROR ── manual_retry ──► RETRY_CREATED
+
+    CREATED / QUEUED ── cancel ──► CANCELLED (also: a join that can never be satisfied is
+    created directly as CANCELLED, with the reason in `error`).
+
+Every status write in the services is a conditional update whose filter is `sources(event)`,
+so a transition that is not in this table cannot happen, whatever the race.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class StateStatus(StrEnum):
+    CREATED = "CREATED"
+    QUEUED = "QUEUED"
+    EXECUTED = "EXECUTED"
+    NEXT_CREATED = "NEXT_CREATED"  # SEED enum value; never set
+    RETRY_CREATED = "RETRY_CREATED"
+    TIMEDOUT = "TIMEDOUT"
+    ERRORED = "ERRORED"
+    CANCELLED = "CANCELLED"
+    SUCCESS = "SUCCESS"
+    NEXT_CREATED_ERROR = "NEXT_CREATED_ERROR"
+    PRUNED = "PRUNED"
+
+
+class Event(StrEnum):
+    ENQUEUE = "enqueue"
+    EXECUTED = "executed"
+    NEXT_CREATED = "next_created"
+    NEXT_FAILED = "next_failed"
+    ERRORED_RETRY = "errored_retry"
+    ERRORED = "errored"
+    LEASE_EXPIRED_RETRY = "lease_expired_retry"
+    LEASE_EXPIRED = "lease_expired"
+    PRUNE = "prune"
+    REQUEUE_AFTER = "requeue_after"
+    MANUAL_RETRY = "manual_retry"
+    CANCEL = "cancel"
+
+
+S = StateStatus
+FAILED_TERMINAL = frozenset({S.ERRORED, S.NEXT_CREATED_ERROR, S.TIMEDOUT, S.CANCELLED})
+
+TRANSITIONS: dict[Event, tuple[frozenset[StateStatus], StateStatus]] = {
+    Event.ENQUEUE: (frozenset({S.CREATED}), S.QUEUED),
+    Event.EXECUTED: (frozenset({S.QUEUED}), S.EXECUTED),
+    Event.NEXT_CREATED: (frozenset({S.EXECUTED}), S.SUCCESS),
+    Event.NEXT_FAILED: (frozenset({S.EXECUTED}), S.NEXT_CREATED_ERROR),
+    Event.ERRORED_RETRY: (frozenset({S.QUEUED}), S.RETRY_CREATED),
+    Event.ERRORED: (frozenset({S.QUEUED}), S.ERRORED),
+    Event.LEASE_EXPIRED_RETRY: (frozenset({S.QUEUED}), S.RETRY_CREATED),
+    Event.LEASE_EXPIRED: (frozenset({S.QUEUED}), S.TIMEDOUT),
+    Event.PRUNE: (frozenset({S.QUEUED}), S.PRUNED),
+    Event.REQUEUE_AFTER: (frozenset({S.QUEUED, S.CREATED}), S.CREATED),
+    Event.MANUAL_RETRY: (FAILED_TERMINAL, S.RETRY_CREATED),
+    Event.CANCEL: (frozenset({S.CREATED, S.QUEUED}), S.CANCELLED),
+}
+
+# Run-level grouping, as upstream HEAD counts runs (plus our TIMEDOUT and CANCELLED).
+PENDING = frozenset({S.CREATED, S.QUEUED, S.EXECUTED})
+SUCCEEDED = frozenset({S.SUCCESS, S.PRUNED})
+FAILED = frozenset({S.ERRORED, S.NEXT_CREATED_ERROR, S.TIMEDOUT, S.CANCELLED})
+RETRIED = frozenset({S.RETRY_CREATED})
+# Terminal: nothing more will happen to this state by itself.
+TERMINAL = SUCCEEDED | FAILED | RETRIED
+
+
+class InvalidTransitionError(ValueError):
+    def __init__(self, current: StateStatus, event: Event) -> None:
+        super().__init__(f"cannot apply '{event}' to a state in status {current}")
+        self.current = current
+        self.event = event
+
+
+def sources(event: Event) -> frozenset[StateStatus]:
+    """The statuses from which `event` may be applied."""
+    return TRANSITIONS[event][0]
+
+
+def target(event: Event) -> StateStatus:
+    return TRANSITIONS[event][1]
+
+
+def apply(current: StateStatus, event: Event) -> StateStatus:
+    """The status after `event`, or InvalidTransitionError."""
+    allowed, to = TRANSITIONS[event]
+    if current not in allowed:
+        raise InvalidTransitionError(current, event)
+    return to
+
+
+def run_status(statuses: Iterable[StateStatus], effects_pending: bool = False) -> str:
+    """PENDING while anything may still happen, else FAILED if anything failed, else SUCCESS.
+
+    A run with no states at all is FAILED, as upstream.
+    """
+    seen = list(statuses)
+    if effects_pending or any(s in PENDING for s in seen):
+        return "PENDING"
+    if not seen or any(s in FAILED for s in seen):
+        return "FAILED"
+    return "SUCCESS"
+
+
+class JoinVerdict(StrEnum):
+    WAIT = "WAIT"
+    FIRE = "FIRE"
+    FAIL = "FAIL"
+
+
+def join_verdict(strategy: str, statuses: Iterable[StateStatus]) -> JoinVerdict:
+    """Decide a join from the statuses of every state below its `unites` anchor.
+
+    ALL_DONE fires once everything is terminal. ALL_SUCCESS fires once everything succeeded
+    (RETRY_CREATED is superseded by its retry, which is in scope too), and fails as soon as
+    everything is terminal and something failed - so a join never waits forever.
+    """
+    seen = list(statuses)
+    if any(s not in TERMINAL for s in seen):
+        return JoinVerdict.WAIT
+    if strategy == "ALL_SUCCESS" and any(s in FAILED for s in seen):
+        return JoinVerdict.FAIL
+    return JoinVerdict.FIRE

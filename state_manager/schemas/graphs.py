@@ -1,0 +1,157 @@
+"""Wire models of graph templates (both eras: SEED's fields plus HEAD's richer set)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from state_manager.domain.cron import CronError, validate_expression
+from state_manager.domain.models import NodeTemplate, RetryPolicy, StoreConfig, UnitesStrategy
+
+
+class UnitesIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    identifier: str
+    strategy: UnitesStrategy = UnitesStrategy.ALL_SUCCESS
+
+    @field_validator("identifier")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("Unites identifier cannot be empty")
+        return value
+
+
+class NodeTemplateIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    node_name: str
+    namespace: str
+    identifier: str
+    inputs: dict[str, Any]
+    next_nodes: list[str] | None = Field(default=None, validate_default=True)
+    unites: UnitesIn | None = None
+
+    @field_validator("node_name")
+    @classmethod
+    def _node_name(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("Node name cannot be empty")
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("Node namespace cannot be empty")
+        return value
+
+    @field_validator("identifier")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("Node identifier cannot be empty")
+        if value == "store":
+            raise ValueError("Node identifier cannot be reserved word 'store'")
+        return value
+
+    @field_validator("next_nodes")
+    @classmethod
+    def _next_nodes(cls, value: list[str] | None) -> list[str]:
+        cleaned: list[str] = []
+        for entry in value or []:
+            entry = entry.strip()
+            if not entry:
+                raise ValueError("Next node identifier cannot be empty")
+            if entry in cleaned:
+                raise ValueError(f"Next node identifier {entry} is not unique")
+            cleaned.append(entry)
+        return cleaned
+
+    def to_domain(self) -> NodeTemplate:
+        return NodeTemplate.model_validate(self.model_dump())
+
+
+class StoreConfigIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    required_keys: list[str] = Field(default_factory=list)
+    default_values: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("required_keys")
+    @classmethod
+    def _required(cls, value: list[str]) -> list[str]:
+        return _check_keys(value)
+
+    @field_validator("default_values", mode="before")
+    @classmethod
+    def _defaults(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            keys = _check_keys(list(value))
+            return {key: str(item) for key, item in zip(keys, value.values(), strict=True)}
+        return value
+
+
+def _check_keys(keys: list[str]) -> list[str]:
+    cleaned: list[str] = []
+    for key in keys:
+        key = key.strip()
+        if not key:
+            raise ValueError("Store key cannot be empty")
+        if "." in key:
+            raise ValueError(f"Store key '{key}' cannot contain '.'")
+        if key in cleaned:
+            raise ValueError(f"Store key '{key}' is not unique")
+        cleaned.append(key)
+    return cleaned
+
+
+class CronValue(BaseModel):
+    expression: str
+
+    @field_validator("expression")
+    @classmethod
+    def _expression(cls, value: str) -> str:
+        try:
+            return validate_expression(value)
+        except CronError as exc:
+            raise ValueError(str(exc)) from exc
+
+
+class TriggerIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["CRON"]
+    value: CronValue
+
+
+class UpsertGraphRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    secrets: dict[str, str]
+    nodes: list[NodeTemplateIn]
+    retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
+    store_config: StoreConfigIn = Field(default_factory=StoreConfigIn)
+    triggers: list[TriggerIn] = Field(default_factory=list)
+
+
+class GraphResponse(BaseModel):
+    """Upsert (201) and get (200). `secrets` only says which names are set, never values."""
+
+    name: str
+    namespace: str
+    nodes: list[NodeTemplate]
+    secrets: dict[str, bool]
+    retry_policy: RetryPolicy
+    store_config: StoreConfig
+    triggers: list[dict[str, Any]]
+    created_at: str
+    updated_at: str
+    validation_status: str
+    validation_errors: list[str]

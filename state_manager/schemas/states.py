@@ -1,0 +1,125 @@
+"""Wire models of states: triggers, claims, reports and signals (both eras)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class TriggerStateIn(_Body):
+    identifier: str
+    inputs: dict[str, str] = Field(default_factory=dict)
+
+
+class TriggerRequest(_Body):
+    """SEED form `{"states": [...]}` or HEAD form `{"inputs", "store", "start_delay"}`.
+
+    A body with `states` seeds those identifiers (SEED); otherwise the root node starts with
+    the template inputs overridden by `inputs` (HEAD). An empty body is a HEAD trigger.
+    """
+
+    states: list[TriggerStateIn] | None = Field(default=None, min_length=1)
+    inputs: dict[str, str] = Field(default_factory=dict)
+    store: dict[str, str] = Field(default_factory=dict)
+    start_delay: int = Field(default=0, ge=0)
+
+
+class CreateStatesRequest(_Body):
+    run_id: str = Field(min_length=1)
+    states: list[TriggerStateIn] = Field(min_length=1)
+
+
+class EnqueueRequest(_Body):
+    nodes: list[str] = Field(min_length=1)
+    batch_size: int = Field(ge=1, le=1000)
+    wait_ms: int = Field(default=0, ge=0, le=30000)
+
+
+class ExecutedRequest(_Body):
+    outputs: list[dict[str, Any]]
+
+
+class ErroredRequest(_Body):
+    error: str
+
+
+class PruneRequest(_Body):
+    data: dict[str, Any]
+
+
+class ReEnqueueAfterRequest(_Body):
+    enqueue_after: int = Field(gt=0, description="delay in milliseconds")
+
+
+class ManualRetryRequest(_Body):
+    fanout_id: str
+
+    @field_validator("fanout_id")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("fanout_id cannot be empty")
+        return value.strip()
+
+
+def _iso(value: Any) -> str:
+    from state_manager.clock import iso
+
+    return iso(value)
+
+
+def trigger_item(state: Any) -> dict[str, Any]:
+    """A created state, as trigger and states/create answer it."""
+    return {
+        "state_id": str(state.id),
+        "node_name": state.node_name,
+        "identifier": state.identifier,
+        "graph_name": state.graph_name,
+        "run_id": state.run_id,
+        "inputs": state.inputs,
+        "created_at": _iso(state.created_at),
+    }
+
+
+def claimed_item(state: Any) -> dict[str, Any]:
+    """A claimed state, as enqueue answers it (upstream fields plus lease and run)."""
+    return {
+        "state_id": str(state.id),
+        "node_name": state.node_name,
+        "identifier": state.identifier,
+        "inputs": state.inputs,
+        "created_at": _iso(state.created_at),
+        "graph_name": state.graph_name,
+        "run_id": state.run_id,
+        "retry_count": state.retry_count,
+        "lease_expires_at": state.lease_expires_at,
+    }
+
+
+def state_item(state: Any) -> dict[str, Any]:
+    """A state in listings (SEED `GET /states/`) and node details (HEAD)."""
+    return {
+        "id": str(state.id),
+        "node_name": state.node_name,
+        "namespace_name": state.namespace_name,
+        "identifier": state.identifier,
+        "graph_name": state.graph_name,
+        "run_id": state.run_id,
+        "status": state.status.value,
+        "inputs": state.inputs,
+        "outputs": state.outputs,
+        "data": state.data,
+        "error": state.error,
+        "parents": state.parents,
+        "retry_count": state.retry_count,
+        "fanout_id": state.fanout_id,
+        "enqueue_after": state.enqueue_after,
+        "does_unites": state.does_unites,
+        "created_at": _iso(state.created_at),
+        "updated_at": _iso(state.updated_at),
+    }

@@ -1,0 +1,130 @@
+"""Graph templates: upsert with synchronous validation, read, list, re-validate on registration.
+
+Validation runs inside the request (no background task a crash could lose): structural problems
+are a 400 at once; the checks that need registered nodes set `validation_status`. Registering
+nodes re-validates the graphs that use them, so a graph upserted before its runtime started
+becomes VALID when the runtime registers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import structlog
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from state_manager.clock import utcnow
+from state_manager.db.documents import CronSchedule, GraphTemplate, RegisteredNode
+from state_manager.domain.cron import next_fire_after
+from state_manager.domain.graph import GraphShape, GraphStructureError, check_registered, validate_structure
+from state_manager.domain.models import NodeTemplate, RegisteredNodeInfo, StoreConfig
+from state_manager.errors import InvalidGraph, NotFound
+from state_manager.schemas.graphs import UpsertGraphRequest
+from state_manager.services.context import AppContext
+
+log = structlog.get_logger(__name__)
+
+VALID = "VALID"
+INVALID = "INVALID"
+
+
+def graph_shape(graph: GraphTemplate) -> GraphShape:
+    """The analysed shape of a stored graph (it passed these checks when it was stored)."""
+    return _shape(graph.nodes, graph.store_config)
+
+
+def _shape(nodes: list[NodeTemplate], store_config: StoreConfig) -> GraphShape:
+    try:
+        return validate_structure(nodes, store_config)
+    except GraphStructureError as exc:
+        raise InvalidGraph(exc.errors) from exc
+
+
+async def _registered_check(
+    graph_nodes: list[NodeTemplate], shape: GraphShape, secrets: set[str]
+) -> list[str]:
+    pairs = {(node.node_name, node.namespace) for node in graph_nodes}
+    found = RegisteredNode.find({"$or": [{"name": n, "namespace": ns} for n, ns in pairs]})
+    registered = {
+        (doc.name, doc.namespace): RegisteredNodeInfo.model_validate(doc.model_dump()) async for doc in found
+    }
+    return check_registered(graph_nodes, shape, registered, secrets)
+
+
+async def upsert_graph(ctx: AppContext, namespace: str, name: str, body: UpsertGraphRequest) -> GraphTemplate:
+    nodes = [node.to_domain() for node in body.nodes]
+    store_config = StoreConfig.model_validate(body.store_config.model_dump())
+    shape = _shape(nodes, store_config)
+    errors = await _registered_check(nodes, shape, set(body.secrets))
+    now = utcnow()
+    fields: dict[str, Any] = {
+        "nodes": [node.model_dump(mode="json") for node in nodes],
+        "secrets": {key: ctx.cipher.encrypt(value) for key, value in body.secrets.items()},
+        "retry_policy": body.retry_policy.model_dump(mode="json"),
+        "store_config": store_config.model_dump(mode="json"),
+        "triggers": [trigger.model_dump(mode="json") for trigger in body.triggers],
+        "validation_status": INVALID if errors else VALID,
+        "validation_errors": errors,
+        "updated_at": now,
+    }
+    doc = await GraphTemplate.get_motor_collection().find_one_and_update(
+        {"name": name, "namespace": namespace},
+        {"$set": fields, "$inc": {"version": 1}, "$setOnInsert": {"created_at": now}},
+        upsert=True,
+        return_document=ReturnDocument.AFTER,
+    )
+    graph: GraphTemplate = GraphTemplate.model_validate(doc)
+    await sync_schedules(graph)
+    log.info("graph_upserted", namespace=namespace, graph=name, status=graph.validation_status)
+    return graph
+
+
+async def get_graph(namespace: str, name: str) -> GraphTemplate:
+    graph = await find_graph(namespace, name)
+    if graph is None:
+        raise NotFound(f"Graph template {name} not found in namespace {namespace}")
+    return graph
+
+
+async def find_graph(namespace: str, name: str) -> GraphTemplate | None:
+    return await GraphTemplate.find_one({"name": name, "namespace": namespace})
+
+
+async def list_graphs(namespace: str) -> list[GraphTemplate]:
+    return await GraphTemplate.find({"namespace": namespace}).sort("name").to_list()
+
+
+async def revalidate_graphs_using(namespace: str, node_names: list[str]) -> None:
+    """Re-run the registered-node checks of every graph that uses one of these nodes."""
+    query = {"nodes": {"$elemMatch": {"namespace": namespace, "node_name": {"$in": node_names}}}}
+    async for graph in GraphTemplate.find(query):
+        errors = await _registered_check(graph.nodes, graph_shape(graph), set(graph.secrets))
+        status = INVALID if errors else VALID
+        if status == graph.validation_status and errors == graph.validation_errors:
+            continue
+        # Conditional on the version: a concurrent upsert's own (newer) verdict wins.
+        await GraphTemplate.get_motor_collection().update_one(
+            {"_id": graph.id, "version": graph.version},
+            {"$set": {"validation_status": status, "validation_errors": errors, "updated_at": utcnow()}},
+        )
+        log.info("graph_revalidated", namespace=graph.namespace, graph=graph.name, status=status)
+
+
+async def sync_schedules(graph: GraphTemplate) -> None:
+    """Make the graph's cron schedules match its triggers; kept schedules keep their next time."""
+    expressions = sorted({trigger["value"]["expression"] for trigger in graph.triggers})
+    await CronSchedule.get_motor_collection().delete_many(
+        {"namespace": graph.namespace, "graph_name": graph.name, "expression": {"$nin": expressions}}
+    )
+    for expression in expressions:
+        first = next_fire_after(expression, utcnow())
+        schedule = CronSchedule(
+            namespace=graph.namespace,
+            graph_name=graph.name,
+            expression=expression,
+            next_fire_ms=int(first.timestamp() * 1000),
+        )
+        with contextlib.suppress(DuplicateKeyError):
+            await schedule.insert()

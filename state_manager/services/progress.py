@@ -1,0 +1,276 @@
+"""Effects of a status write: fan-out clones, children, retry copies, joins.
+
+A status write records what must follow it in `pending_effect` ("spawn", then "joins"); `settle`
+carries it out. Every state it creates has a deterministic `spawn_key` under a unique index, so
+`settle` can run twice (a repeated report, the recovery loop after a crash, two replicas) and
+still create each state once. Requests call it before answering; the recovery loop calls it for
+anything a crash interrupted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import uuid4
+
+import structlog
+from bson import ObjectId
+
+from state_manager.clock import now_ms
+from state_manager.db import queries
+from state_manager.db.documents import GraphTemplate, Run, State
+from state_manager.domain.models import NodeTemplate, RetryPolicy
+from state_manager.domain.planning import PlanningError, referenced_identifiers, resolve_inputs
+from state_manager.domain.retry import retry_delay_ms
+from state_manager.domain.status import Event, JoinVerdict, StateStatus, join_verdict
+from state_manager.services.context import AppContext
+from state_manager.services.graphs import find_graph, graph_shape
+
+log = structlog.get_logger(__name__)
+
+SPAWN = "spawn"
+JOINS = "joins"
+
+
+async def settle(ctx: AppContext, state: State) -> None:
+    """Complete whatever the last status write of `state` left to do (idempotent)."""
+    graph = await find_graph(state.graph_namespace, state.graph_name)
+    current: State | None = state
+    if state.pending_effect == SPAWN:
+        current = await _spawn(ctx, state, graph)
+    if current is not None and current.pending_effect == JOINS:
+        await evaluate_joins(ctx, current, graph)
+        await queries.set_fields(_id(current), {"pending_effect": None}, {"pending_effect": JOINS})
+
+
+def _id(state: State) -> ObjectId:
+    assert state.id is not None
+    return ObjectId(str(state.id))
+
+
+async def _spawn(ctx: AppContext, state: State, graph: GraphTemplate | None) -> State | None:
+    if state.status == StateStatus.EXECUTED:
+        return await _advance_executed(ctx, state, graph)
+    if state.status == StateStatus.RETRY_CREATED:
+        await _insert_retry(ctx, state, graph)
+        await queries.set_fields(_id(state), {"pending_effect": None}, {"pending_effect": SPAWN})
+        return None
+    await queries.set_fields(_id(state), {"pending_effect": JOINS}, {"pending_effect": SPAWN})
+    updated: State = state.model_copy(update={"pending_effect": JOINS})
+    return updated
+
+
+async def _advance_executed(ctx: AppContext, state: State, graph: GraphTemplate | None) -> State | None:
+    # Clones first: while this state is still EXECUTED, a join above it keeps waiting, so it
+    # can never fire before every branch of the fan-out exists.
+    clone_keys = await _insert_fanout_clones(state)
+    try:
+        children = await _plan_children(state, graph)
+    except PlanningError as exc:
+        fields = {"error": str(exc), "pending_effect": JOINS}
+        updated = await queries.transition(_id(state), Event.NEXT_FAILED, fields)
+        log.info("next_states_failed", state_id=str(state.id), error=str(exc))
+    else:
+        for child in children:
+            await queries.insert_once(child)
+        for namespace in {child.namespace_name for child in children}:
+            ctx.work.notify(namespace)
+        updated = await queries.transition(_id(state), Event.NEXT_CREATED, {"pending_effect": JOINS})
+    for key in clone_keys:
+        clone = await State.find_one({"spawn_key": key})
+        if clone is not None and clone.pending_effect is not None:
+            await settle(ctx, clone)
+    return updated
+
+
+async def _insert_fanout_clones(state: State) -> list[str]:
+    extra = (state.reported_outputs or [])[1:]
+    keys = [f"{state.id}:fanout:{index}" for index in range(1, len(extra) + 1)]
+    for key, outputs in zip(keys, extra, strict=True):
+        clone = state.model_copy(
+            update={
+                "id": None,
+                "revision_id": None,
+                "outputs": outputs,
+                "reported_outputs": None,
+                "spawn_key": key,
+                "fanout_id": str(uuid4()),
+                "retry_count": 0,
+                "pending_effect": SPAWN,
+            }
+        )
+        await queries.insert_once(clone)
+    return keys
+
+
+async def _plan_children(state: State, graph: GraphTemplate | None) -> list[State]:
+    if graph is None:
+        raise PlanningError(f"Graph template {state.graph_name} no longer exists")
+    shape = graph_shape(graph)
+    node = shape.by_id.get(state.identifier)
+    if node is None:
+        raise PlanningError(f"Node {state.identifier} is no longer in graph {state.graph_name}")
+    # Join nodes are created by the join evaluator, never by one of their predecessors.
+    templates = [shape.by_id[n] for n in node.next_nodes or [] if shape.by_id[n].unites is None]
+    if not templates:
+        return []
+    run = await Run.find_one({"run_id": state.run_id})
+    parents = {**state.parents, state.identifier: str(state.id)}
+    children = []
+    for template in templates:
+        outputs = await branch_outputs(state, referenced_identifiers(template.inputs))
+        inputs = resolve_inputs(
+            template.identifier,
+            template.inputs,
+            outputs,
+            run.store if run else {},
+            graph.store_config.default_values,
+        )
+        children.append(
+            _new_state(state, template, inputs, parents, f"{state.id}:next:{template.identifier}")
+        )
+    return children
+
+
+def _new_state(
+    origin: State, template: NodeTemplate, inputs: dict[str, str], parents: dict[str, str], key: str
+) -> State:
+    return State(
+        node_name=template.node_name,
+        namespace_name=template.namespace,
+        identifier=template.identifier,
+        graph_name=origin.graph_name,
+        graph_namespace=origin.graph_namespace,
+        run_id=origin.run_id,
+        inputs=inputs,
+        parents=parents,
+        spawn_key=key,
+        enqueue_after=now_ms(),
+        fanout_id=str(uuid4()),
+    )
+
+
+async def branch_outputs(current: State, needed: set[str]) -> dict[str, dict[str, Any]]:
+    """Outputs by identifier of `current` and of the ancestors in `needed` on its branch."""
+    outputs: dict[str, dict[str, Any]] = {current.identifier: current.outputs}
+    ids = [ObjectId(current.parents[name]) for name in needed if name in current.parents]
+    if ids:
+        for ancestor in await queries.find_states({"_id": {"$in": ids}}):
+            outputs[ancestor.identifier] = ancestor.outputs
+    return outputs
+
+
+def manual_retry_key(state: State, fanout_id: str) -> str:
+    return f"{state.id}:manual:{fanout_id}"
+
+
+async def _insert_retry(ctx: AppContext, state: State, graph: GraphTemplate | None) -> None:
+    manual = state.manual_retry_request
+    if manual is not None:
+        # An operator's retry: runs now and keeps the automatic retry budget where it was.
+        fanout, count = manual, state.retry_count
+        key, delay = manual_retry_key(state, manual), 0
+    else:
+        policy = graph.retry_policy if graph else RetryPolicy()
+        fanout = state.fanout_id
+        count = state.retry_count + 1
+        key, delay = f"{state.id}:retry", retry_delay_ms(policy, count)
+    retry = state.model_copy(
+        update={
+            "id": None,
+            "revision_id": None,
+            "status": StateStatus.CREATED,
+            "outputs": {},
+            "reported_outputs": None,
+            "data": {},
+            "error": None,
+            "spawn_key": key,
+            "retry_count": count,
+            "fanout_id": fanout,
+            "manual_retry_fanout_id": manual or "",
+            "manual_retry_request": None,
+            "enqueue_after": now_ms() + delay,
+            "lease_expires_at": None,
+            "lease_lost": False,
+            "pending_effect": None,
+        }
+    )
+    if await queries.insert_once(retry):
+        ctx.work.notify(retry.namespace_name)
+        log.info("retry_created", state_id=str(state.id), retry_count=count, delay_ms=delay)
+
+
+async def evaluate_joins(ctx: AppContext, state: State, graph: GraphTemplate | None) -> None:
+    """Re-evaluate every join whose `unites` anchor is this state or one of its ancestors."""
+    if graph is None:
+        return
+    shape = graph_shape(graph)
+    anchors = list(state.parents.items())
+    if state.status == StateStatus.SUCCESS:
+        anchors.append((state.identifier, str(state.id)))
+    for anchor_identifier, anchor_id in anchors:
+        for join_identifier in shape.joins_on.get(anchor_identifier, []):
+            await _evaluate_join(ctx, graph, shape.by_id[join_identifier], anchor_identifier, anchor_id)
+
+
+async def _evaluate_join(
+    ctx: AppContext, graph: GraphTemplate, join: NodeTemplate, anchor_identifier: str, anchor_id: str
+) -> None:
+    key = f"{anchor_id}:join:{join.identifier}"
+    if await State.find_one({"spawn_key": key}) is not None:
+        return
+    anchor = await queries.find_state(ObjectId(anchor_id))
+    if anchor is None or anchor.status != StateStatus.SUCCESS:
+        return
+    scope = await queries.statuses(
+        {
+            "run_id": anchor.run_id,
+            f"parents.{anchor_identifier}": anchor_id,
+            "identifier": {"$ne": join.identifier},
+            f"parents.{join.identifier}": {"$exists": False},
+        }
+    )
+    # A state whose children or retry are not written yet is not settled, whatever its status.
+    settled = [StateStatus.CREATED if doc.get("pending_effect") == SPAWN else doc["status"] for doc in scope]
+    assert join.unites is not None
+    verdict = join_verdict(join.unites.strategy, settled)
+    if verdict == JoinVerdict.WAIT:
+        return
+    error = None
+    if verdict == JoinVerdict.FAIL:
+        failed = sorted({doc["identifier"] for doc in scope if doc["status"] in _FAILED_NAMES})
+        error = (
+            f"Join {join.identifier} (unites {anchor_identifier}, {join.unites.strategy}) cannot run: "
+            f"states below {anchor_identifier} failed: {', '.join(failed)}"
+        )
+    await _create_join(ctx, graph, join, anchor, key, error)
+
+
+_FAILED_NAMES = {"ERRORED", "NEXT_CREATED_ERROR", "TIMEDOUT", "CANCELLED"}
+
+
+async def _create_join(
+    ctx: AppContext, graph: GraphTemplate, join: NodeTemplate, anchor: State, key: str, error: str | None
+) -> None:
+    run = await Run.find_one({"run_id": anchor.run_id})
+    outputs = await branch_outputs(anchor, referenced_identifiers(join.inputs))
+    inputs: dict[str, str] = {}
+    try:
+        inputs = resolve_inputs(
+            join.identifier, join.inputs, outputs, run.store if run else {}, graph.store_config.default_values
+        )
+    except PlanningError as exc:
+        error = error or str(exc)
+    parents = {**anchor.parents, anchor.identifier: str(anchor.id)}
+    state = _new_state(anchor, join, inputs, parents, key)
+    state.does_unites = True
+    if error is not None:
+        state.status = StateStatus.CANCELLED
+        state.error = error
+        state.pending_effect = JOINS
+    if not await queries.insert_once(state):
+        return
+    log.info("join_created", join=join.identifier, run_id=anchor.run_id, status=state.status.value)
+    if error is None:
+        ctx.work.notify(state.namespace_name)
+    else:
+        await settle(ctx, state)

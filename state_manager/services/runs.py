@@ -1,0 +1,219 @@
+"""Runs: triggering a graph (both eras), creating states in a run, and reading runs back."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter, defaultdict
+from typing import Any
+from uuid import uuid4
+
+import structlog
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo.errors import DuplicateKeyError
+
+from state_manager.clock import now_ms
+from state_manager.db import queries
+from state_manager.db.documents import GraphTemplate, Run, State
+from state_manager.domain.graph import GraphShape
+from state_manager.domain.placeholders import OutputRef, find_refs
+from state_manager.domain.planning import PlanningError, missing_store_keys, root_inputs
+from state_manager.domain.status import StateStatus, run_status
+from state_manager.errors import BadRequest, Conflict, NotFound
+from state_manager.schemas.states import CreateStatesRequest, TriggerRequest, TriggerStateIn
+from state_manager.services.context import AppContext
+from state_manager.services.graphs import VALID, find_graph, graph_shape
+
+log = structlog.get_logger(__name__)
+
+
+async def _valid_graph(namespace: str, graph_name: str) -> GraphTemplate:
+    graph = await find_graph(namespace, graph_name)
+    if graph is None:
+        raise NotFound(f"Graph template not found for namespace {namespace} and graph {graph_name}")
+    if graph.validation_status != VALID:
+        raise BadRequest(
+            f"Graph template is not valid ({graph.validation_status}): "
+            + ("; ".join(graph.validation_errors) or "validation has not finished")
+        )
+    return graph
+
+
+def _seed(shape: GraphShape, identifier: str, inputs: dict[str, str], enqueue_after: int) -> dict[str, Any]:
+    node = shape.by_id.get(identifier)
+    if node is None:
+        raise NotFound(f"Node template not found: {identifier} is not a node of this graph")
+    return {
+        "identifier": identifier,
+        "node_name": node.node_name,
+        "namespace_name": node.namespace,
+        "inputs": inputs,
+        "enqueue_after": enqueue_after,
+    }
+
+
+def _seeds_from_states(shape: GraphShape, states: list[TriggerStateIn], when: int) -> list[dict[str, Any]]:
+    return [_seed(shape, item.identifier, item.inputs, when) for item in states]
+
+
+def _root_seed(graph: GraphTemplate, shape: GraphShape, body: TriggerRequest, when: int) -> dict[str, Any]:
+    root = shape.by_id[shape.root]
+    for value in root.inputs.values():
+        for ref in find_refs(value):
+            if isinstance(ref, OutputRef):
+                raise BadRequest(
+                    "Invalid input: Root node can have only store identifier as dependent "
+                    f"but got {ref.identifier}"
+                )
+    defaults = graph.store_config.default_values
+    try:
+        inputs = root_inputs(shape.root, root.inputs, body.inputs, body.store, defaults)
+    except PlanningError as exc:
+        raise BadRequest(f"Invalid input: {exc}") from exc
+    missing = missing_store_keys(graph.store_config.required_keys, body.store)
+    if missing:
+        raise BadRequest(f"Missing store keys: {missing}")
+    return _seed(shape, shape.root, inputs, when)
+
+
+async def trigger_graph(
+    ctx: AppContext, namespace: str, graph_name: str, body: TriggerRequest, run_id: str | None = None
+) -> tuple[Run, list[State]]:
+    """Start a run: SEED form seeds the given identifiers, HEAD form starts the root."""
+    graph = await _valid_graph(namespace, graph_name)
+    shape = graph_shape(graph)
+    when = now_ms() + body.start_delay
+    if body.states is not None:
+        seeds = _seeds_from_states(shape, body.states, when)
+    else:
+        seeds = [_root_seed(graph, shape, body, when)]
+    run = Run(
+        run_id=run_id or str(uuid4()),
+        namespace_name=namespace,
+        graph_name=graph_name,
+        store=body.store,
+        seeds=seeds,
+        created_ms=now_ms(),
+    )
+    try:
+        await run.insert()
+    except DuplicateKeyError as exc:
+        raise Conflict(f"Run {run.run_id} already exists") from exc
+    states = await seed_run(ctx, run)
+    log.info("run_triggered", namespace=namespace, graph=graph_name, run_id=run.run_id, states=len(states))
+    return run, states
+
+
+async def seed_run(ctx: AppContext, run: Run) -> list[State]:
+    """Create the run's root states (idempotent: the recovery loop may repeat it)."""
+    keys = [f"{run.run_id}:seed:{index}" for index in range(len(run.seeds))]
+    for key, seed in zip(keys, run.seeds, strict=True):
+        await queries.insert_once(_seed_state(run, seed, key))
+    await Run.get_motor_collection().update_one({"run_id": run.run_id}, {"$set": {"seeded": True}})
+    for namespace in {seed["namespace_name"] for seed in run.seeds}:
+        ctx.work.notify(namespace)
+    by_key = {s.spawn_key: s for s in await queries.find_states({"spawn_key": {"$in": keys}})}
+    return [by_key[key] for key in keys if key in by_key]
+
+
+def _seed_state(run: Run, seed: dict[str, Any], key: str) -> State:
+    return State(
+        node_name=seed["node_name"],
+        namespace_name=seed["namespace_name"],
+        identifier=seed["identifier"],
+        graph_name=run.graph_name,
+        graph_namespace=run.namespace_name,
+        run_id=run.run_id,
+        inputs=seed["inputs"],
+        spawn_key=key,
+        enqueue_after=seed["enqueue_after"],
+        fanout_id=str(uuid4()),
+    )
+
+
+async def create_states(
+    ctx: AppContext, namespace: str, graph_name: str, body: CreateStatesRequest
+) -> list[State]:
+    """SEED `states/create`: add states to a caller-chosen run (created on first use)."""
+    graph = await _valid_graph(namespace, graph_name)
+    seeds = _seeds_from_states(graph_shape(graph), body.states, now_ms())
+    existing = await Run.find_one({"run_id": body.run_id})
+    if existing is not None and (existing.namespace_name, existing.graph_name) != (namespace, graph_name):
+        raise Conflict(
+            f"Run {body.run_id} belongs to graph {existing.graph_name} in {existing.namespace_name}"
+        )
+    run = existing or Run(
+        run_id=body.run_id, namespace_name=namespace, graph_name=graph_name, seeded=True, created_ms=now_ms()
+    )
+    if existing is None:
+        with contextlib.suppress(DuplicateKeyError):
+            await run.insert()
+    batch = uuid4().hex
+    states = [_seed_state(run, seed, f"{run.run_id}:create:{batch}:{i}") for i, seed in enumerate(seeds)]
+    for state in states:
+        await queries.insert_once(state)
+        ctx.work.notify(state.namespace_name)
+    return states
+
+
+def count_states(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    counts = Counter(doc["status"] for doc in docs)
+    pending = any(doc.get("pending_effect") for doc in docs)
+    return {
+        "success_count": counts["SUCCESS"] + counts["PRUNED"],
+        "pending_count": counts["CREATED"] + counts["QUEUED"] + counts["EXECUTED"],
+        "errored_count": counts["ERRORED"]
+        + counts["NEXT_CREATED_ERROR"]
+        + counts["TIMEDOUT"]
+        + counts["CANCELLED"],
+        "retried_count": counts["RETRY_CREATED"],
+        "total_count": len(docs),
+        "status": run_status([StateStatus(doc["status"]) for doc in docs], effects_pending=pending),
+    }
+
+
+async def list_runs(namespace: str, page: int, size: int) -> tuple[int, list[dict[str, Any]]]:
+    query = Run.find({"namespace_name": namespace})
+    total = await query.count()
+    runs = (
+        await Run.find({"namespace_name": namespace})
+        .sort("-created_at")
+        .skip((page - 1) * size)
+        .limit(size)
+        .to_list()
+    )
+    docs = await queries.statuses({"run_id": {"$in": [run.run_id for run in runs]}})
+    by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for doc in docs:
+        by_run[doc["run_id"]].append(doc)
+    items = [
+        {
+            "run_id": run.run_id,
+            "graph_name": run.graph_name,
+            **count_states(by_run[run.run_id]),
+            "created_at": run.created_at,
+        }
+        for run in runs
+    ]
+    return total, items
+
+
+async def run_states(namespace: str, run_id: str) -> list[State]:
+    return await queries.find_states({"run_id": run_id, "graph_namespace": namespace}, sort=[("_id", 1)])
+
+
+async def namespace_states(namespace: str) -> list[State]:
+    return await queries.find_states({"graph_namespace": namespace}, sort=[("_id", 1)])
+
+
+async def node_details(namespace: str, graph_name: str, run_id: str, node_id: str) -> State:
+    try:
+        oid = ObjectId(node_id)
+    except (InvalidId, TypeError) as exc:
+        raise BadRequest(f"Invalid node ID format: {node_id}") from exc
+    found = await queries.find_states(
+        {"_id": oid, "run_id": run_id, "graph_name": graph_name, "graph_namespace": namespace}
+    )
+    if not found:
+        raise NotFound(f"Node {node_id} not found in run {run_id} for graph {graph_name}")
+    return found[0]

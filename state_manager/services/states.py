@@ -1,0 +1,209 @@
+"""State use cases: claim work, report results and signals, read secrets.
+
+Each write is one conditional update (`queries.transition`); when it matches nothing, the
+state is re-read only to choose the right answer (404, 409 for a fenced worker, an idempotent
+repeat, or 400 for a wrong status).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from bson import ObjectId
+from bson.errors import InvalidId
+
+from state_manager.clock import now_ms
+from state_manager.db import queries
+from state_manager.db.documents import State
+from state_manager.domain.models import RetryPolicy
+from state_manager.domain.retry import retries_left
+from state_manager.domain.status import Event, StateStatus
+from state_manager.errors import Conflict, InvalidTransition, NotFound, Unprocessable
+from state_manager.services.context import AppContext
+from state_manager.services.graphs import find_graph
+from state_manager.services.progress import JOINS, SPAWN, manual_retry_key, settle
+
+log = structlog.get_logger(__name__)
+
+NOT_FOUND = "State not found"
+
+
+def parse_state_id(raw: str) -> ObjectId:
+    try:
+        return ObjectId(raw)
+    except (InvalidId, TypeError) as exc:
+        raise Unprocessable(f"Invalid state id '{raw}': expected a 24-character hex id") from exc
+
+
+async def load_state(namespace: str, state_id: ObjectId) -> State:
+    state = await queries.find_state(state_id)
+    if state is None or state.namespace_name != namespace:
+        raise NotFound(NOT_FOUND)
+    return state
+
+
+def _fenced(state: State) -> Conflict:
+    return Conflict(
+        f"State {state.id} is no longer held by this worker: its lease expired and the work "
+        "was re-delivered; this report changes nothing"
+    )
+
+
+async def enqueue(
+    ctx: AppContext, namespace: str, nodes: list[str], batch_size: int, wait_ms: int
+) -> list[State]:
+    """Claim up to `batch_size` due states, waiting up to `wait_ms` for the first one."""
+    deadline = now_ms() + wait_ms
+    while True:
+        claimed: list[State] = []
+        while len(claimed) < batch_size:
+            state = await queries.claim_one(namespace, nodes, ctx.lease_ms)
+            if state is None:
+                break
+            claimed.append(state)
+        remaining = deadline - now_ms()
+        if claimed or remaining <= 0:
+            return claimed
+        await ctx.work.wait(namespace, min(remaining / 1000, ctx.settings.long_poll_tick_seconds))
+
+
+async def mark_executed(
+    ctx: AppContext, namespace: str, state_id: ObjectId, outputs: list[dict[str, Any]]
+) -> None:
+    fields = {
+        "outputs": outputs[0] if outputs else {},
+        "reported_outputs": outputs,
+        "lease_expires_at": None,
+        "pending_effect": SPAWN,
+    }
+    updated = await queries.transition(state_id, Event.EXECUTED, fields, namespace=namespace)
+    if updated is None:
+        state = await load_state(namespace, state_id)
+        if state.lease_lost:
+            raise _fenced(state)
+        if state.reported_outputs == outputs:
+            return  # the same report again (a network retry): same answer, nothing new
+        raise InvalidTransition("State is not queued")
+    await settle(ctx, updated)
+
+
+async def mark_errored(ctx: AppContext, namespace: str, state_id: ObjectId, error: str) -> bool:
+    """Record a failure; returns whether a retry was created under the graph's retry policy."""
+    state = await load_state(namespace, state_id)
+    graph = await find_graph(state.graph_namespace, state.graph_name)
+    retry = retries_left(graph.retry_policy if graph else RetryPolicy(), state.retry_count)
+    event = Event.ERRORED_RETRY if retry else Event.ERRORED
+    fields = {"error": error, "lease_expires_at": None, "pending_effect": SPAWN if retry else JOINS}
+    updated = await queries.transition(state_id, event, fields, namespace=namespace)
+    if updated is None:
+        state = await load_state(namespace, state_id)
+        if state.lease_lost:
+            raise _fenced(state)
+        if state.error == error and state.status in (StateStatus.ERRORED, StateStatus.RETRY_CREATED):
+            return state.status == StateStatus.RETRY_CREATED
+        if state.status in (StateStatus.EXECUTED, StateStatus.SUCCESS, StateStatus.NEXT_CREATED_ERROR):
+            raise InvalidTransition("State is already executed")
+        raise InvalidTransition("State is not queued or executed")
+    await settle(ctx, updated)
+    return retry
+
+
+async def prune(ctx: AppContext, namespace: str, state_id: ObjectId, data: dict[str, Any]) -> State:
+    fields = {"data": data, "lease_expires_at": None, "pending_effect": JOINS}
+    updated = await queries.transition(state_id, Event.PRUNE, fields, namespace=namespace)
+    if updated is None:
+        state = await load_state(namespace, state_id)
+        if state.lease_lost:
+            raise _fenced(state)
+        if state.status == StateStatus.PRUNED and state.data == data:
+            return state
+        raise InvalidTransition("State is not queued")
+    await settle(ctx, updated)
+    return updated
+
+
+async def requeue_after(ctx: AppContext, namespace: str, state_id: ObjectId, delay_ms: int) -> State:
+    fields = {"enqueue_after": now_ms() + delay_ms, "lease_expires_at": None}
+    updated = await queries.transition(state_id, Event.REQUEUE_AFTER, fields, namespace=namespace)
+    if updated is None:
+        state = await load_state(namespace, state_id)
+        if state.lease_lost:
+            raise _fenced(state)
+        raise InvalidTransition(f"State is {state.status}: only a QUEUED or CREATED state can be re-enqueued")
+    _wake_when_due(ctx, namespace, delay_ms)
+    return updated
+
+
+def _wake_when_due(ctx: AppContext, namespace: str, delay_ms: int) -> None:
+    asyncio.get_running_loop().call_later(delay_ms / 1000, ctx.work.notify, namespace)
+
+
+async def manual_retry(ctx: AppContext, namespace: str, state_id: ObjectId, fanout_id: str) -> State:
+    """An operator's retry of a failed state; the same fanout_id twice is a 409."""
+    fields = {"manual_retry_request": fanout_id, "pending_effect": SPAWN}
+    updated = await queries.transition(state_id, Event.MANUAL_RETRY, fields, namespace=namespace)
+    if updated is None:
+        state = await load_state(namespace, state_id)
+        if await State.find_one({"spawn_key": manual_retry_key(state, fanout_id)}) is not None:
+            raise Conflict("Duplicate retry state detected")
+        raise InvalidTransition(
+            f"State is {state.status}: only ERRORED, NEXT_CREATED_ERROR, TIMEDOUT or CANCELLED "
+            "states can be retried manually"
+        )
+    await settle(ctx, updated)
+    retry = await State.find_one({"spawn_key": manual_retry_key(updated, fanout_id)})
+    assert retry is not None
+    return retry
+
+
+async def heartbeat(ctx: AppContext, namespace: str, state_id: ObjectId) -> int:
+    """Extend the lease of a state the caller still holds; returns the new expiry (epoch ms)."""
+    expires = now_ms() + ctx.lease_ms
+    held = await queries.set_fields(
+        state_id,
+        {"lease_expires_at": expires},
+        {"namespace_name": namespace, "status": StateStatus.QUEUED.value},
+    )
+    if not held:
+        state = await load_state(namespace, state_id)
+        if state.lease_lost:
+            raise _fenced(state)
+        raise Conflict(f"State is {state.status}, not QUEUED: there is no lease to extend")
+    return expires
+
+
+async def get_secrets(ctx: AppContext, namespace: str, state_id: ObjectId) -> dict[str, str]:
+    """Plaintext secrets of the state's graph, only for a state that is currently claimed."""
+    state = await load_state(namespace, state_id)
+    if state.status != StateStatus.QUEUED:
+        raise Conflict(
+            f"State is {state.status}: secrets are only given to the worker holding a QUEUED state"
+        )
+    graph = await find_graph(state.graph_namespace, state.graph_name)
+    if graph is None:
+        raise NotFound(f"Graph template {state.graph_name} not found in namespace {state.graph_namespace}")
+    return {name: ctx.cipher.decrypt(token) for name, token in graph.secrets.items()}
+
+
+async def expire_lease(ctx: AppContext, state: State) -> None:
+    """The worker holding `state` went silent: re-deliver the work as a new attempt, or fail it."""
+    graph = await find_graph(state.graph_namespace, state.graph_name)
+    retry = retries_left(graph.retry_policy if graph else RetryPolicy(), state.retry_count)
+    seconds = ctx.settings.state_lease_seconds
+    fields = {
+        "error": f"Lease expired: no report from the worker within {seconds:g}s"
+        + ("; the work was re-delivered" if retry else "; no retries left"),
+        "lease_expires_at": None,
+        "lease_lost": True,
+        "pending_effect": SPAWN if retry else JOINS,
+    }
+    event = Event.LEASE_EXPIRED_RETRY if retry else Event.LEASE_EXPIRED
+    assert state.id is not None
+    updated = await queries.transition(
+        ObjectId(str(state.id)), event, fields, extra_filter={"lease_expires_at": {"$lt": now_ms()}}
+    )
+    if updated is not None:
+        log.warning("lease_expired", state_id=str(state.id), node=state.node_name, retry=retry)
+        await settle(ctx, updated)
