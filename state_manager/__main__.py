@@ -38,7 +38,15 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings()  # type: ignore[call-arg,unused-ignore]  # from the environment
     configure_logging(settings.log_level)
     app = create_app(settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), access_log=False)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        # Long-polling claims may be open: don't wait for them on shutdown, they are re-polled.
+        timeout_graceful_shutdown=3,
+    )
 
 
 if __name__ == "__main__":
