@@ -1,0 +1,78 @@
+"""Python SDK for Exosphere: write nodes, serve them with a `Runtime`, define and trigger graphs.
+
+```python
+from pydantic import BaseModel
+from exospherehost import BaseNode, Runtime
+
+class Greet(BaseNode):
+    class Inputs(BaseModel):
+        name: str
+
+    class Outputs(BaseModel):
+        message: str
+
+    async def execute(self):
+        return self.Outputs(message=f"hello {self.inputs.name}")
+
+Runtime(namespace="demo", name="worker", nodes=[Greet]).start()
+```
+
+The runtime reads `EXOSPHERE_STATE_MANAGER_URI` and `EXOSPHERE_API_KEY` unless they are passed
+in. The SDK logs to `logging.getLogger("exospherehost...")` and never configures logging itself.
+"""
+
+from ._version import __version__
+from .errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    ExosphereError,
+    GraphValidationError,
+    NotFoundError,
+    ServerError,
+    StateManagerError,
+    TransportError,
+)
+from .models import (
+    CronTrigger,
+    GraphNodeModel,
+    RetryPolicyModel,
+    RetryStrategyEnum,
+    StoreConfigModel,
+    UnitesModel,
+    UnitesStrategyEnum,
+)
+from .node import BaseNode
+from .runtime import Runtime
+from .signals import PruneSignal, ReQueueAfterSignal
+from .state_manager import StateManager, TriggerState
+
+VERSION = __version__
+"""Alias of `__version__`, as exported by the upstream SDK."""
+
+__all__ = [
+    "VERSION",
+    "AuthenticationError",
+    "BadRequestError",
+    "BaseNode",
+    "ConflictError",
+    "CronTrigger",
+    "ExosphereError",
+    "GraphNodeModel",
+    "GraphValidationError",
+    "NotFoundError",
+    "PruneSignal",
+    "ReQueueAfterSignal",
+    "RetryPolicyModel",
+    "RetryStrategyEnum",
+    "Runtime",
+    "ServerError",
+    "StateManager",
+    "StateManagerError",
+    "StoreConfigModel",
+    "TransportError",
+    "TriggerState",
+    "UnitesModel",
+    "UnitesStrategyEnum",
+    "__version__",
+]

@@ -1,0 +1,126 @@
+"""Running one state through a node, without any I/O of its own.
+
+`execute_state` turns everything that can happen to a state (bad inputs, missing secrets, a
+signal, an exception, odd return values) into one `Outcome`; the runtime then reports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import ExosphereError
+from .node import BaseNode, needs_secrets
+from .signals import PruneSignal, ReQueueAfterSignal
+
+__all__ = [
+    "Errored",
+    "Executed",
+    "Outcome",
+    "Pruned",
+    "Requeued",
+    "describe_exception",
+    "execute_state",
+    "normalise_outputs",
+]
+
+
+@dataclass(frozen=True)
+class Executed:
+    """The node returned; `outputs` are the dumped `Outputs` models (possibly none)."""
+
+    outputs: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Errored:
+    """The state failed; `error` is the message reported to the server.
+
+    `exception` is what the node raised, if it raised, kept for the runtime's log.
+    """
+
+    error: str
+    exception: BaseException | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """The node raised `PruneSignal`."""
+
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """The node raised `ReQueueAfterSignal`."""
+
+    delay_ms: int
+
+
+Outcome = Executed | Errored | Pruned | Requeued
+
+SecretsLoader = Callable[[], Awaitable[Mapping[str, Any]]]
+
+
+async def execute_state(node: type[BaseNode], raw_inputs: Any, load_secrets: SecretsLoader) -> Outcome:
+    """Validate inputs, fetch secrets if the node needs any, run the node, classify the result.
+
+    Never raises for anything the node or the inputs do (`asyncio.CancelledError` excepted).
+    """
+    try:
+        inputs = node.Inputs.model_validate(raw_inputs if raw_inputs is not None else {})
+    except ValidationError as exc:
+        return Errored(f"Invalid inputs for node {node.__name__}: {exc}")
+    secrets_or_error = await _load_secrets(node, load_secrets)
+    if isinstance(secrets_or_error, Errored):
+        return secrets_or_error
+    try:
+        result = await node()._execute(inputs, secrets_or_error)
+        return Executed([output.model_dump(mode="json") for output in normalise_outputs(node, result)])
+    except PruneSignal as signal:
+        return Pruned(signal.data)
+    except ReQueueAfterSignal as signal:
+        return Requeued(signal.delay_ms)
+    except Exception as exc:
+        return Errored(describe_exception(exc), exc)
+
+
+async def _load_secrets(node: type[BaseNode], load_secrets: SecretsLoader) -> BaseModel | Errored:
+    if not needs_secrets(node):
+        return node.Secrets()
+    try:
+        raw = await load_secrets()
+    except ExosphereError as exc:
+        return Errored(f"Could not fetch secrets for node {node.__name__}: {exc}")
+    try:
+        return node.Secrets.model_validate(dict(raw))
+    except ValidationError as exc:
+        return Errored(f"Invalid secrets for node {node.__name__}: {exc}")
+
+
+def normalise_outputs(node: type[BaseNode], result: object) -> list[BaseModel]:
+    """None -> [], one model -> [model], a list or tuple of models -> list.
+
+    Raises:
+        TypeError: If the node returned anything else.
+    """
+    if result is None:
+        return []
+    items: list[object] = list(result) if isinstance(result, list | tuple) else [result]
+    outputs: list[BaseModel] = []
+    for item in items:
+        if not isinstance(item, BaseModel):
+            raise TypeError(
+                f"Node {node.__name__} returned {type(item).__name__}; expected "
+                f"{node.__name__}.Outputs, a list of them, or None"
+            )
+        outputs.append(item)
+    return outputs
+
+
+def describe_exception(exc: BaseException) -> str:
+    """`str(exc)`, or the exception's type name when the message is empty."""
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,225 @@
+"""The HTTP layer: the only module that imports httpx.
+
+`ApiClient` owns one `httpx.AsyncClient` per `Runtime` / `StateManager`, builds every v0 path in
+one place, and turns failures into the typed exceptions of `errors.py`:
+
+- a non-2xx answer becomes the `StateManagerError` subclass for its status code;
+- a network failure, a timeout or an unreadable 2xx body becomes `TransportError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from ._version import __version__
+from .errors import TransportError, error_for_status
+
+__all__ = ["DEFAULT_TIMEOUT", "ApiClient", "AsyncTransport"]
+
+AsyncTransport = httpx.AsyncBaseTransport
+
+DEFAULT_TIMEOUT = 30.0
+"""Seconds allowed for one request (connect, read, write) unless a call needs longer."""
+
+_CONNECT_TIMEOUT = 10.0
+
+_MAX_DETAIL_CHARS = 2000
+
+
+class ApiClient:
+    """Typed access to the state manager's `/{version}/namespace/{namespace}` API.
+
+    The underlying `httpx.AsyncClient` is created on first use and bound to the running event
+    loop. If the client is later used from another loop (e.g. a second `asyncio.run`), a fresh
+    client is created for it, because httpx connections cannot move between loops.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        namespace: str,
+        version: str = "v0",
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._base_url = base_url
+        self._api_key = api_key
+        self._prefix = f"/{_segment(version)}/namespace/{_segment(namespace)}"
+        self._transport = transport
+        self._timeout = httpx.Timeout(timeout, connect=min(_CONNECT_TIMEOUT, timeout))
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _get_client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop or self._client.is_closed:
+            self._client = httpx.AsyncClient(
+                base_url=self._base_url,
+                headers={"x-api-key": self._api_key, "user-agent": f"exospherehost-python/{__version__}"},
+                timeout=self._timeout,
+                transport=self._transport,
+            )
+            self._loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the underlying connection pool. The client may be used again afterwards."""
+        client, self._client, self._loop = self._client, None, None
+        if client is not None:
+            await client.aclose()
+
+    # ------------------------------------------------------------------ core
+
+    def path(self, *segments: str) -> str:
+        """The URL path under this namespace, each segment percent-encoded."""
+        return "/".join([self._prefix, *(_segment(s) for s in segments)])
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        timeouts: httpx.Timeout | None = None,
+    ) -> Any:
+        """Send one request and return the decoded JSON body of a 2xx answer.
+
+        Raises:
+            StateManagerError: A subclass matching the non-2xx status code.
+            TransportError: The request failed on the network or the body was not JSON.
+        """
+        client = self._get_client()
+        try:
+            response = await client.request(
+                method,
+                path,
+                json=body,
+                timeout=timeouts if timeouts is not None else self._timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise TransportError(f"{method} {path} failed: {type(exc).__name__}: {exc}") from exc
+        if not response.is_success:
+            raise error_for_status(response.status_code, _detail(response), method=method, path=path)
+        return _decode(response, method, path)
+
+    async def request_object(self, method: str, path: str, *, body: Any = None) -> dict[str, Any]:
+        """Like `request`, for endpoints that answer with a JSON object."""
+        data = await self.request(method, path, body=body)
+        if not isinstance(data, dict):
+            raise TransportError(f"{method} {path}: expected a JSON object, got {type(data).__name__}")
+        return data
+
+    # ------------------------------------------------------------------ runtime endpoints
+
+    async def register_nodes(
+        self, runtime_name: str, runtime_namespace: str, nodes: list[dict[str, Any]]
+    ) -> None:
+        """`PUT /nodes/`: register (or re-register) this runtime's nodes."""
+        body = {"runtime_name": runtime_name, "runtime_namespace": runtime_namespace, "nodes": nodes}
+        await self.request("PUT", self.path("nodes") + "/", body=body)
+
+    async def enqueue(self, nodes: list[str], batch_size: int, wait_ms: int) -> list[dict[str, Any]]:
+        """`POST /states/enqueue`: claim up to `batch_size` states, waiting up to `wait_ms`."""
+        body = {"nodes": nodes, "batch_size": batch_size, "wait_ms": wait_ms}
+        # The server may hold a long-poll for up to wait_ms: the read timeout must outlast it.
+        read = wait_ms / 1000 + (self._timeout.read or DEFAULT_TIMEOUT)
+        timeouts = httpx.Timeout(
+            self._timeout.connect, read=read, write=self._timeout.write, pool=self._timeout.pool
+        )
+        data = await self.request("POST", self.path("states", "enqueue"), body=body, timeouts=timeouts)
+        states = data.get("states") if isinstance(data, dict) else None
+        if not isinstance(states, list):
+            raise TransportError("POST states/enqueue: the answer has no 'states' list")
+        return [s for s in states if isinstance(s, dict)]
+
+    async def get_secrets(self, state_id: str) -> dict[str, Any]:
+        """`GET /state/{id}/secrets`: the secrets of the state's graph."""
+        data = await self.request_object("GET", self.path("state", state_id, "secrets"))
+        secrets = data.get("secrets")
+        if not isinstance(secrets, dict):
+            raise TransportError("GET secrets: the answer has no 'secrets' object")
+        return secrets
+
+    async def executed(self, state_id: str, outputs: list[dict[str, Any]]) -> dict[str, Any]:
+        """`POST /state/{id}/executed`."""
+        return await self.request_object(
+            "POST", self.path("state", state_id, "executed"), body={"outputs": outputs}
+        )
+
+    async def errored(self, state_id: str, error: str) -> dict[str, Any]:
+        """`POST /state/{id}/errored`."""
+        return await self.request_object(
+            "POST", self.path("state", state_id, "errored"), body={"error": error}
+        )
+
+    async def prune(self, state_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        """`POST /state/{id}/prune`."""
+        return await self.request_object("POST", self.path("state", state_id, "prune"), body={"data": data})
+
+    async def requeue_after(self, state_id: str, delay_ms: int) -> dict[str, Any]:
+        """`POST /state/{id}/re-enqueue-after`."""
+        path = self.path("state", state_id, "re-enqueue-after")
+        return await self.request_object("POST", path, body={"enqueue_after": delay_ms})
+
+    async def heartbeat(self, state_id: str) -> dict[str, Any]:
+        """`POST /state/{id}/heartbeat`: extend the lease of a claimed state."""
+        return await self.request_object("POST", self.path("state", state_id, "heartbeat"), body={})
+
+    # ------------------------------------------------------------------ graph and run endpoints
+
+    async def trigger(self, graph_name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /graph/{g}/trigger`."""
+        return await self.request_object("POST", self.path("graph", graph_name, "trigger"), body=body)
+
+    async def upsert_graph(self, graph_name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """`PUT /graph/{g}`."""
+        return await self.request_object("PUT", self.path("graph", graph_name), body=body)
+
+    async def get_graph(self, graph_name: str) -> dict[str, Any]:
+        """`GET /graph/{g}`."""
+        return await self.request_object("GET", self.path("graph", graph_name))
+
+    async def list_runs(self, page: int, size: int) -> dict[str, Any]:
+        """`GET /runs/{page}/{size}`."""
+        return await self.request_object("GET", self.path("runs", str(page), str(size)))
+
+    async def get_run_graph(self, run_id: str) -> dict[str, Any]:
+        """`GET /states/run/{run_id}/graph`."""
+        return await self.request_object("GET", self.path("states", "run", run_id, "graph"))
+
+    async def list_states(self, run_id: str | None) -> dict[str, Any]:
+        """`GET /states/` or `GET /states/run/{run_id}`."""
+        path = self.path("states") + "/" if run_id is None else self.path("states", "run", run_id)
+        return await self.request_object("GET", path)
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _detail(response: httpx.Response) -> Any:
+    """The `detail` of an error answer, or its text when it is not the usual JSON object."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:_MAX_DETAIL_CHARS] or response.reason_phrase
+    if isinstance(data, dict) and "detail" in data:
+        return data["detail"]
+    return data
+
+
+def _decode(response: httpx.Response, method: str, path: str) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise TransportError(f"{method} {path}: the answer is not JSON") from exc

@@ -1,0 +1,148 @@
+"""Exceptions raised by the SDK.
+
+The hierarchy:
+
+```
+ExosphereError
+├── StateManagerError              the server answered with a non-2xx status
+│   ├── BadRequestError            400, 422: the request was refused as invalid
+│   ├── AuthenticationError        401: missing or wrong API key
+│   ├── NotFoundError              404: no such graph, state, run, ...
+│   ├── ConflictError              409: e.g. the state's lease was lost, a duplicate report
+│   └── ServerError                5xx: the server failed; usually worth retrying
+├── TransportError                 no usable answer: connection refused, timeout, bad JSON
+└── GraphValidationError           upsert_graph: the graph is INVALID or validation timed out
+```
+
+Catch `ExosphereError` to handle everything the SDK raises on purpose. A `ValueError` is
+raised instead for a mistake in the arguments themselves (before anything is sent).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "ExosphereError",
+    "GraphValidationError",
+    "NotFoundError",
+    "ServerError",
+    "StateManagerError",
+    "TransportError",
+]
+
+
+class ExosphereError(Exception):
+    """Base class of every exception the SDK raises on purpose."""
+
+
+class StateManagerError(ExosphereError):
+    """The state manager answered with a non-2xx status.
+
+    Attributes:
+        status_code: The HTTP status code of the response.
+        detail: The server's `detail` field (a string, or FastAPI's list of validation errors),
+            or the raw response text when the body was not the usual JSON error object.
+        method: The HTTP method of the failed request.
+        path: The URL path of the failed request.
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        detail: Any,
+        *,
+        method: str = "",
+        path: str = "",
+    ) -> None:
+        self.status_code = status_code
+        self.detail = detail
+        self.method = method
+        self.path = path
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = f" ({self.method} {self.path})" if self.method else ""
+        return f"{self.status_code}{where}: {format_detail(self.detail)}"
+
+
+class BadRequestError(StateManagerError):
+    """The server refused the request as invalid (400, or 422 for a schema violation)."""
+
+
+class AuthenticationError(StateManagerError):
+    """The API key is missing or wrong (401)."""
+
+
+class NotFoundError(StateManagerError):
+    """The graph, state or run does not exist in this namespace (404)."""
+
+
+class ConflictError(StateManagerError):
+    """The request conflicts with the current state (409).
+
+    The runtime sees this when a state's lease was lost (the work was handed to another
+    runtime) or when a report is repeated after the server already recorded one.
+    """
+
+
+class ServerError(StateManagerError):
+    """The server failed while handling the request (5xx). Usually transient."""
+
+
+class TransportError(ExosphereError):
+    """No usable answer from the server: connection error, timeout, or an unreadable body.
+
+    The underlying exception (an `httpx.HTTPError` or a JSON decoding error) is chained as
+    `__cause__`.
+    """
+
+
+class GraphValidationError(ExosphereError):
+    """`StateManager.upsert_graph` could not get the graph validated.
+
+    Attributes:
+        validation_status: The last status the server reported (e.g. `"INVALID"`, or
+            `"PENDING"` when the wait timed out).
+        validation_errors: The server's list of validation errors, if any.
+    """
+
+    def __init__(self, message: str, *, validation_status: str, validation_errors: list[Any]) -> None:
+        self.validation_status = validation_status
+        self.validation_errors = validation_errors
+        super().__init__(message)
+
+
+_ERRORS_BY_STATUS: dict[int, type[StateManagerError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: BadRequestError,
+}
+
+
+def error_for_status(status_code: int, detail: Any, *, method: str = "", path: str = "") -> StateManagerError:
+    """Build the `StateManagerError` subclass that matches an HTTP status code."""
+    if status_code >= 500:
+        cls: type[StateManagerError] = ServerError
+    else:
+        cls = _ERRORS_BY_STATUS.get(status_code, StateManagerError)
+    return cls(status_code, detail, method=method, path=path)
+
+
+def format_detail(detail: Any) -> str:
+    """Render a `detail` field readably; FastAPI validation lists become `loc: msg` lines."""
+    if isinstance(detail, list):
+        return "; ".join(_format_validation_item(item) for item in detail)
+    return str(detail)
+
+
+def _format_validation_item(item: Any) -> str:
+    if isinstance(item, dict) and "msg" in item:
+        loc = ".".join(str(part) for part in item.get("loc", ()))
+        return f"{loc}: {item['msg']}" if loc else str(item["msg"])
+    return str(item)

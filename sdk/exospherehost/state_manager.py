@@ -1,0 +1,261 @@
+"""`StateManager`: define graphs, trigger runs and read them back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from pydantic import BaseModel
+
+from ._http import ApiClient, AsyncTransport
+from .errors import GraphValidationError
+from .models import CronTrigger, GraphNodeModel, RetryPolicyModel, StoreConfigModel
+
+__all__ = ["StateManager", "TriggerState"]
+
+_URI_ENV = "EXOSPHERE_STATE_MANAGER_URI"
+_KEY_ENV = "EXOSPHERE_API_KEY"
+
+
+class TriggerState(BaseModel):
+    """A state to seed when triggering a graph the SEED (0.0.2b1) way.
+
+    Attributes:
+        identifier: The graph node identifier to start at.
+        inputs: The inputs of that state.
+    """
+
+    identifier: str
+    inputs: dict[str, str]
+
+
+class StateManager:
+    """Client for the graph and run endpoints of one namespace.
+
+    One connection pool is reused across calls; close it with `aclose()` or use
+    `async with StateManager(...) as sm:`.
+
+    Args:
+        namespace: The namespace to work in.
+        state_manager_uri: The server's base URL; defaults to env `EXOSPHERE_STATE_MANAGER_URI`.
+        key: The API key; defaults to env `EXOSPHERE_API_KEY`.
+        state_manager_version: The API version prefix.
+        transport: An httpx transport (e.g. `httpx.MockTransport`) for tests.
+
+    Raises:
+        ValueError: If the URI or the key is neither given nor set in the environment.
+
+    Example:
+        ```python
+        async with StateManager("demo") as sm:
+            await sm.upsert_graph("greet", [GraphNodeModel(...)], secrets={})
+            run = await sm.trigger("greet", inputs={"name": "Ada"})
+        ```
+    """
+
+    def __init__(
+        self,
+        namespace: str,
+        state_manager_uri: str | None = None,
+        key: str | None = None,
+        state_manager_version: str = "v0",
+        *,
+        transport: AsyncTransport | None = None,
+    ) -> None:
+        uri = state_manager_uri if state_manager_uri is not None else os.environ.get(_URI_ENV)
+        api_key = key if key is not None else os.environ.get(_KEY_ENV)
+        if not uri:
+            raise ValueError(f"State manager URI is not set (pass state_manager_uri or set {_URI_ENV})")
+        if not api_key:
+            raise ValueError(f"API key is not set (pass key or set {_KEY_ENV})")
+        self._namespace = namespace
+        self._api = ApiClient(
+            base_url=uri,
+            api_key=api_key,
+            namespace=namespace,
+            version=state_manager_version,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        """Close the connection pool (a later call opens a new one)."""
+        await self._api.aclose()
+
+    async def __aenter__(self) -> StateManager:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------ runs
+
+    async def trigger(
+        self,
+        graph_name: str,
+        state: TriggerState | None = None,
+        states: Sequence[TriggerState] | None = None,
+        inputs: dict[str, str] | None = None,
+        store: dict[str, str] | None = None,
+        start_delay: int = 0,
+    ) -> dict[str, Any]:
+        """Start a run of a graph.
+
+        Two forms, matching the two upstream SDKs:
+
+        - HEAD (0.0.3): `trigger(g, inputs=..., store=..., start_delay=...)` starts the root node
+          with `inputs` overriding its template inputs, `store` as the run store, after
+          `start_delay` milliseconds. All three are optional.
+        - SEED (0.0.2b1): `trigger(g, state=TriggerState(...))` or `trigger(g, states=[...])`
+          seeds exactly those states.
+
+        Args:
+            graph_name: The graph to run.
+            state: One state to seed (SEED form).
+            states: Several states to seed (SEED form).
+            inputs: Root node inputs (HEAD form).
+            store: Initial run store (HEAD form).
+            start_delay: Milliseconds before the run starts (HEAD form).
+
+        Returns:
+            The server's answer, e.g. `{"status": "CREATED", "run_id": ...}`.
+
+        Raises:
+            ValueError: If both or neither of `state`/`states` are used in the SEED form,
+                `states` is empty, or SEED and HEAD arguments are mixed.
+            StateManagerError: If the server refuses (e.g. `NotFoundError`, `BadRequestError`).
+            TransportError: If the server cannot be reached.
+        """
+        if state is None and states is None:
+            body: dict[str, Any] = {"inputs": inputs or {}, "store": store or {}, "start_delay": start_delay}
+        else:
+            if inputs is not None or store is not None or start_delay != 0:
+                raise ValueError("Use either state/states (SEED form) or inputs/store/start_delay, not both")
+            body = {"states": [s.model_dump() for s in _seed_states(state, states)]}
+        return await self._api.trigger(graph_name, body)
+
+    async def list_runs(self, page: int = 1, size: int = 20) -> dict[str, Any]:
+        """One page of the namespace's runs, newest first, with per-status counts.
+
+        Args:
+            page: 1-based page number.
+            size: Runs per page.
+
+        Returns:
+            `{"namespace", "total", "page", "size", "runs": [...]}`.
+        """
+        if page < 1 or size < 1:
+            raise ValueError("page and size should be at least 1")
+        return await self._api.list_runs(page, size)
+
+    async def get_run_graph(self, run_id: str) -> dict[str, Any]:
+        """The states of one run as a graph: `{"nodes", "edges", "execution_summary", ...}`."""
+        return await self._api.get_run_graph(run_id)
+
+    async def list_states(self, run_id: str | None = None) -> dict[str, Any]:
+        """The states of the namespace, or of one run when `run_id` is given."""
+        return await self._api.list_states(run_id)
+
+    # ------------------------------------------------------------------ graphs
+
+    async def get_graph(self, graph_name: str) -> dict[str, Any]:
+        """The stored graph template, with its `validation_status` and `validation_errors`.
+
+        Raises:
+            NotFoundError: If the graph does not exist in this namespace.
+        """
+        return await self._api.get_graph(graph_name)
+
+    async def upsert_graph(
+        self,
+        graph_name: str,
+        graph_nodes: Sequence[GraphNodeModel | dict[str, Any]],
+        secrets: dict[str, str],
+        retry_policy: RetryPolicyModel | None = None,
+        store_config: StoreConfigModel | None = None,
+        triggers: Sequence[CronTrigger] | None = None,
+        validation_timeout: float = 60,
+        polling_interval: float = 1,
+    ) -> dict[str, Any]:
+        """Create or replace a graph template and wait until the server has validated it.
+
+        Args:
+            graph_name: The graph's name.
+            graph_nodes: The nodes, as `GraphNodeModel`s or plain dicts of the same shape
+                (dicts are validated with `GraphNodeModel` first).
+            secrets: Secret values available to the graph's nodes.
+            retry_policy: Automatic retry policy; the server default when None.
+            store_config: Run store configuration; the server default when None.
+            triggers: Cron triggers that start runs on a schedule.
+            validation_timeout: Seconds to wait while the status is `PENDING`.
+            polling_interval: Seconds between status checks.
+
+        Returns:
+            The graph as last returned by the server, with `validation_status == "VALID"`.
+
+        Raises:
+            GraphValidationError: If the graph is not valid, or still PENDING at the timeout.
+            BadRequestError: If the server rejects the graph outright (e.g. a cycle).
+            pydantic.ValidationError: If a dict in `graph_nodes` is not a valid node.
+        """
+        body = _graph_body(graph_nodes, secrets, retry_policy, store_config, triggers)
+        graph = await self._api.upsert_graph(graph_name, body)
+        graph = await self._wait_while_pending(graph_name, graph, validation_timeout, polling_interval)
+        status = graph.get("validation_status")
+        if status != "VALID":
+            errors = graph.get("validation_errors") or []
+            raise GraphValidationError(
+                f"Graph validation failed: {status} and errors: {errors}",
+                validation_status=str(status),
+                validation_errors=list(errors),
+            )
+        return graph
+
+    async def _wait_while_pending(
+        self, graph_name: str, graph: dict[str, Any], wait_seconds: float, interval: float
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + wait_seconds
+        while graph.get("validation_status") == "PENDING":
+            if time.monotonic() >= deadline:
+                raise GraphValidationError(
+                    f"Graph validation check timed out after {wait_seconds} seconds",
+                    validation_status="PENDING",
+                    validation_errors=[],
+                )
+            await asyncio.sleep(interval)
+            graph = await self._api.get_graph(graph_name)
+        return graph
+
+
+def _seed_states(state: TriggerState | None, states: Sequence[TriggerState] | None) -> list[TriggerState]:
+    if state is not None and states is not None:
+        raise ValueError("Only one of state or states must be provided")
+    if states is not None and len(states) == 0:
+        raise ValueError("States must be a non-empty list")
+    return [state] if state is not None else list(states or [])
+
+
+def _graph_body(
+    graph_nodes: Sequence[GraphNodeModel | dict[str, Any]],
+    secrets: dict[str, str],
+    retry_policy: RetryPolicyModel | None,
+    store_config: StoreConfigModel | None,
+    triggers: Sequence[CronTrigger] | None,
+) -> dict[str, Any]:
+    nodes = [GraphNodeModel.model_validate(node) for node in graph_nodes]
+    body: dict[str, Any] = {"secrets": secrets, "nodes": [node.model_dump(mode="json") for node in nodes]}
+    if retry_policy is not None:
+        body["retry_policy"] = retry_policy.model_dump(mode="json")
+    if store_config is not None:
+        body["store_config"] = store_config.model_dump(mode="json")
+    if triggers is not None:
+        body["triggers"] = [{"type": "CRON", "value": {"expression": t.expression}} for t in triggers]
+    return body
