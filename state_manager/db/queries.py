@@ -46,9 +46,9 @@ async def transition(
 
 
 async def set_fields(state_id: ObjectId, fields: dict[str, Any], expect: dict[str, Any]) -> bool:
-    """Conditionally set non-status fields; `expect` is part of the filter."""
+    """Conditionally set non-status fields; `expect` is part of the filter. True if it matched."""
     result = await _states().update_one({"_id": state_id, **expect}, {"$set": stamp(fields)})
-    return bool(result.modified_count)
+    return bool(result.matched_count)
 
 
 async def insert_once(state: State) -> bool:

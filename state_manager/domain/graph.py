@@ -191,7 +191,8 @@ def _analyse_topology(nodes: list[NodeTemplate]) -> tuple[list[str], GraphShape 
     errors += _cycle_errors(nodes, successors)
     if len(roots) == 1:
         errors += _reachability_errors(nodes, successors, roots[0])
-    if errors:
+    # A join on an unknown node (or on itself) is reported by the node checks; no shape without it.
+    if errors or any(_unites_errors(node, set(by_id)) for node in nodes):
         return errors, None
     return [], _build_shape(nodes, by_id, predecessors, successors, roots[0])
 

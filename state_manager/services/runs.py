@@ -177,7 +177,7 @@ async def list_runs(namespace: str, page: int, size: int) -> tuple[int, list[dic
     total = await query.count()
     runs = (
         await Run.find({"namespace_name": namespace})
-        .sort("-created_at")
+        .sort("-created_at", "-_id")
         .skip((page - 1) * size)
         .limit(size)
         .to_list()

@@ -401,3 +401,9 @@ def test_store_references_need_no_registered_output() -> None:
         check_registered(nodes, validate_structure(nodes, store("k")), dict([registered(nodes[0])]), set())
         == []
     )
+
+
+@pytest.mark.parametrize("target", ["ghost", "j"])
+def test_a_join_on_an_unknown_node_or_itself_is_a_structure_error_not_a_crash(target: str) -> None:
+    errors = errors_of([node("r", ["j"]), node("j", unites=target)])
+    assert any("Node j" in error and target in error for error in errors)
