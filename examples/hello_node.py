@@ -1,9 +1,12 @@
 """Two nodes, a graph that chains them, one run. Start a server first (`make run` prints a key):
 
-EXOSPHERE_STATE_MANAGER_URI=http://127.0.0.1:8000 EXOSPHERE_API_KEY=<key> python examples/hello_node.py
+    EXOSPHERE_STATE_MANAGER_URI=http://127.0.0.1:8000 EXOSPHERE_API_KEY=<key> python examples/hello_node.py
+
+With `--serve` the runtime then keeps serving the nodes, so runs triggered with curl execute too.
 """
 
 import asyncio
+import sys
 
 from pydantic import BaseModel
 
@@ -66,3 +69,5 @@ async def main(name: str = "world") -> str:
 
 if __name__ == "__main__":
     print(asyncio.run(main()))
+    if "--serve" in sys.argv:
+        Runtime(namespace="hello", name="hello-runtime", nodes=[Greet, Shout]).start()

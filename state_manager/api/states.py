@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from state_manager.api.deps import Context, StateId
 from state_manager.schemas.states import (
@@ -45,8 +45,12 @@ async def create_states(
 
 
 @router.post("/states/enqueue")
-async def enqueue_states(context: Context, namespace_name: str, body: EnqueueRequest) -> dict[str, Any]:
-    claimed = await states.enqueue(context, namespace_name, body.nodes, body.batch_size, body.wait_ms)
+async def enqueue_states(
+    request: Request, context: Context, namespace_name: str, body: EnqueueRequest
+) -> dict[str, Any]:
+    claimed = await states.enqueue(
+        context, namespace_name, body.nodes, body.batch_size, body.wait_ms, gone=request.is_disconnected
+    )
     return {
         "count": len(claimed),
         "namespace": namespace_name,

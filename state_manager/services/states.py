@@ -8,6 +8,7 @@ repeat, or 400 for a wrong status).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -52,9 +53,19 @@ def _fenced(state: State) -> Conflict:
 
 
 async def enqueue(
-    ctx: AppContext, namespace: str, nodes: list[str], batch_size: int, wait_ms: int
+    ctx: AppContext,
+    namespace: str,
+    nodes: list[str],
+    batch_size: int,
+    wait_ms: int,
+    gone: Callable[[], Awaitable[bool]] | None = None,
 ) -> list[State]:
-    """Claim up to `batch_size` due states, waiting up to `wait_ms` for the first one."""
+    """Claim up to `batch_size` due states, waiting up to `wait_ms` for the first one.
+
+    `gone` tells whether the caller has disconnected: a long-poll abandoned by its client (a
+    runtime shutting down) must not claim work that nobody will receive; what it claimed just
+    as the client left is put back.
+    """
     deadline = now_ms() + wait_ms
     while True:
         claimed: list[State] = []
@@ -63,10 +74,23 @@ async def enqueue(
             if state is None:
                 break
             claimed.append(state)
+        if claimed and gone is not None and await gone():
+            await _release(ctx, namespace, claimed)
+            return []
         remaining = deadline - now_ms()
         if claimed or remaining <= 0:
             return claimed
         await ctx.work.wait(namespace, min(remaining / 1000, ctx.settings.long_poll_tick_seconds))
+        if gone is not None and await gone():
+            return []
+
+
+async def _release(ctx: AppContext, namespace: str, claimed: list[State]) -> None:
+    for state in claimed:
+        assert state.id is not None
+        fields = {"enqueue_after": state.enqueue_after, "lease_expires_at": None}
+        await queries.transition(ObjectId(str(state.id)), Event.REQUEUE_AFTER, fields, namespace=namespace)
+    ctx.work.notify(namespace)
 
 
 async def mark_executed(
