@@ -30,9 +30,23 @@ VALID = "VALID"
 INVALID = "INVALID"
 
 
+_SHAPES: dict[tuple[str, int], GraphShape] = {}
+_SHAPE_CACHE_SIZE = 256
+
+
 def graph_shape(graph: GraphTemplate) -> GraphShape:
-    """The analysed shape of a stored graph (it passed these checks when it was stored)."""
-    return _shape(graph.nodes, graph.store_config)
+    """The analysed shape of a stored graph (it passed these checks when it was stored).
+
+    Cached per (graph id, version): every upsert bumps the version, so an entry never goes stale,
+    and reports on the hot path do not re-analyse the template.
+    """
+    key = (str(graph.id), graph.version)
+    shape = _SHAPES.get(key)
+    if shape is None:
+        if len(_SHAPES) >= _SHAPE_CACHE_SIZE:
+            _SHAPES.pop(next(iter(_SHAPES)))
+        shape = _SHAPES[key] = _shape(graph.nodes, graph.store_config)
+    return shape
 
 
 def _shape(nodes: list[NodeTemplate], store_config: StoreConfig) -> GraphShape:
