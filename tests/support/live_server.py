@@ -154,6 +154,8 @@ def start_server(
     api_key: str | None = None,
     startup_timeout: float = STARTUP_TIMEOUT_SECONDS,
     extra_args: tuple[str, ...] = (),
+    port: int | None = None,
+    encryption_key: str | None = None,
     **env_overrides: object,
 ) -> LiveServer:
     """Start the state manager and return once ``GET /health`` answers 200.
@@ -163,12 +165,12 @@ def start_server(
     The caller owns the result and must call ``stop()``; prefer ``running_server``.
     """
     api_key = api_key or f"test-key-{secrets.token_hex(8)}"
-    encryption_key = new_encryption_key()
+    encryption_key = encryption_key or new_encryption_key()
     env = _server_env(api_key, encryption_key, env_overrides)
 
     attempts = 3  # the free port can be taken between probing and binding; retry on a new one
     for attempt in range(1, attempts + 1):
-        port = free_port()
+        port = port or free_port()
         log_fd, log_name = tempfile.mkstemp(prefix="exosphere-server-", suffix=".log")
         log_file = os.fdopen(log_fd, "wb")
         command = [
