@@ -124,6 +124,23 @@ def run_status(statuses: Iterable[StateStatus], effects_pending: bool = False) -
     return "SUCCESS"
 
 
+def run_counts(statuses: Iterable[StateStatus], effects_pending: bool = False) -> dict[str, int | str]:
+    """The counts of a run as the runs listing shows them, and its status."""
+    seen = list(statuses)
+
+    def count(group: frozenset[StateStatus]) -> int:
+        return sum(status in group for status in seen)
+
+    return {
+        "success_count": count(SUCCEEDED),
+        "pending_count": count(PENDING),
+        "errored_count": count(FAILED),
+        "retried_count": count(RETRIED),
+        "total_count": len(seen),
+        "status": run_status(seen, effects_pending),
+    }
+
+
 class JoinVerdict(StrEnum):
     WAIT = "WAIT"
     FIRE = "FIRE"

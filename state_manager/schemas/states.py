@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from state_manager.clock import iso as _iso
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -65,12 +67,6 @@ class ManualRetryRequest(_Body):
         if not value.strip():
             raise ValueError("fanout_id cannot be empty")
         return value.strip()
-
-
-def _iso(value: Any) -> str:
-    from state_manager.clock import iso
-
-    return iso(value)
 
 
 def trigger_item(state: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from state_manager.db.documents import GraphTemplate, Run, State
 from state_manager.domain.models import NodeTemplate, RetryPolicy
 from state_manager.domain.planning import PlanningError, referenced_identifiers, resolve_inputs
 from state_manager.domain.retry import retry_delay_ms
-from state_manager.domain.status import Event, JoinVerdict, StateStatus, join_verdict
+from state_manager.domain.status import FAILED, Event, JoinVerdict, StateStatus, join_verdict
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import find_graph, graph_shape
 
@@ -237,15 +237,12 @@ async def _evaluate_join(
         return
     error = None
     if verdict == JoinVerdict.FAIL:
-        failed = sorted({doc["identifier"] for doc in scope if doc["status"] in _FAILED_NAMES})
+        failed = sorted({doc["identifier"] for doc in scope if doc["status"] in FAILED})
         error = (
             f"Join {join.identifier} (unites {anchor_identifier}, {join.unites.strategy}) cannot run: "
             f"states below {anchor_identifier} failed: {', '.join(failed)}"
         )
     await _create_join(ctx, graph, join, anchor, key, error)
-
-
-_FAILED_NAMES = {"ERRORED", "NEXT_CREATED_ERROR", "TIMEDOUT", "CANCELLED"}
 
 
 async def _create_join(

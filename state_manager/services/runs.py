@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections import Counter, defaultdict
+from collections import defaultdict
 from typing import Any
 from uuid import uuid4
 
@@ -18,7 +18,7 @@ from state_manager.db.documents import GraphTemplate, Run, State
 from state_manager.domain.graph import GraphShape
 from state_manager.domain.placeholders import OutputRef, find_refs
 from state_manager.domain.planning import PlanningError, missing_store_keys, root_inputs
-from state_manager.domain.status import StateStatus, run_status
+from state_manager.domain.status import StateStatus, run_counts
 from state_manager.errors import BadRequest, Conflict, NotFound
 from state_manager.schemas.states import CreateStatesRequest, TriggerRequest, TriggerStateIn
 from state_manager.services.context import AppContext
@@ -157,19 +157,8 @@ async def create_states(
 
 
 def count_states(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    counts = Counter(doc["status"] for doc in docs)
-    pending = any(doc.get("pending_effect") for doc in docs)
-    return {
-        "success_count": counts["SUCCESS"] + counts["PRUNED"],
-        "pending_count": counts["CREATED"] + counts["QUEUED"] + counts["EXECUTED"],
-        "errored_count": counts["ERRORED"]
-        + counts["NEXT_CREATED_ERROR"]
-        + counts["TIMEDOUT"]
-        + counts["CANCELLED"],
-        "retried_count": counts["RETRY_CREATED"],
-        "total_count": len(docs),
-        "status": run_status([StateStatus(doc["status"]) for doc in docs], effects_pending=pending),
-    }
+    statuses = [StateStatus(doc["status"]) for doc in docs]
+    return run_counts(statuses, effects_pending=any(doc.get("pending_effect") for doc in docs))
 
 
 async def list_runs(namespace: str, page: int, size: int) -> tuple[int, list[dict[str, Any]]]:

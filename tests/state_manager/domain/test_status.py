@@ -10,6 +10,7 @@ from state_manager.domain.status import (
     StateStatus,
     apply,
     join_verdict,
+    run_counts,
     run_status,
 )
 
@@ -107,3 +108,15 @@ def test_run_status(statuses: list[StateStatus], pending_effect: bool, expected:
 )
 def test_join_verdict(strategy: str, statuses: list[StateStatus], expected: JoinVerdict) -> None:
     assert join_verdict(strategy, statuses) is expected
+
+
+def test_run_counts_group_statuses_as_the_runs_listing_shows_them() -> None:
+    statuses = [S.SUCCESS, S.PRUNED, S.QUEUED, S.ERRORED, S.TIMEDOUT, S.RETRY_CREATED, S.CANCELLED]
+    assert run_counts(statuses) == {
+        "success_count": 2,
+        "pending_count": 1,
+        "errored_count": 3,
+        "retried_count": 1,
+        "total_count": 7,
+        "status": "PENDING",
+    }
