@@ -6,6 +6,7 @@ import uuid
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from tests.factories import ALPHA, NAMESPACE, OTHER_NAMESPACE, Api, graph, node, template
 
@@ -144,3 +145,13 @@ async def test_namespaces_lists_namespaces_with_registered_nodes(api: Api, clien
 
     assert response.status_code == 200
     assert response.json() == {"namespaces": sorted([NAMESPACE, OTHER_NAMESPACE]), "count": 2}
+
+
+async def test_the_generated_api_reference_is_served_without_a_key(app: FastAPI) -> None:
+    transport = httpx.ASGITransport(app=app.state.asgi)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as anonymous:
+        spec = (await anonymous.get("/openapi.json")).json()
+        page = await anonymous.get("/docs")
+    assert page.status_code == 200
+    assert "/v0/namespace/{namespace_name}/graph/{graph_name}/trigger" in spec["paths"]
+    assert "/v0/namespace/{namespace_name}/state/{state_id}/heartbeat" in spec["paths"]
