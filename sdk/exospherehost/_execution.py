@@ -98,7 +98,11 @@ async def _load_secrets(node: type[BaseNode], load_secrets: SecretsLoader) -> Ba
     try:
         return node.Secrets.model_validate(dict(raw))
     except ValidationError as exc:
-        return Errored(f"Invalid secrets for node {node.__name__}: {exc}")
+        # Never put pydantic's message in the error: it quotes the input, i.e. secret values.
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        return Errored(f"Invalid secrets for node {node.__name__}: {problems}")
 
 
 def normalise_outputs(node: type[BaseNode], result: object) -> list[BaseModel]:

@@ -60,7 +60,8 @@ class BaseNode(ABC):
 
         Returns:
             An `Outputs` instance, a list of them (one next branch per element), or None
-            (the same as an empty list: the branch ends here).
+            (the same as an empty list: the state succeeds with no outputs and its next nodes
+            still run once, as upstream; raise `PruneSignal` to end the branch instead).
         """
 
     async def _execute(self, inputs: BaseModel, secrets: BaseModel) -> BaseModel | Sequence[BaseModel] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -101,6 +101,7 @@ class StateManager:
     async def trigger(
         self,
         graph_name: str,
+        *args: Any,
         state: TriggerState | None = None,
         states: Sequence[TriggerState] | None = None,
         inputs: dict[str, str] | None = None,
@@ -116,6 +117,10 @@ class StateManager:
           `start_delay` milliseconds. All three are optional.
         - SEED (0.0.2b1): `trigger(g, state=TriggerState(...))` or `trigger(g, states=[...])`
           seeds exactly those states.
+
+        Positional arguments follow whichever upstream order they match, so code written for
+        either SDK runs unchanged: `trigger(g, inputs, store, start_delay)` (dicts first) or
+        `trigger(g, state, states)`.
 
         Args:
             graph_name: The graph to run.
@@ -134,6 +139,16 @@ class StateManager:
             StateManagerError: If the server refuses (e.g. `NotFoundError`, `BadRequestError`).
             TransportError: If the server cannot be reached.
         """
+        named: dict[str, Any] = {
+            "state": state,
+            "states": states,
+            "inputs": inputs,
+            "store": store,
+            "start_delay": start_delay,
+        }
+        named.update(_positional("trigger", args, _trigger_order(args)))
+        state, states, inputs, store = named["state"], named["states"], named["inputs"], named["store"]
+        start_delay = named["start_delay"]
         if state is None and states is None:
             body: dict[str, Any] = {"inputs": inputs or {}, "store": store or {}, "start_delay": start_delay}
         else:
@@ -179,6 +194,7 @@ class StateManager:
         graph_name: str,
         graph_nodes: Sequence[GraphNodeModel | dict[str, Any]],
         secrets: dict[str, str],
+        *args: Any,
         retry_policy: RetryPolicyModel | None = None,
         store_config: StoreConfigModel | None = None,
         triggers: Sequence[CronTrigger] | None = None,
@@ -186,6 +202,10 @@ class StateManager:
         polling_interval: float = 1,
     ) -> dict[str, Any]:
         """Create or replace a graph template and wait until the server has validated it.
+
+        After `secrets`, positional arguments follow either upstream order: 0.0.3's
+        `(retry_policy, store_config, triggers, validation_timeout, polling_interval)` or
+        0.0.2b1's `(validation_timeout, polling_interval)` (a number first).
 
         Args:
             graph_name: The graph's name.
@@ -206,6 +226,18 @@ class StateManager:
             BadRequestError: If the server rejects the graph outright (e.g. a cycle).
             pydantic.ValidationError: If a dict in `graph_nodes` is not a valid node.
         """
+        named: dict[str, Any] = {
+            "retry_policy": retry_policy,
+            "store_config": store_config,
+            "triggers": triggers,
+            "validation_timeout": validation_timeout,
+            "polling_interval": polling_interval,
+        }
+        seed_order = bool(args) and isinstance(args[0], int | float) and not isinstance(args[0], bool)
+        order = ("validation_timeout", "polling_interval") if seed_order else tuple(named)
+        named.update(_positional("upsert_graph", args, order))
+        retry_policy, store_config, triggers = named["retry_policy"], named["store_config"], named["triggers"]
+        validation_timeout, polling_interval = named["validation_timeout"], named["polling_interval"]
         body = _graph_body(graph_nodes, secrets, retry_policy, store_config, triggers)
         graph = await self._api.upsert_graph(graph_name, body)
         graph = await self._wait_while_pending(graph_name, graph, validation_timeout, polling_interval)
@@ -233,6 +265,20 @@ class StateManager:
             await asyncio.sleep(interval)
             graph = await self._api.get_graph(graph_name)
         return graph
+
+
+def _trigger_order(args: tuple[Any, ...]) -> tuple[str, ...]:
+    """HEAD's order when a dict comes first (or second, after a None); else SEED's."""
+    if any(isinstance(arg, Mapping) for arg in args[:2]):
+        return ("inputs", "store", "start_delay")
+    return ("state", "states")
+
+
+def _positional(method: str, args: tuple[Any, ...], order: tuple[str, ...]) -> dict[str, Any]:
+    """Map positional arguments onto the parameter names of `order`."""
+    if len(args) > len(order):
+        raise TypeError(f"{method}() takes at most {len(order)} positional arguments here, got {len(args)}")
+    return dict(zip(order, args, strict=False))
 
 
 def _seed_states(state: TriggerState | None, states: Sequence[TriggerState] | None) -> list[TriggerState]:

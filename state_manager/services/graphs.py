@@ -119,16 +119,23 @@ async def revalidate_graphs_using(namespace: str, node_names: list[str]) -> None
         if status == graph.validation_status and errors == graph.validation_errors:
             continue
         # Conditional on the version: a concurrent upsert's own (newer) verdict wins.
-        await GraphTemplate.get_motor_collection().update_one(
+        result = await GraphTemplate.get_motor_collection().update_one(
             {"_id": graph.id, "version": graph.version},
             {"$set": {"validation_status": status, "validation_errors": errors, "updated_at": utcnow()}},
         )
+        if result.matched_count:
+            await sync_schedules(graph.model_copy(update={"validation_status": status}))
         log.info("graph_revalidated", namespace=graph.namespace, graph=graph.name, status=status)
 
 
 async def sync_schedules(graph: GraphTemplate) -> None:
-    """Make the graph's cron schedules match its triggers; kept schedules keep their next time."""
-    expressions = sorted({trigger["value"]["expression"] for trigger in graph.triggers})
+    """Make the graph's cron schedules match its triggers; kept schedules keep their next time.
+
+    Only a VALID graph is scheduled: an INVALID one could never start a run.
+    """
+    expressions: list[str] = []
+    if graph.validation_status == VALID:
+        expressions = sorted({trigger["value"]["expression"] for trigger in graph.triggers})
     await CronSchedule.get_motor_collection().delete_many(
         {"namespace": graph.namespace, "graph_name": graph.name, "expression": {"$nin": expressions}}
     )

@@ -70,9 +70,6 @@ def _root_seed(graph: GraphTemplate, shape: GraphShape, body: TriggerRequest, wh
         inputs = root_inputs(shape.root, root.inputs, body.inputs, body.store, defaults)
     except PlanningError as exc:
         raise BadRequest(f"Invalid input: {exc}") from exc
-    missing = missing_store_keys(graph.store_config.required_keys, body.store)
-    if missing:
-        raise BadRequest(f"Missing store keys: {missing}")
     return _seed(shape, shape.root, inputs, when)
 
 
@@ -83,6 +80,10 @@ async def trigger_graph(
     graph = await _valid_graph(namespace, graph_name)
     shape = graph_shape(graph)
     when = now_ms() + body.start_delay
+    # Checked first, in both forms: the message names every missing key.
+    missing = missing_store_keys(graph.store_config.required_keys, body.store)
+    if missing:
+        raise BadRequest(f"Missing store keys: {missing}")
     if body.states is not None:
         seeds = _seeds_from_states(shape, body.states, when)
     else:

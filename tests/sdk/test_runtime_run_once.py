@@ -189,6 +189,19 @@ async def test_missing_secret_reports_errored(server: FakeServer, make_runtime: 
     assert "Invalid secrets for node UsesSecret" in server.routes("/errored")[0].body["error"]
 
 
+async def test_a_missing_secret_never_puts_other_secret_values_in_the_error(
+    server: FakeServer, make_runtime: RuntimeFactory
+) -> None:
+    server.add_state("UsesSecret")
+    server.secrets = {"unrelated_secret": "s3cr3t-value"}
+
+    await make_runtime(UsesSecret).run_once()
+
+    error = server.routes("/errored")[0].body["error"]
+    assert "api_token" in error
+    assert "s3cr3t-value" not in error
+
+
 async def test_prune_signal_reports_prune(server: FakeServer, make_runtime: RuntimeFactory) -> None:
     state_id = server.add_state("Prunes")
 

@@ -54,6 +54,36 @@ async def test_head_trigger_sends_inputs_store_and_delay(
     assert server.requests[-1].body == {"inputs": {"name": "Ada"}, "store": {"k": "v"}, "start_delay": 500}
 
 
+async def test_head_positional_call_of_sdk_0_0_3_works(
+    server: FakeServer, state_manager: StateManager
+) -> None:
+    await state_manager.trigger("greet", {"name": "Ada"}, {"k": "v"}, 250)
+
+    assert server.requests[-1].body == {"inputs": {"name": "Ada"}, "store": {"k": "v"}, "start_delay": 250}
+
+
+async def test_seed_positional_call_of_sdk_0_0_2b1_works(
+    server: FakeServer, state_manager: StateManager
+) -> None:
+    await state_manager.trigger("greet", TriggerState(identifier="root", inputs={"name": "Ada"}))
+    await state_manager.trigger("greet", None, [TriggerState(identifier="a", inputs={})])
+
+    assert server.requests[-2].body == {"states": [{"identifier": "root", "inputs": {"name": "Ada"}}]}
+    assert server.requests[-1].body == {"states": [{"identifier": "a", "inputs": {}}]}
+
+
+async def test_upsert_accepts_both_upstream_positional_orders(
+    server: FakeServer, state_manager: StateManager
+) -> None:
+    server.graph_responses = [(201, graph("PENDING")), (200, graph("VALID"))]
+    await state_manager.upsert_graph("g", NODES, {}, 5, 0.01)  # 0.0.2b1: timeout, interval
+    server.graph_responses = [(201, graph("VALID"))]
+    await state_manager.upsert_graph("g", NODES, {}, RetryPolicyModel(max_retries=1))  # 0.0.3
+
+    assert [r.method for r in server.requests] == ["PUT", "GET", "PUT"]
+    assert server.requests[-1].body["retry_policy"]["max_retries"] == 1
+
+
 async def test_seed_trigger_with_one_state(server: FakeServer, state_manager: StateManager) -> None:
     await state_manager.trigger("greet", state=TriggerState(identifier="root", inputs={"name": "Ada"}))
 

@@ -307,3 +307,14 @@ async def test_runs_listing_bad_page_or_size_is_422(api: Api, subtests: pytest.S
     for path in ("/runs/0/10", "/runs/1/0", "/runs/x/10", "/runs/-1/10", "/runs/1/1001"):
         with subtests.test(path=path):
             await api.call("GET", path, expect=422)
+
+
+async def test_seed_trigger_also_needs_the_required_store_keys(api: Api) -> None:
+    await api.register(ALPHA)
+    body = graph(template("a", "Alpha", {"x": "1"}))
+    body["store_config"] = {"required_keys": ["tenant"]}
+    await api.upsert("g", body)
+
+    answer = await api.trigger("g", {"states": [{"identifier": "a", "inputs": {"x": "1"}}]}, expect=400)
+
+    assert answer["detail"] == "Missing store keys: ['tenant']"

@@ -73,15 +73,27 @@ async def test_concurrent_passes_fire_a_tick_once(api: Api, ctx: AppContext) -> 
     assert len(await _runs(api)) == 1
 
 
-async def test_a_failing_trigger_is_recorded_and_the_schedule_moves_on(api: Api, ctx: AppContext) -> None:
+async def test_an_invalid_graph_is_scheduled_once_its_nodes_register(api: Api) -> None:
     await api.register(ALPHA)  # Beta is missing: the graph is INVALID
     await api.upsert("g", chain(triggers=[cron(EVERY_MINUTE)]))
+    assert await _schedules() == []
+
+    await api.register(BETA)  # re-validation makes it VALID
+
+    [schedule] = await _schedules()
+    assert schedule.expression == EVERY_MINUTE
+
+
+async def test_a_failing_trigger_is_recorded_and_the_schedule_moves_on(api: Api, ctx: AppContext) -> None:
+    # Cron runs get an empty store: a graph that requires a store key cannot start from cron.
+    body = chain(triggers=[cron(EVERY_MINUTE)], store_config={"required_keys": ["tenant"]})
+    await api.setup("g", body, ALPHA, BETA)
     await _make_due()
 
     assert await fire_due(ctx) == 1
 
     [schedule] = await _schedules()
-    assert schedule.last_error and "not valid" in schedule.last_error
+    assert schedule.last_error == "Missing store keys: ['tenant']"
     assert schedule.next_fire_ms > now_ms()
     assert await _runs(api) == []
 
