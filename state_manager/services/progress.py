@@ -208,13 +208,26 @@ async def evaluate_joins(ctx: AppContext, state: State, graph: GraphTemplate | N
     if state.status == StateStatus.SUCCESS:
         anchors.append((state.identifier, str(state.id)))
     for anchor_identifier, anchor_id in anchors:
-        for join_identifier in shape.joins_on.get(anchor_identifier, []):
-            await _evaluate_join(ctx, graph, shape.by_id[join_identifier], anchor_identifier, anchor_id)
+        joins = shape.joins_on.get(anchor_identifier, [])
+        for join_identifier in joins:
+            await _evaluate_join(
+                ctx, graph, shape.by_id[join_identifier], anchor_identifier, anchor_id, joins
+            )
 
 
 async def _evaluate_join(
-    ctx: AppContext, graph: GraphTemplate, join: NodeTemplate, anchor_identifier: str, anchor_id: str
+    ctx: AppContext,
+    graph: GraphTemplate,
+    join: NodeTemplate,
+    anchor_identifier: str,
+    anchor_id: str,
+    sibling_joins: list[str],
 ) -> None:
+    """Create the join for one anchor state once everything below the anchor has settled.
+
+    The scope leaves out every join on the same anchor and their descendants: those joins are
+    independent of each other, and none waits for another.
+    """
     key = f"{anchor_id}:join:{join.identifier}"
     if await State.find_one({"spawn_key": key}) is not None:
         return
@@ -225,8 +238,8 @@ async def _evaluate_join(
         {
             "run_id": anchor.run_id,
             f"parents.{anchor_identifier}": anchor_id,
-            "identifier": {"$ne": join.identifier},
-            f"parents.{join.identifier}": {"$exists": False},
+            "identifier": {"$nin": sibling_joins},
+            **{f"parents.{name}": {"$exists": False} for name in sibling_joins},
         }
     )
     # A state whose children or retry are not written yet is not settled, whatever its status.

@@ -188,3 +188,19 @@ async def test_join_on_a_fanned_out_node_joins_each_clone_subtree(api: Api) -> N
     joins = (await api.by_identifier(run_id))["m"]
     assert sorted(j["inputs"]["x"] for j in joins) == ["s1", "s2"]
     assert {j["inputs"]["z"] for j in joins} == {"root"}
+
+
+async def test_two_joins_on_one_anchor_fire_together_without_waiting_for_each_other(api: Api) -> None:
+    body = graph(
+        template("r", "R", {"x": "start"}, ["s"]),
+        template("s", "S", {"x": "${{ r.outputs.y }}"}, ["p"]),
+        template("p", "P", {"x": "${{ s.outputs.y }}"}),
+        template("m", "M", {"x": "m ${{ r.outputs.y }}", "z": "1"}, unites="r"),
+        template("n", "M", {"x": "n ${{ r.outputs.y }}", "z": "2"}, unites="r"),
+    )
+    run_id = await _start(api, body)
+    await Worker(api, "P").drain([{"y": "done"}])
+
+    states = await api.by_identifier(run_id)
+    assert [s["status"] for s in states["m"]] == ["CREATED"]
+    assert [s["status"] for s in states["n"]] == ["CREATED"]
