@@ -4,6 +4,7 @@ what it returns, and checks that the code the docs quote is still in those files
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -123,4 +124,6 @@ def test_the_docs_quote_the_example_files_verbatim(doc: str) -> None:
     assert len(quotes) == text.count("<!-- quoted from"), f"{doc}: a quote marker is not followed by code"
     for quote in quotes:
         source = (ROOT / quote["path"]).read_text()
-        assert quote["code"] in source, f"{doc}: this block is not in {quote['path']}:\n{quote['code']}"
+        # A quote may be dedented from the function body it comes from.
+        found = any(textwrap.indent(quote["code"], " " * depth) in source for depth in range(0, 17, 4))
+        assert found, f"{doc}: this block is not in {quote['path']}:\n{quote['code']}"
