@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import time
 import uuid
@@ -19,6 +20,7 @@ import httpx
 from pydantic import BaseModel
 
 from exospherehost import BaseNode, GraphNodeModel, Runtime, StateManager, StoreConfigModel
+from tests.support.durable_store import durable_store
 from tests.support.live_server import LiveServer, running_server
 
 STARTED: dict[str, float] = {}
@@ -179,10 +181,16 @@ class _CountingTransport(httpx.AsyncBaseTransport):
 UPSTREAM_LIKE = {"long_poll_ms": 0, "poll_interval": 1}
 
 
-async def main(quick: bool) -> None:
+def _server(mongo_uri: str | None) -> contextlib.AbstractContextManager[LiveServer]:
+    if mongo_uri is None:
+        return running_server()
+    return running_server(MONGO_URI=mongo_uri, MONGO_DATABASE_NAME=f"bench{uuid.uuid4().hex[:8]}")
+
+
+async def main(quick: bool, mongo_uri: str | None) -> None:
     runs = 20 if quick else 100
     rows: list[tuple[str, str]] = []
-    with running_server() as server:
+    with _server(mongo_uri) as server:
         lp = await start_latency(server, runs)
         rows.append(
             (
@@ -203,10 +211,10 @@ async def main(quick: bool) -> None:
         rows.append(
             ("idle runtime, 1 s polling (upstream-like)", f"{idle_up['requests_per_min']:.1f} requests/min")
         )
-    with running_server() as server:
+    with _server(mongo_uri) as server:
         tp = await throughput(server, 50 if quick else 200)
         rows.append((f"one-node runs, {50 if quick else 200} at once", f"{tp['states_per_s']:.0f} states/s"))
-    with running_server() as server:
+    with _server(mongo_uri) as server:
         fo = await fan_out(server, 50 if quick else 200)
         rows.append((f"fan-out: {int(fo['states'])} states", f"{fo['seconds']:.2f} s"))
     print("| scenario | result |\n|---|---|")
@@ -217,4 +225,16 @@ async def main(quick: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    asyncio.run(main(parser.parse_args().quick))
+    store = parser.add_mutually_exclusive_group()
+    store.add_argument(
+        "--mongo-uri", help="run the servers against this MongoDB instead of the embedded store"
+    )
+    store.add_argument(
+        "--nx", action="store_true", help="run against nx-27017 (MongoDB wire protocol on SQLite)"
+    )
+    options = parser.parse_args()
+    if options.nx:
+        with durable_store() as uri:
+            asyncio.run(main(options.quick, uri))
+    else:
+        asyncio.run(main(options.quick, options.mongo_uri))

@@ -5,20 +5,16 @@ a server killed mid-run loses no work, and two replicas share one database witho
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from exospherehost import GraphNodeModel, Runtime, StateManager, UnitesModel
 from tests.e2e.conftest import by_identifier, wait_run
 from tests.e2e.nodes import Slow, Split, Upper
-from tests.support.live_server import LiveServer, free_port, start_server
+from tests.support.durable_store import durable_store
+from tests.support.live_server import LiveServer, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -26,37 +22,9 @@ FAST_RECOVERY = {"RECOVERY_INTERVAL_SECONDS": 0.2, "RECOVERY_GRACE_SECONDS": 1}
 
 
 @pytest.fixture(scope="module")
-def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("nx")
-    port = free_port()
-    command = [
-        str(Path(sys.executable).parent / "nx-27017"),
-        "--db",
-        str(folder / "store.db"),
-        "--port",
-        str(port),
-        "--log-file",
-        str(folder / "nx.log"),
-        "--pid-file",
-        str(folder / "nx.pid"),
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_for_port(port)
-        yield f"mongodb://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-def _wait_for_port(port: int, limit: float = 15.0) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nx-27017 did not listen on {port}")
+def mongo_uri() -> Iterator[str]:
+    with durable_store() as uri:
+        yield uri
 
 
 def _env(mongo_uri: str) -> dict[str, object]:
