@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
+from beanie import Document
 from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -11,6 +12,26 @@ from pymongo.errors import DuplicateKeyError
 from state_manager.clock import now_ms, utcnow
 from state_manager.db.documents import State
 from state_manager.domain.status import Event, StateStatus, sources, target
+
+D = TypeVar("D", bound=Document)
+
+
+async def find_one(model: type[D], query: dict[str, Any]) -> D | None:
+    """One document through Motor, validated by the model.
+
+    The hot paths read and write through Motor directly: Beanie's `find_one`/`insert` build a
+    pydantic TypeAdapter and run its state tracking on every call, which profiling showed to
+    dominate a trigger.
+    """
+    doc = await model.get_motor_collection().find_one(query)
+    return None if doc is None else model.model_validate(doc)
+
+
+async def insert(document: Document) -> None:
+    """Insert a new document through Motor; raises DuplicateKeyError like Beanie does."""
+    data = document.model_dump(by_alias=True, exclude={"id", "revision_id"})
+    result = await type(document).get_motor_collection().insert_one(data)
+    document.id = result.inserted_id
 
 
 def _states() -> Any:
@@ -56,7 +77,7 @@ async def insert_once(state: State) -> bool:
     now = now_ms()
     state.updated_ms = state.updated_ms or now
     try:
-        await state.insert()
+        await insert(state)
     except DuplicateKeyError:
         return False
     return True

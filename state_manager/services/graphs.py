@@ -16,6 +16,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from state_manager.clock import utcnow
+from state_manager.db import queries
 from state_manager.db.documents import CronSchedule, GraphTemplate, RegisteredNode
 from state_manager.domain.cron import next_fire_after
 from state_manager.domain.graph import GraphShape, GraphStructureError, check_registered, validate_structure
@@ -103,7 +104,7 @@ async def get_graph(namespace: str, name: str) -> GraphTemplate:
 
 
 async def find_graph(namespace: str, name: str) -> GraphTemplate | None:
-    return await GraphTemplate.find_one({"name": name, "namespace": namespace})
+    return await queries.find_one(GraphTemplate, {"name": name, "namespace": namespace})
 
 
 async def list_graphs(namespace: str) -> list[GraphTemplate]:

@@ -76,7 +76,7 @@ async def _advance_executed(ctx: AppContext, state: State, graph: GraphTemplate 
             ctx.work.notify(namespace)
         updated = await queries.transition(_id(state), Event.NEXT_CREATED, {"pending_effect": JOINS})
     for key in clone_keys:
-        clone = await State.find_one({"spawn_key": key})
+        clone = await queries.find_one(State, {"spawn_key": key})
         if clone is not None and clone.pending_effect is not None:
             await settle(ctx, clone)
     return updated
@@ -113,7 +113,7 @@ async def _plan_children(state: State, graph: GraphTemplate | None) -> list[Stat
     templates = [shape.by_id[n] for n in node.next_nodes or [] if shape.by_id[n].unites is None]
     if not templates:
         return []
-    run = await Run.find_one({"run_id": state.run_id})
+    run = await queries.find_one(Run, {"run_id": state.run_id})
     parents = {**state.parents, state.identifier: str(state.id)}
     children = []
     for template in templates:
@@ -229,7 +229,7 @@ async def _evaluate_join(
     independent of each other, and none waits for another.
     """
     key = f"{anchor_id}:join:{join.identifier}"
-    if await State.find_one({"spawn_key": key}) is not None:
+    if await queries.find_one(State, {"spawn_key": key}) is not None:
         return
     anchor = await queries.find_state(ObjectId(anchor_id))
     if anchor is None or anchor.status != StateStatus.SUCCESS:
@@ -261,7 +261,7 @@ async def _evaluate_join(
 async def _create_join(
     ctx: AppContext, graph: GraphTemplate, join: NodeTemplate, anchor: State, key: str, error: str | None
 ) -> None:
-    run = await Run.find_one({"run_id": anchor.run_id})
+    run = await queries.find_one(Run, {"run_id": anchor.run_id})
     outputs = await branch_outputs(anchor, referenced_identifiers(join.inputs))
     inputs: dict[str, str] = {}
     try:

@@ -97,7 +97,7 @@ async def trigger_graph(
         created_ms=now_ms(),
     )
     try:
-        await run.insert()
+        await queries.insert(run)
     except DuplicateKeyError as exc:
         raise Conflict(f"Run {run.run_id} already exists") from exc
     states = await seed_run(ctx, run)
@@ -138,7 +138,7 @@ async def create_states(
     """SEED `states/create`: add states to a caller-chosen run (created on first use)."""
     graph = await _valid_graph(namespace, graph_name)
     seeds = _seeds_from_states(graph_shape(graph), body.states, now_ms())
-    existing = await Run.find_one({"run_id": body.run_id})
+    existing = await queries.find_one(Run, {"run_id": body.run_id})
     if existing is not None and (existing.namespace_name, existing.graph_name) != (namespace, graph_name):
         raise Conflict(
             f"Run {body.run_id} belongs to graph {existing.graph_name} in {existing.namespace_name}"
@@ -148,7 +148,7 @@ async def create_states(
     )
     if existing is None:
         with contextlib.suppress(DuplicateKeyError):
-            await run.insert()
+            await queries.insert(run)
     batch = uuid4().hex
     states = [_seed_state(run, seed, f"{run.run_id}:create:{batch}:{i}") for i, seed in enumerate(seeds)]
     for state in states:

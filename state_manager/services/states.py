@@ -170,14 +170,14 @@ async def manual_retry(ctx: AppContext, namespace: str, state_id: ObjectId, fano
     updated = await queries.transition(state_id, Event.MANUAL_RETRY, fields, namespace=namespace)
     if updated is None:
         state = await load_state(namespace, state_id)
-        if await State.find_one({"spawn_key": manual_retry_key(state, fanout_id)}) is not None:
+        if await queries.find_one(State, {"spawn_key": manual_retry_key(state, fanout_id)}) is not None:
             raise Conflict("Duplicate retry state detected")
         raise InvalidTransition(
             f"State is {state.status}: only ERRORED, NEXT_CREATED_ERROR, TIMEDOUT or CANCELLED "
             "states can be retried manually"
         )
     await settle(ctx, updated)
-    retry = await State.find_one({"spawn_key": manual_retry_key(updated, fanout_id)})
+    retry = await queries.find_one(State, {"spawn_key": manual_retry_key(updated, fanout_id)})
     assert retry is not None
     return retry
 

@@ -33,10 +33,15 @@ async def _chain(api: Api, **graph_options: object) -> str:
     return str((await api.trigger("g"))["run_id"])
 
 
+# Long enough that a loaded CI machine claims before the retry is due, short enough to wait out.
+RETRY_DELAY_MS = 400
+RETRY_WAIT_SECONDS = RETRY_DELAY_MS / 1000 + 0.05
+
+
 @pytest.fixture
 async def claimed(api: Api) -> Json:
     """The root state of a fresh a -> b run, claimed (graph retry policy: one quick retry)."""
-    await _chain(api, retry_policy=fixed_retry(1, 50), secrets={"token": "t0p-secret"})
+    await _chain(api, retry_policy=fixed_retry(1, RETRY_DELAY_MS), secrets={"token": "t0p-secret"})
     return await Worker(api, "Alpha").claim_one()
 
 
@@ -310,16 +315,16 @@ async def test_errored_with_retries_left_creates_a_delayed_retry(api: Api, claim
     assert retry["retry_count"] == 1
     assert retry["inputs"] == original["inputs"]
     assert retry["error"] is None
-    assert before + 50 <= retry["enqueue_after"] <= now_ms() + 50
+    assert before + RETRY_DELAY_MS <= retry["enqueue_after"] <= now_ms() + RETRY_DELAY_MS
     assert await api.claim("Alpha") == []  # not due yet
-    await asyncio.sleep(0.07)
+    await asyncio.sleep(RETRY_WAIT_SECONDS)
     again = await Worker(api, "Alpha").claim_one()
     assert (again["state_id"], again["retry_count"]) == (retry["id"], 1)
 
 
 async def test_a_retry_that_succeeds_continues_the_run(api: Api, claimed: Json) -> None:
     await api.errored(claimed["state_id"], "flaky")
-    await asyncio.sleep(0.07)
+    await asyncio.sleep(RETRY_WAIT_SECONDS)
 
     await Worker(api, "Alpha").execute([{"y": "second try"}])
     await Worker(api, "Beta").execute()
@@ -342,7 +347,7 @@ async def test_errored_without_retries_left_fails_the_run(api: Api) -> None:
 
 async def test_retries_stop_after_max_retries(api: Api, claimed: Json) -> None:
     await api.errored(claimed["state_id"], "one")
-    await asyncio.sleep(0.07)
+    await asyncio.sleep(RETRY_WAIT_SECONDS)
 
     _, answer = await Worker(api, "Alpha").fail("two")
 
@@ -423,14 +428,14 @@ async def test_prune_of_a_state_that_is_not_queued_is_400(api: Api, claimed: Jso
 async def test_re_enqueue_after_puts_the_state_back_later(api: Api, claimed: Json) -> None:
     before = now_ms()
 
-    answer = await api.call("POST", f"/state/{claimed['state_id']}/re-enqueue-after", {"enqueue_after": 100})
+    answer = await api.call("POST", f"/state/{claimed['state_id']}/re-enqueue-after", {"enqueue_after": 400})
 
     assert answer["status"] == "CREATED"
-    assert before + 100 <= answer["enqueue_after"] <= now_ms() + 100
+    assert before + 400 <= answer["enqueue_after"] <= now_ms() + 400
     state = await api.state(claimed["run_id"], claimed["state_id"])
     assert (state["status"], state["enqueue_after"]) == ("CREATED", answer["enqueue_after"])
     assert await api.claim("Alpha") == []
-    await asyncio.sleep(0.12)
+    await asyncio.sleep(0.42)
     assert [s["state_id"] for s in await api.claim("Alpha")] == [claimed["state_id"]]
 
 

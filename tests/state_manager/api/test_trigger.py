@@ -175,15 +175,15 @@ async def test_unresolvable_given_inputs_are_400(
 
 async def test_start_delay_holds_the_root_back(api: Api, chain_graph: str) -> None:
     before = now_ms()
-    answer = await api.trigger(chain_graph, {"start_delay": 200})
+    answer = await api.trigger(chain_graph, {"start_delay": 400})
 
     assert await api.claim("Alpha") == []
-    await asyncio.sleep(0.22)
+    await asyncio.sleep(0.42)
     claimed = await api.claim("Alpha")
 
     assert [s["run_id"] for s in claimed] == [answer["run_id"]]
     [root] = await api.run_states(answer["run_id"])
-    assert before + 200 <= root["enqueue_after"] <= now_ms()
+    assert before + 400 <= root["enqueue_after"] <= now_ms()
 
 
 async def test_trigger_of_an_invalid_graph_is_400(api: Api) -> None:
