@@ -25,6 +25,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:  # `pytest` (unlike `python -m pytest`) does not add the repo root
     sys.path.insert(0, str(REPO_ROOT))
 
+# The shared checks assert outside the test modules; rewrite them too so failures show both sides.
+pytest.register_assert_rewrite("tests.compat.checks")
+
 from tests.support.api import StateManagerAPI  # noqa: E402
 from tests.support.live_server import LiveServer, start_server  # noqa: E402
 from tests.support.scenario_process import ScenarioProcess, ScenarioRunner, scenario_process  # noqa: E402
