@@ -95,7 +95,9 @@ class Runtime:
             0 disables long-polling.
         heartbeat_interval: Seconds between heartbeats that keep the lease of a running state;
             None disables heartbeats. Only states the server leased are heartbeated.
-        report_retries: How many times a report is retried after a network error or a 5xx.
+        report_retries: How many times a report is retried after a network error or a 5xx
+            (back-off from 0.2 s doubling to 10 s: the default rides out one to one and a half minutes
+            of server downtime, e.g. a restart; after that the server's lease re-delivers the work).
         shutdown_grace_period: Default seconds `shutdown()` lets running nodes finish before
             cancelling them.
         transport: An httpx transport (e.g. `httpx.MockTransport`) for tests.
@@ -124,7 +126,7 @@ class Runtime:
         *,
         long_poll_ms: int = 20_000,
         heartbeat_interval: float | None = 30.0,
-        report_retries: int = 5,
+        report_retries: int = 15,
         shutdown_grace_period: float = 30.0,
         transport: AsyncTransport | None = None,
     ) -> None:
