@@ -119,6 +119,9 @@ class Later(BaseNode):
         return self.Outputs(text="done")
 
 
+SLOW_STARTS: list[str] = []  # inputs of every Slow run that has started
+
+
 class Slow(BaseNode):
     class Inputs(BaseModel):
         seconds: str
@@ -127,5 +130,6 @@ class Slow(BaseNode):
         slept: str
 
     async def execute(self) -> Outputs:
+        SLOW_STARTS.append(self.inputs.seconds)
         await asyncio.sleep(float(self.inputs.seconds))
         return self.Outputs(slept=self.inputs.seconds)
