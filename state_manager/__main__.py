@@ -12,6 +12,7 @@ import os
 import secrets
 
 import uvicorn
+from pydantic import ValidationError
 
 from state_manager.app import create_app
 from state_manager.config import Settings
@@ -27,6 +28,16 @@ def _dev_defaults() -> None:
         os.environ["SECRETS_ENCRYPTION_KEY"] = base64.urlsafe_b64encode(os.urandom(32)).decode()
 
 
+def _explain(exc: ValidationError) -> str:
+    """One line per bad setting, named by its environment variable (never its value)."""
+    lines = []
+    for error in exc.errors(include_input=False):
+        variable = str(error["loc"][0]).upper() if error["loc"] else "settings"
+        lines.append(f"  {variable}: {error['msg']}")
+    hint = "Set them in the environment or in .env (see .env.example), or use --dev to try things out."
+    return "error: invalid settings\n" + "\n".join(lines) + "\n" + hint + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m state_manager", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -35,7 +46,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.dev:
         _dev_defaults()
-    settings = Settings()  # type: ignore[call-arg,unused-ignore]  # from the environment
+    try:
+        settings = Settings()  # type: ignore[call-arg,unused-ignore]  # from the environment
+        settings.refuse_public_secrets()
+    except ValidationError as exc:
+        parser.exit(2, _explain(exc))
+    except ValueError as exc:
+        parser.exit(2, f"error: {exc}\n")
     configure_logging(settings.log_level)
     app = create_app(settings)
     uvicorn.run(
