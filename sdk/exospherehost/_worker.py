@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -135,15 +136,16 @@ class StateWorker:
 
     def _start_heartbeats(self, state_id: str, state: dict[str, Any]) -> asyncio.Task[None] | None:
         # Only a leased state needs heartbeats; a server without leases (upstream) sends none.
-        if self._heartbeat_interval is None or state.get("lease_expires_at") is None:
+        expires = state.get("lease_expires_at")
+        if self._heartbeat_interval is None or not isinstance(expires, int | float):
             return None
-        return asyncio.create_task(self._heartbeat_loop(state_id, self._heartbeat_interval))
+        return asyncio.create_task(self._heartbeat_loop(state_id, self._heartbeat_interval, expires))
 
-    async def _heartbeat_loop(self, state_id: str, interval: float) -> None:
+    async def _heartbeat_loop(self, state_id: str, interval: float, expires_ms: float) -> None:
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(next_heartbeat_in(interval, expires_ms, time.time()))
             try:
-                await self._retrying(lambda: self._api.heartbeat(state_id))
+                answer = await self._retrying(lambda: self._api.heartbeat(state_id))
             except ConflictError:
                 logger.warning(
                     "state %s: lease lost, heartbeats stopped (the work may run elsewhere)", state_id
@@ -154,6 +156,17 @@ class StateWorker:
                 return
             except ExosphereError as exc:
                 logger.warning("state %s: heartbeat failed: %s", state_id, exc)
+            else:
+                renewed = answer.get("lease_expires_at")
+                if isinstance(renewed, int | float):
+                    expires_ms = renewed
+
+
+def next_heartbeat_in(interval: float, expires_ms: float, now: float) -> float:
+    """Seconds until the next heartbeat: the configured interval, but at least three beats per
+    remaining lease, so a server with a short lease is still kept informed."""
+    remaining = expires_ms / 1000 - now
+    return max(0.05, min(interval, remaining / 3))
 
 
 _REPORT_NAMES: dict[type[Any], str] = {

@@ -119,7 +119,8 @@ async def test_work_of_a_killed_worker_is_redelivered_and_the_old_holder_fenced(
 async def test_heartbeats_keep_a_node_longer_than_its_lease(sdk_env: LiveServer) -> None:
     ns = f"fault-{uuid.uuid4().hex[:8]}"
     graph = [GraphNodeModel(node_name="Long", namespace=ns, identifier="long", inputs={"seconds": "3"})]
-    async with Runtime(ns, "rt", [Long], heartbeat_interval=0.5), StateManager(ns) as client:
+    # Default heartbeat settings: the runtime paces its beats by the lease the server gave.
+    async with Runtime(ns, "rt", [Long]), StateManager(ns) as client:
         await client.upsert_graph("long", graph, secrets={})
         run = await client.trigger("long")  # the server's lease is 2 s; the node runs 3 s
         states = await wait_run(client, run["run_id"], timeout=15)

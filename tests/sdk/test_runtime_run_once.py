@@ -10,6 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from exospherehost import AuthenticationError, BaseNode
+from exospherehost._worker import next_heartbeat_in
 from exospherehost.runtime import BatchResult
 
 from .conftest import RuntimeFactory
@@ -318,3 +319,14 @@ async def test_run_once_claims_no_more_than_free_workers(
     assert results == [BatchResult(claimed=2, executed=2)] * 3
     assert [r.body["batch_size"] for r in server.routes("states/enqueue")] == [2, 2, 2]
     assert peak == 2
+
+
+@pytest.mark.parametrize(
+    ("interval", "remaining", "expected"),
+    [(30.0, 300.0, 30.0), (30.0, 15.0, 5.0), (30.0, -1.0, 0.05), (0.5, 300.0, 0.5)],
+)
+def test_heartbeats_come_at_least_three_times_per_remaining_lease(
+    interval: float, remaining: float, expected: float
+) -> None:
+    now = 1_000_000.0
+    assert next_heartbeat_in(interval, (now + remaining) * 1000, now) == pytest.approx(expected)
