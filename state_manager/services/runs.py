@@ -16,7 +16,6 @@ from state_manager.clock import now_ms
 from state_manager.db import queries
 from state_manager.db.documents import GraphTemplate, Run, State
 from state_manager.domain.graph import GraphShape
-from state_manager.domain.placeholders import OutputRef, find_refs
 from state_manager.domain.planning import PlanningError, missing_store_keys, root_inputs
 from state_manager.domain.status import StateStatus, run_counts
 from state_manager.errors import BadRequest, Conflict, NotFound
@@ -57,14 +56,9 @@ def _seeds_from_states(shape: GraphShape, states: list[TriggerStateIn], when: in
 
 
 def _root_seed(graph: GraphTemplate, shape: GraphShape, body: TriggerRequest, when: int) -> dict[str, Any]:
+    # The template's own root inputs reference only the store (checked at upsert); an output
+    # reference in a given input fails to resolve below, with a message naming it.
     root = shape.by_id[shape.root]
-    for value in root.inputs.values():
-        for ref in find_refs(value):
-            if isinstance(ref, OutputRef):
-                raise BadRequest(
-                    "Invalid input: Root node can have only store identifier as dependent "
-                    f"but got {ref.identifier}"
-                )
     defaults = graph.store_config.default_values
     try:
         inputs = root_inputs(shape.root, root.inputs, body.inputs, body.store, defaults)
@@ -163,8 +157,7 @@ def count_states(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def list_runs(namespace: str, page: int, size: int) -> tuple[int, list[dict[str, Any]]]:
-    query = Run.find({"namespace_name": namespace})
-    total = await query.count()
+    total = await Run.find({"namespace_name": namespace}).count()
     runs = (
         await Run.find({"namespace_name": namespace})
         .sort("-created_at", "-_id")
@@ -201,9 +194,8 @@ async def node_details(namespace: str, graph_name: str, run_id: str, node_id: st
         oid = ObjectId(node_id)
     except (InvalidId, TypeError) as exc:
         raise BadRequest(f"Invalid node ID format: {node_id}") from exc
-    found = await queries.find_states(
-        {"_id": oid, "run_id": run_id, "graph_name": graph_name, "graph_namespace": namespace}
-    )
-    if not found:
+    query = {"_id": oid, "run_id": run_id, "graph_name": graph_name, "graph_namespace": namespace}
+    found = await queries.find_one(State, query)
+    if found is None:
         raise NotFound(f"Node {node_id} not found in run {run_id} for graph {graph_name}")
-    return found[0]
+    return found

@@ -45,11 +45,21 @@ async def load_state(namespace: str, state_id: ObjectId) -> State:
     return state
 
 
-def _fenced(state: State) -> Conflict:
-    return Conflict(
-        f"State {state.id} is no longer held by this worker: its lease expired and the work "
-        "was re-delivered; this report changes nothing"
-    )
+async def load_held_state(namespace: str, state_id: ObjectId) -> State:
+    """Re-read a state after a conditional write missed; 409 if its worker was fenced off."""
+    state = await load_state(namespace, state_id)
+    if state.lease_lost:
+        raise Conflict(
+            f"State {state.id} is no longer held by this worker: its lease expired and the work "
+            "was re-delivered; this report changes nothing"
+        )
+    return state
+
+
+async def _retry_allowed(state: State) -> bool:
+    """Whether the graph's retry policy allows another attempt after this one."""
+    graph = await find_graph(state.graph_namespace, state.graph_name)
+    return retries_left(graph.retry_policy if graph else RetryPolicy(), state.retry_count)
 
 
 async def enqueue(
@@ -104,9 +114,7 @@ async def mark_executed(
     }
     updated = await queries.transition(state_id, Event.EXECUTED, fields, namespace=namespace)
     if updated is None:
-        state = await load_state(namespace, state_id)
-        if state.lease_lost:
-            raise _fenced(state)
+        state = await load_held_state(namespace, state_id)
         if state.reported_outputs == outputs:
             return  # the same report again (a network retry): same answer, nothing new
         raise InvalidTransition("State is not queued")
@@ -115,16 +123,12 @@ async def mark_executed(
 
 async def mark_errored(ctx: AppContext, namespace: str, state_id: ObjectId, error: str) -> bool:
     """Record a failure; returns whether a retry was created under the graph's retry policy."""
-    state = await load_state(namespace, state_id)
-    graph = await find_graph(state.graph_namespace, state.graph_name)
-    retry = retries_left(graph.retry_policy if graph else RetryPolicy(), state.retry_count)
+    retry = await _retry_allowed(await load_state(namespace, state_id))
     event = Event.ERRORED_RETRY if retry else Event.ERRORED
     fields = {"error": error, "lease_expires_at": None, "pending_effect": SPAWN if retry else JOINS}
     updated = await queries.transition(state_id, event, fields, namespace=namespace)
     if updated is None:
-        state = await load_state(namespace, state_id)
-        if state.lease_lost:
-            raise _fenced(state)
+        state = await load_held_state(namespace, state_id)
         if state.error == error and state.status in (StateStatus.ERRORED, StateStatus.RETRY_CREATED):
             return state.status == StateStatus.RETRY_CREATED
         if state.status in (StateStatus.EXECUTED, StateStatus.SUCCESS, StateStatus.NEXT_CREATED_ERROR):
@@ -138,9 +142,7 @@ async def prune(ctx: AppContext, namespace: str, state_id: ObjectId, data: dict[
     fields = {"data": data, "lease_expires_at": None, "pending_effect": JOINS}
     updated = await queries.transition(state_id, Event.PRUNE, fields, namespace=namespace)
     if updated is None:
-        state = await load_state(namespace, state_id)
-        if state.lease_lost:
-            raise _fenced(state)
+        state = await load_held_state(namespace, state_id)
         if state.status == StateStatus.PRUNED and state.data == data:
             return state
         raise InvalidTransition("State is not queued")
@@ -152,9 +154,7 @@ async def requeue_after(ctx: AppContext, namespace: str, state_id: ObjectId, del
     fields = {"enqueue_after": now_ms() + delay_ms, "lease_expires_at": None}
     updated = await queries.transition(state_id, Event.REQUEUE_AFTER, fields, namespace=namespace)
     if updated is None:
-        state = await load_state(namespace, state_id)
-        if state.lease_lost:
-            raise _fenced(state)
+        state = await load_held_state(namespace, state_id)
         raise InvalidTransition(f"State is {state.status}: only a QUEUED or CREATED state can be re-enqueued")
     _wake_when_due(ctx, namespace, delay_ms)
     return updated
@@ -191,9 +191,7 @@ async def heartbeat(ctx: AppContext, namespace: str, state_id: ObjectId) -> int:
         {"namespace_name": namespace, "status": StateStatus.QUEUED.value},
     )
     if not held:
-        state = await load_state(namespace, state_id)
-        if state.lease_lost:
-            raise _fenced(state)
+        state = await load_held_state(namespace, state_id)
         raise Conflict(f"State is {state.status}, not QUEUED: there is no lease to extend")
     return expires
 
@@ -213,8 +211,7 @@ async def get_secrets(ctx: AppContext, namespace: str, state_id: ObjectId) -> di
 
 async def expire_lease(ctx: AppContext, state: State) -> None:
     """The worker holding `state` went silent: re-deliver the work as a new attempt, or fail it."""
-    graph = await find_graph(state.graph_namespace, state.graph_name)
-    retry = retries_left(graph.retry_policy if graph else RetryPolicy(), state.retry_count)
+    retry = await _retry_allowed(state)
     seconds = ctx.settings.state_lease_seconds
     fields = {
         "error": f"Lease expired: no report from the worker within {seconds:g}s"
