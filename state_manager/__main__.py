@@ -2,21 +2,34 @@
 
 `--dev` (what `make run` uses) is for trying things out on one machine: when no key is set it
 generates an API key and an encryption key for this process and prints the API key.
+
+Before serving, it refuses (exit code 2, a message naming the variable) bad settings and an
+encryption key that cannot decrypt the secrets already stored.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import os
 import secrets
 
+import structlog
 import uvicorn
 from pydantic import ValidationError
 
 from state_manager.app import create_app
 from state_manager.config import Settings
 from state_manager.observability import configure_logging
+from state_manager.services.startup import check_secrets_key
+
+log = structlog.get_logger("state_manager")
+
+DEVELOPMENT_WARNING = (
+    "MODE=development: the published example keys are accepted."
+    " For trying things out only: never use development mode in production."
+)
 
 
 def _dev_defaults() -> None:
@@ -54,6 +67,11 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         parser.exit(2, f"error: {exc}\n")
     configure_logging(settings.log_level)
+    if settings.development:
+        log.warning("development_mode", message=DEVELOPMENT_WARNING)
+    problem = asyncio.run(check_secrets_key(settings))
+    if problem:
+        parser.exit(2, f"error: {problem}\n")
     app = create_app(settings)
     uvicorn.run(
         app,

@@ -54,6 +54,15 @@ class Settings(BaseSettings):
     cron_interval_seconds: float = Field(default=5.0, gt=0)
     long_poll_tick_seconds: float = Field(default=0.5, gt=0)
     background_loops: bool = True
+    # How many times the effects of a write (children, retries, joins) may fail before the state
+    # is failed visibly (NEXT_CREATED_ERROR with the reason), and how many items the recovery
+    # pass reads at a time.
+    effect_attempts: int = Field(default=5, ge=1, le=1000)
+    recovery_batch_size: int = Field(default=200, ge=1, le=10_000)
+    # Limits: a request body over `max_request_bytes` is refused (413) before it is read; a
+    # document over `max_document_bytes` (MongoDB's own limit by default) is never written.
+    max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=1024**3)
+    max_document_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=16 * 1024 * 1024)
 
     @field_validator("state_manager_secret")
     @classmethod

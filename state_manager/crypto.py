@@ -15,6 +15,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 NONCE_BYTES = 12
 
 
+class SecretKeyMismatch(ValueError):
+    """A stored secret fails its authentication tag: it was encrypted with a different key."""
+
+
 class SecretCipher:
     def __init__(self, key: bytes) -> None:
         self._aead = AESGCM(key)
@@ -29,4 +33,4 @@ class SecretCipher:
         try:
             return self._aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], None).decode()
         except InvalidTag as exc:
-            raise ValueError("secret cannot be decrypted with SECRETS_ENCRYPTION_KEY") from exc
+            raise SecretKeyMismatch("secret cannot be decrypted with SECRETS_ENCRYPTION_KEY") from exc

@@ -6,6 +6,7 @@ DomainError
 │   └── InvalidGraph  structural graph problems, listed                   -> 400
 ├── InvalidTransition the state is not in a status that allows the call   -> 400
 ├── Conflict          a duplicate, or a fenced (re-delivered) worker      -> 409
+├── TooLarge          a document would be over the store's size limit     -> 413
 └── Unprocessable     a malformed value in the path or body               -> 422
 """
 
@@ -39,6 +40,10 @@ class InvalidTransition(DomainError):
 
 
 class Conflict(DomainError):
+    pass
+
+
+class TooLarge(DomainError):
     pass
 
 

@@ -16,12 +16,18 @@ REQUEST_ID_HEADER = "x-exosphere-request-id"
 
 
 def configure_logging(level: str) -> None:
+    """One JSON object per line on stdout; `log.exception(...)` carries the traceback as text.
+
+    Loggers are cached on first use: call this once, before anything logs (tests that call it
+    restore structlog's defaults afterwards with `structlog.reset_defaults()`).
+    """
     logging.basicConfig(level=level.upper(), format="%(message)s")
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,  # exc_info -> "exception": "Traceback ..."
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),

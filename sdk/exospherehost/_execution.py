@@ -2,10 +2,14 @@
 
 `execute_state` turns everything that can happen to a state (bad inputs, missing secrets, a
 signal, an exception, odd return values) into one `Outcome`; the runtime then reports it.
+What will be sent is checked to be strict JSON here, so that a node that returns or signals
+something unsendable fails at once instead of its report failing on the way out.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +28,7 @@ __all__ = [
     "Requeued",
     "describe_exception",
     "execute_state",
+    "json_problem",
     "normalise_outputs",
 ]
 
@@ -39,11 +44,14 @@ class Executed:
 class Errored:
     """The state failed; `error` is the message reported to the server.
 
-    `exception` is what the node raised, if it raised, kept for the runtime's log.
+    `exception` is what the node raised, if it raised, kept for the runtime's log. `log_level` is
+    the level the runtime logs the failure at: ERROR for a bug in the node's code that a retry
+    cannot fix (it returned or signalled something that cannot be sent).
     """
 
     error: str
     exception: BaseException | None = field(default=None, compare=False)
+    log_level: int = field(default=logging.WARNING, compare=False)
 
 
 @dataclass(frozen=True)
@@ -79,13 +87,34 @@ async def execute_state(node: type[BaseNode], raw_inputs: Any, load_secrets: Sec
         return secrets_or_error
     try:
         result = await node()._execute(inputs, secrets_or_error)
-        return Executed([output.model_dump(mode="json") for output in normalise_outputs(node, result)])
+        outputs = [output.model_dump(mode="json") for output in normalise_outputs(node, result)]
     except PruneSignal as signal:
+        if problem := json_problem(signal.data):
+            return _unsendable(
+                f"PruneSignal data of node {node.__name__} is not JSON-serialisable: {problem}"
+            )
         return Pruned(signal.data)
     except ReQueueAfterSignal as signal:
         return Requeued(signal.delay_ms)
     except Exception as exc:
         return Errored(describe_exception(exc), exc)
+    if problem := json_problem(outputs):
+        return _unsendable(f"Outputs of node {node.__name__} are not JSON-serialisable: {problem}")
+    return Executed(outputs)
+
+
+def json_problem(value: object) -> str | None:
+    """Why `value` is not strict JSON (NaN and Infinity are refused too), or None if it is."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return describe_exception(exc)
+    return None
+
+
+def _unsendable(error: str) -> Errored:
+    """A node returned or signalled something that cannot be sent: a bug in the node's code."""
+    return Errored(error, log_level=logging.ERROR)
 
 
 async def _load_secrets(node: type[BaseNode], load_secrets: SecretsLoader) -> BaseModel | Errored:

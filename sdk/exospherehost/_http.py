@@ -5,11 +5,17 @@ one place, and turns failures into the typed exceptions of `errors.py`:
 
 - a non-2xx answer becomes the `StateManagerError` subclass for its status code;
 - a network failure, a timeout or an unreadable 2xx body becomes `TransportError`.
+
+Every call about a claimed state (secrets, heartbeat, the reports) takes the state's
+`claim_token` and sends it as the `x-exosphere-claim-token` header, so that the server can refuse
+(409) a call from a worker whose claim was superseded or whose lease ran out. A state without a
+token (an upstream server) gets no header.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -18,12 +24,18 @@ import httpx
 from ._version import __version__
 from .errors import TransportError, error_for_status
 
-__all__ = ["DEFAULT_TIMEOUT", "ApiClient", "AsyncTransport"]
+__all__ = ["CLAIM_TOKEN_HEADER", "DEFAULT_TIMEOUT", "MAX_ERROR_BYTES", "ApiClient", "AsyncTransport"]
 
 AsyncTransport = httpx.AsyncBaseTransport
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds allowed for one request (connect, read, write) unless a call needs longer."""
+
+CLAIM_TOKEN_HEADER = "x-exosphere-claim-token"
+"""The header that carries a claimed state's `claim_token` on every call about that state."""
+
+MAX_ERROR_BYTES = 64 * 1024
+"""The most UTF-8 bytes of error text sent in an errored report; longer text is truncated."""
 
 _CONNECT_TIMEOUT = 10.0
 
@@ -89,6 +101,7 @@ class ApiClient:
         *,
         body: Any = None,
         timeouts: httpx.Timeout | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
         """Send one request and return the decoded JSON body of a 2xx answer.
 
@@ -102,6 +115,7 @@ class ApiClient:
                 method,
                 path,
                 json=body,
+                headers=headers,
                 timeout=timeouts if timeouts is not None else self._timeout,
             )
         except httpx.HTTPError as exc:
@@ -110,9 +124,11 @@ class ApiClient:
             raise error_for_status(response.status_code, _detail(response), method=method, path=path)
         return _decode(response, method, path)
 
-    async def request_object(self, method: str, path: str, *, body: Any = None) -> dict[str, Any]:
+    async def request_object(
+        self, method: str, path: str, *, body: Any = None, headers: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         """Like `request`, for endpoints that answer with a JSON object."""
-        data = await self.request(method, path, body=body)
+        data = await self.request(method, path, body=body, headers=headers)
         if not isinstance(data, dict):
             raise TransportError(f"{method} {path}: expected a JSON object, got {type(data).__name__}")
         return data
@@ -140,38 +156,46 @@ class ApiClient:
             raise TransportError("POST states/enqueue: the answer has no 'states' list")
         return [s for s in states if isinstance(s, dict)]
 
-    async def get_secrets(self, state_id: str) -> dict[str, Any]:
+    async def get_secrets(self, state_id: str, *, claim_token: str | None = None) -> dict[str, Any]:
         """`GET /state/{id}/secrets`: the secrets of the state's graph."""
-        data = await self.request_object("GET", self.path("state", state_id, "secrets"))
+        path = self.path("state", state_id, "secrets")
+        data = await self.request_object("GET", path, headers=_claim_headers(claim_token))
         secrets = data.get("secrets")
         if not isinstance(secrets, dict):
             raise TransportError("GET secrets: the answer has no 'secrets' object")
         return secrets
 
-    async def executed(self, state_id: str, outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    async def executed(
+        self, state_id: str, outputs: list[dict[str, Any]], *, claim_token: str | None = None
+    ) -> dict[str, Any]:
         """`POST /state/{id}/executed`."""
-        return await self.request_object(
-            "POST", self.path("state", state_id, "executed"), body={"outputs": outputs}
-        )
+        return await self._state_call(state_id, "executed", {"outputs": outputs}, claim_token)
 
-    async def errored(self, state_id: str, error: str) -> dict[str, Any]:
-        """`POST /state/{id}/errored`."""
-        return await self.request_object(
-            "POST", self.path("state", state_id, "errored"), body={"error": error}
-        )
+    async def errored(self, state_id: str, error: str, *, claim_token: str | None = None) -> dict[str, Any]:
+        """`POST /state/{id}/errored`; an error longer than `MAX_ERROR_BYTES` is truncated."""
+        return await self._state_call(state_id, "errored", {"error": cap_error(error)}, claim_token)
 
-    async def prune(self, state_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    async def prune(
+        self, state_id: str, data: dict[str, Any], *, claim_token: str | None = None
+    ) -> dict[str, Any]:
         """`POST /state/{id}/prune`."""
-        return await self.request_object("POST", self.path("state", state_id, "prune"), body={"data": data})
+        return await self._state_call(state_id, "prune", {"data": data}, claim_token)
 
-    async def requeue_after(self, state_id: str, delay_ms: int) -> dict[str, Any]:
+    async def requeue_after(
+        self, state_id: str, delay_ms: int, *, claim_token: str | None = None
+    ) -> dict[str, Any]:
         """`POST /state/{id}/re-enqueue-after`."""
-        path = self.path("state", state_id, "re-enqueue-after")
-        return await self.request_object("POST", path, body={"enqueue_after": delay_ms})
+        return await self._state_call(state_id, "re-enqueue-after", {"enqueue_after": delay_ms}, claim_token)
 
-    async def heartbeat(self, state_id: str) -> dict[str, Any]:
+    async def heartbeat(self, state_id: str, *, claim_token: str | None = None) -> dict[str, Any]:
         """`POST /state/{id}/heartbeat`: extend the lease of a claimed state."""
-        return await self.request_object("POST", self.path("state", state_id, "heartbeat"), body={})
+        return await self._state_call(state_id, "heartbeat", {}, claim_token)
+
+    async def _state_call(
+        self, state_id: str, action: str, body: dict[str, Any], claim_token: str | None
+    ) -> dict[str, Any]:
+        path = self.path("state", state_id, action)
+        return await self.request_object("POST", path, body=body, headers=_claim_headers(claim_token))
 
     # ------------------------------------------------------------------ graph and run endpoints
 
@@ -199,6 +223,23 @@ class ApiClient:
         """`GET /states/` or `GET /states/run/{run_id}`."""
         path = self.path("states") + "/" if run_id is None else self.path("states", "run", run_id)
         return await self.request_object("GET", path)
+
+
+def cap_error(error: str) -> str:
+    """The error text, truncated (with a marker) to at most `MAX_ERROR_BYTES` UTF-8 bytes.
+
+    Characters UTF-8 cannot encode (lone surrogates) become `?`, so that any text can be sent.
+    """
+    data = error.encode(errors="replace")
+    if len(data) <= MAX_ERROR_BYTES:
+        return data.decode()
+    marker = f" [... truncated by exospherehost: the error was {len(data)} bytes]"
+    keep = MAX_ERROR_BYTES - len(marker.encode())
+    return data[:keep].decode(errors="ignore") + marker
+
+
+def _claim_headers(claim_token: str | None) -> dict[str, str] | None:
+    return None if claim_token is None else {CLAIM_TOKEN_HEADER: claim_token}
 
 
 def _segment(value: str) -> str:

@@ -9,6 +9,7 @@ ExosphereError
 │   ├── AuthenticationError        401: missing or wrong API key
 │   ├── NotFoundError              404: no such graph, state, run, ...
 │   ├── ConflictError              409: e.g. the state's lease was lost, a duplicate report
+│   ├── PayloadTooLargeError       413: the request, or a document it creates, is too large
 │   └── ServerError                5xx: the server failed; usually worth retrying
 ├── TransportError                 no usable answer: connection refused, timeout, bad JSON
 └── GraphValidationError           upsert_graph: the graph is INVALID or validation timed out
@@ -29,6 +30,7 @@ __all__ = [
     "ExosphereError",
     "GraphValidationError",
     "NotFoundError",
+    "PayloadTooLargeError",
     "ServerError",
     "StateManagerError",
     "TransportError",
@@ -89,6 +91,15 @@ class ConflictError(StateManagerError):
     """
 
 
+class PayloadTooLargeError(StateManagerError):
+    """The server refused the request as too large (413).
+
+    E.g. an `executed` report whose outputs would make a document larger than the store allows,
+    or a request body over the server's cap; `detail` says which. The runtime then reports the
+    state as errored, so the graph's retry policy decides what happens next.
+    """
+
+
 class ServerError(StateManagerError):
     """The server failed while handling the request (5xx). Usually transient."""
 
@@ -121,6 +132,7 @@ _ERRORS_BY_STATUS: dict[int, type[StateManagerError]] = {
     401: AuthenticationError,
     404: NotFoundError,
     409: ConflictError,
+    413: PayloadTooLargeError,
     422: BadRequestError,
 }
 

@@ -25,6 +25,7 @@ import enum
 import logging
 import os
 import signal
+import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -266,8 +267,8 @@ class Runtime:
         """
         self._check_phase("run_once()")
         await self._ensure_registered()
-        states = await self._api.enqueue(list(self._nodes), min(self._batch_size, self._workers), 0)
-        results = await asyncio.gather(*(self._worker.process(state) for state in states))
+        states, received_at = await self._claim(min(self._batch_size, self._workers), 0)
+        results = await asyncio.gather(*(self._worker.process(state, received_at) for state in states))
         return _summarise(len(states), results)
 
     # ------------------------------------------------------------------ lifecycle helpers
@@ -322,7 +323,7 @@ class Runtime:
                 break
             started = asyncio.get_running_loop().time()
             try:
-                states = await self._claim_unless_stopped(free)
+                states, received_at = await self._claim_unless_stopped(free)
             except Exception as exc:
                 failures += 1
                 base = max(self._poll_interval, _POLL_BACKOFF_MIN)
@@ -332,7 +333,7 @@ class Runtime:
                 continue
             failures = 0
             for state in states:
-                self._start_state(state)
+                self._start_state(state, received_at)
             if not states:
                 # A long-poll that came back empty at once means the server does not hold polls.
                 elapsed = asyncio.get_running_loop().time() - started
@@ -346,8 +347,14 @@ class Runtime:
             return 0
         return min(self._batch_size, self._workers - len(self._in_flight))
 
-    async def _claim_unless_stopped(self, count: int) -> list[dict[str, Any]]:
-        claim = asyncio.create_task(self._api.enqueue(list(self._nodes), count, self._long_poll_ms))
+    async def _claim(self, count: int, wait_ms: int) -> tuple[list[dict[str, Any]], float]:
+        """Claim up to `count` states; also returns when the answer arrived (`time.monotonic()`),
+        from which the workers measure the states' leases."""
+        states = await self._api.enqueue(list(self._nodes), count, wait_ms)
+        return states, time.monotonic()
+
+    async def _claim_unless_stopped(self, count: int) -> tuple[list[dict[str, Any]], float]:
+        claim = asyncio.create_task(self._claim(count, self._long_poll_ms))
         stop = asyncio.create_task(self._stop.wait())
         try:
             await asyncio.wait({claim, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -356,7 +363,7 @@ class Runtime:
                 # what it claimed, so that work runs here; a held long-poll is abandoned (the
                 # server claims only when it answers, and leases recover a lost answer).
                 await asyncio.wait({claim}, timeout=_CLAIM_DRAIN_SECONDS)
-            return claim.result() if claim.done() else []
+            return claim.result() if claim.done() else ([], time.monotonic())
         finally:
             for task in (claim, stop):
                 task.cancel()
@@ -368,9 +375,9 @@ class Runtime:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), seconds)
 
-    def _start_state(self, state: dict[str, Any]) -> None:
+    def _start_state(self, state: dict[str, Any], received_at: float) -> None:
         name = f"exosphere-state-{state.get('state_id')}"
-        task = asyncio.create_task(self._worker.process(state), name=name)
+        task = asyncio.create_task(self._worker.process(state, received_at), name=name)
         self._in_flight.add(task)
         task.add_done_callback(self._on_state_done)
 

@@ -10,7 +10,7 @@ import hmac
 from typing import Annotated
 
 from bson import ObjectId
-from fastapi import Depends, HTTPException, Path, Request, Security
+from fastapi import Depends, Header, HTTPException, Path, Request, Security
 from fastapi.security import APIKeyHeader
 
 from state_manager.services.context import AppContext
@@ -41,3 +41,18 @@ async def _state_id(state_id: Annotated[str, Path(description="24-character hex 
 
 
 StateId = Annotated[ObjectId, Depends(_state_id)]
+
+
+CLAIM_TOKEN_HEADER = "x-exosphere-claim-token"
+
+ClaimToken = Annotated[
+    str | None,
+    Header(
+        alias=CLAIM_TOKEN_HEADER,
+        description=(
+            "The `claim_token` that `states/enqueue` returned with this state. When sent, the call "
+            "is applied only while that claim is the state's current one (else 409). Optional: "
+            "the official SDKs do not send it."
+        ),
+    ),
+]

@@ -6,7 +6,15 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from state_manager.errors import BadRequest, Conflict, DomainError, InvalidTransition, NotFound, Unprocessable
+from state_manager.errors import (
+    BadRequest,
+    Conflict,
+    DomainError,
+    InvalidTransition,
+    NotFound,
+    TooLarge,
+    Unprocessable,
+)
 from state_manager.observability import REQUEST_ID_HEADER, current_request_id
 
 log = structlog.get_logger(__name__)
@@ -16,6 +24,7 @@ STATUS_BY_ERROR: dict[type[DomainError], int] = {
     BadRequest: 400,
     InvalidTransition: 400,
     Conflict: 409,
+    TooLarge: 413,
     Unprocessable: 422,
 }
 

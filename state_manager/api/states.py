@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from state_manager.api.deps import Context, StateId
+from state_manager.api.deps import ClaimToken, Context, StateId
 from state_manager.schemas.states import (
     CreateStatesRequest,
     EnqueueRequest,
@@ -62,34 +62,38 @@ async def enqueue_states(
 @router.post("/state/{state_id}/executed")
 @router.post("/states/{state_id}/executed")
 async def executed_state(
-    context: Context, namespace_name: str, state_id: StateId, body: ExecutedRequest
+    context: Context, namespace_name: str, state_id: StateId, body: ExecutedRequest, claim: ClaimToken = None
 ) -> dict[str, Any]:
-    await states.mark_executed(context, namespace_name, state_id, body.outputs)
+    await states.mark_executed(context, namespace_name, state_id, body.outputs, claim)
     return {"status": "EXECUTED"}
 
 
 @router.post("/state/{state_id}/errored")
 @router.post("/states/{state_id}/errored")
 async def errored_state(
-    context: Context, namespace_name: str, state_id: StateId, body: ErroredRequest
+    context: Context, namespace_name: str, state_id: StateId, body: ErroredRequest, claim: ClaimToken = None
 ) -> dict[str, Any]:
-    retry_created = await states.mark_errored(context, namespace_name, state_id, body.error)
+    retry_created = await states.mark_errored(context, namespace_name, state_id, body.error, claim)
     return {"status": "RETRY_CREATED" if retry_created else "ERRORED", "retry_created": retry_created}
 
 
 @router.post("/state/{state_id}/prune")
 async def prune_state(
-    context: Context, namespace_name: str, state_id: StateId, body: PruneRequest
+    context: Context, namespace_name: str, state_id: StateId, body: PruneRequest, claim: ClaimToken = None
 ) -> dict[str, Any]:
-    pruned = await states.prune(context, namespace_name, state_id, body.data)
+    pruned = await states.prune(context, namespace_name, state_id, body.data, claim)
     return {"enqueue_after": pruned.enqueue_after, "status": "PRUNED"}
 
 
 @router.post("/state/{state_id}/re-enqueue-after")
 async def re_enqueue_after(
-    context: Context, namespace_name: str, state_id: StateId, body: ReEnqueueAfterRequest
+    context: Context,
+    namespace_name: str,
+    state_id: StateId,
+    body: ReEnqueueAfterRequest,
+    claim: ClaimToken = None,
 ) -> dict[str, Any]:
-    state = await states.requeue_after(context, namespace_name, state_id, body.enqueue_after)
+    state = await states.requeue_after(context, namespace_name, state_id, body.enqueue_after, claim)
     return {"enqueue_after": state.enqueue_after, "status": "CREATED"}
 
 
@@ -102,11 +106,15 @@ async def manual_retry(
 
 
 @router.post("/state/{state_id}/heartbeat")
-async def heartbeat(context: Context, namespace_name: str, state_id: StateId) -> dict[str, Any]:
-    expires = await states.heartbeat(context, namespace_name, state_id)
-    return {"status": "QUEUED", "lease_expires_at": expires}
+async def heartbeat(
+    context: Context, namespace_name: str, state_id: StateId, claim: ClaimToken = None
+) -> dict[str, Any]:
+    expires = await states.heartbeat(context, namespace_name, state_id, claim)
+    return {"status": "QUEUED", "lease_expires_at": expires, "lease_ms": context.lease_ms}
 
 
 @router.get("/state/{state_id}/secrets")
-async def get_secrets(context: Context, namespace_name: str, state_id: StateId) -> dict[str, Any]:
-    return {"secrets": await states.get_secrets(context, namespace_name, state_id)}
+async def get_secrets(
+    context: Context, namespace_name: str, state_id: StateId, claim: ClaimToken = None
+) -> dict[str, Any]:
+    return {"secrets": await states.get_secrets(context, namespace_name, state_id, claim)}

@@ -70,7 +70,8 @@ class State(Document):
     status: StateStatus = StateStatus.CREATED
     inputs: dict[str, Any] = Field(default_factory=dict)
     outputs: dict[str, Any] = Field(default_factory=dict)
-    reported_outputs: list[dict[str, Any]] | None = None  # the whole executed report (fan-out)
+    # A fan-out's further outputs (`outputs` holds the first): each becomes a clone of this state.
+    fanout_outputs: list[dict[str, Any]] = Field(default_factory=list)
     data: dict[str, Any] = Field(default_factory=dict)  # prune payload
     error: str | None = None
     parents: dict[str, str] = Field(default_factory=dict)  # ancestor identifier -> state id
@@ -89,6 +90,15 @@ class State(Document):
     # with the status; the recovery loop finishes whatever a crash interrupted.
     pending_effect: str | None = None
     lease_lost: bool = False  # the lease ran out and the work was re-delivered: fence reports
+    # Identity of the current (or last) claim: a new random token per claim. A call that carries
+    # a token other than this one comes from an earlier holder and is refused (409).
+    claim_token: str | None = None
+    # Failed attempts at the pending effect; past the limit the state fails visibly.
+    effect_failures: int = 0
+    # Why the state failed when the reason is the server's, not the node's: "too_large" (a
+    # document the report would create is over the store's limit) or "effects" (its effects
+    # kept failing). Repeats of the same report get the same answer.
+    failure_kind: str | None = None
     updated_ms: int = 0
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -116,6 +126,7 @@ class Run(Document):
     # writing its states is completed by the recovery loop.
     seeds: list[dict[str, Any]] = Field(default_factory=list)
     seeded: bool = False
+    seed_failures: int = 0  # failed attempts at seeding; past the limit the run is given up
     created_ms: int = 0
     created_at: datetime = Field(default_factory=utcnow)
 

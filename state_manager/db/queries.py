@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from typing import Any, TypeVar
+from uuid import uuid4
 
+import bson
 from beanie import Document
 from bson import ObjectId
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DocumentTooLarge, DuplicateKeyError, OperationFailure
 
 from state_manager.clock import now_ms, utcnow
 from state_manager.db.documents import State
 from state_manager.domain.status import Event, StateStatus, sources, target
+from state_manager.errors import TooLarge
 
 D = TypeVar("D", bound=Document)
 
@@ -27,10 +30,30 @@ async def find_one(model: type[D], query: dict[str, Any]) -> D | None:
     return None if doc is None else model.model_validate(doc)
 
 
+# MongoDB's error codes for a document over its size limit (BSONObjectTooLarge and the
+# "resulting document after update is larger than" family).
+_TOO_LARGE_CODES = frozenset({10334, 17419, 17420})
+
+
+def encoded_size(document: dict[str, Any]) -> int:
+    """Bytes the document takes in the store (BSON)."""
+    return len(bson.encode(document))
+
+
+def _refuse_if_too_large(exc: DocumentTooLarge | OperationFailure) -> None:
+    """Raise TooLarge for the store's size refusals; return for any other failure."""
+    if isinstance(exc, DocumentTooLarge) or exc.code in _TOO_LARGE_CODES:
+        raise TooLarge(f"The store refused a document over its size limit: {str(exc)[:300]}") from exc
+
+
 async def insert(document: Document) -> None:
     """Insert a new document through Motor; raises DuplicateKeyError like Beanie does."""
     data = document.model_dump(by_alias=True, exclude={"id", "revision_id"})
-    result = await type(document).get_motor_collection().insert_one(data)
+    try:
+        result = await type(document).get_motor_collection().insert_one(data)
+    except (DocumentTooLarge, OperationFailure) as exc:
+        _refuse_if_too_large(exc)
+        raise
     document.id = result.inserted_id
 
 
@@ -50,19 +73,32 @@ async def transition(
     *,
     namespace: str | None = None,
     extra_filter: dict[str, Any] | None = None,
+    claim: str | None = None,
 ) -> State | None:
     """Apply `event` to one state if, and only if, its current status allows it.
 
-    The filter names the allowed source statuses (and the namespace when given), so two racing
-    writers cannot both succeed. Returns the updated state, or None when nothing matched.
+    The filter names the allowed source statuses (and the namespace, and the claim token of the
+    caller's claim, when given), so two racing writers cannot both succeed and a caller whose
+    claim was superseded changes nothing. Returns the updated state, or None when nothing matched.
+
+    Raises:
+        TooLarge: The store refused the write: the document would be over its size limit.
     """
     query: dict[str, Any] = {"_id": state_id, "status": {"$in": [s.value for s in sources(event)]}}
     if namespace is not None:
         query["namespace_name"] = namespace
+    if claim is not None:
+        query["claim_token"] = claim
     if extra_filter:
         query.update(extra_filter)
     update = stamp({**(fields or {}), "status": target(event).value})
-    doc = await _states().find_one_and_update(query, {"$set": update}, return_document=ReturnDocument.AFTER)
+    try:
+        doc = await _states().find_one_and_update(
+            query, {"$set": update}, return_document=ReturnDocument.AFTER
+        )
+    except (DocumentTooLarge, OperationFailure) as exc:
+        _refuse_if_too_large(exc)
+        raise
     return None if doc is None else State.model_validate(doc)
 
 
@@ -84,7 +120,8 @@ async def insert_once(state: State) -> bool:
 
 
 async def claim_one(namespace: str, nodes: list[str], lease_ms: int) -> State | None:
-    """Atomically move the oldest due CREATED state of these nodes to QUEUED with a lease."""
+    """Atomically move the oldest due CREATED state of these nodes to QUEUED with a lease and a
+    new claim token."""
     now = now_ms()
     doc = await _states().find_one_and_update(
         {
@@ -93,7 +130,15 @@ async def claim_one(namespace: str, nodes: list[str], lease_ms: int) -> State | 
             "node_name": {"$in": nodes},
             "enqueue_after": {"$lte": now},
         },
-        {"$set": stamp({"status": StateStatus.QUEUED.value, "lease_expires_at": now + lease_ms})},
+        {
+            "$set": stamp(
+                {
+                    "status": StateStatus.QUEUED.value,
+                    "lease_expires_at": now + lease_ms,
+                    "claim_token": uuid4().hex,
+                }
+            )
+        },
         sort=[("enqueue_after", 1), ("_id", 1)],
         return_document=ReturnDocument.AFTER,
     )
@@ -105,11 +150,27 @@ async def find_state(state_id: ObjectId) -> State | None:
     return None if doc is None else State.model_validate(doc)
 
 
-async def find_states(query: dict[str, Any], sort: list[tuple[str, int]] | None = None) -> list[State]:
+async def find_states(
+    query: dict[str, Any], sort: list[tuple[str, int]] | None = None, limit: int = 0
+) -> list[State]:
     cursor = _states().find(query)
     if sort:
         cursor = cursor.sort(sort)
+    if limit:
+        cursor = cursor.limit(limit)
     return [State.model_validate(doc) async for doc in cursor]
+
+
+async def count_failure(state_id: ObjectId, pending_effect: str) -> int | None:
+    """Count one failed attempt at a state's pending effect; the new count, or None if the
+    effect is no longer pending (someone else completed it)."""
+    doc = await _states().find_one_and_update(
+        {"_id": state_id, "pending_effect": pending_effect},
+        {"$inc": {"effect_failures": 1}},
+        projection={"effect_failures": 1},
+        return_document=ReturnDocument.AFTER,
+    )
+    return None if doc is None else int(doc["effect_failures"])
 
 
 async def statuses(query: dict[str, Any]) -> list[dict[str, Any]]:

@@ -21,6 +21,9 @@ Statuses are the union of both upstream eras (SEED's ten plus HEAD's PRUNED)::
     CREATED / QUEUED ── cancel ──► CANCELLED (also: a join that can never be satisfied is
     created directly as CANCELLED, with the reason in `error`).
 
+    any state with a pending effect ── effects_failed ──► NEXT_CREATED_ERROR (what must follow
+    its last write kept failing; the reason is in `error`, so nothing waits on it forever).
+
 Every status write in the services is a conditional update whose filter is `sources(event)`,
 so a transition that is not in this table cannot happen, whatever the race.
 """
@@ -58,6 +61,7 @@ class Event(StrEnum):
     REQUEUE_AFTER = "requeue_after"
     MANUAL_RETRY = "manual_retry"
     CANCEL = "cancel"
+    EFFECTS_FAILED = "effects_failed"
 
 
 S = StateStatus
@@ -76,6 +80,8 @@ TRANSITIONS: dict[Event, tuple[frozenset[StateStatus], StateStatus]] = {
     Event.REQUEUE_AFTER: (frozenset({S.QUEUED, S.CREATED}), S.CREATED),
     Event.MANUAL_RETRY: (FAILED_TERMINAL, S.RETRY_CREATED),
     Event.CANCEL: (frozenset({S.CREATED, S.QUEUED}), S.CANCELLED),
+    # Every status after a report can carry a pending effect (see `services/progress.py`).
+    Event.EFFECTS_FAILED: (frozenset(S) - {S.CREATED, S.QUEUED, S.NEXT_CREATED}, S.NEXT_CREATED_ERROR),
 }
 
 # Run-level grouping, as upstream HEAD counts runs (plus our TIMEDOUT and CANCELLED).
@@ -87,13 +93,6 @@ RETRIED = frozenset({S.RETRY_CREATED})
 TERMINAL = SUCCEEDED | FAILED | RETRIED
 
 
-class InvalidTransitionError(ValueError):
-    def __init__(self, current: StateStatus, event: Event) -> None:
-        super().__init__(f"cannot apply '{event}' to a state in status {current}")
-        self.current = current
-        self.event = event
-
-
 def sources(event: Event) -> frozenset[StateStatus]:
     """The statuses from which `event` may be applied."""
     return TRANSITIONS[event][0]
@@ -101,14 +100,6 @@ def sources(event: Event) -> frozenset[StateStatus]:
 
 def target(event: Event) -> StateStatus:
     return TRANSITIONS[event][1]
-
-
-def apply(current: StateStatus, event: Event) -> StateStatus:
-    """The status after `event`, or InvalidTransitionError."""
-    allowed, to = TRANSITIONS[event]
-    if current not in allowed:
-        raise InvalidTransitionError(current, event)
-    return to
 
 
 def run_status(statuses: Iterable[StateStatus], effects_pending: bool = False) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from state_manager.clock import iso as _iso
+from state_manager.clock import now_ms
 
 
 class _Body(BaseModel):
@@ -83,7 +84,9 @@ def trigger_item(state: Any) -> dict[str, Any]:
 
 
 def claimed_item(state: Any) -> dict[str, Any]:
-    """A claimed state, as enqueue answers it (upstream fields plus lease and run)."""
+    """A claimed state, as enqueue answers it: upstream's fields plus the run, the lease (its
+    expiry on the server's clock, and what remains of it, for a worker's own clock) and the
+    claim token that fences every later call about this claim."""
     return {
         "state_id": str(state.id),
         "node_name": state.node_name,
@@ -94,6 +97,8 @@ def claimed_item(state: Any) -> dict[str, Any]:
         "run_id": state.run_id,
         "retry_count": state.retry_count,
         "lease_expires_at": state.lease_expires_at,
+        "lease_ms": max(0, (state.lease_expires_at or 0) - now_ms()),
+        "claim_token": state.claim_token,
     }
 
 

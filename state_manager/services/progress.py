@@ -5,6 +5,11 @@ carries it out. Every state it creates has a deterministic `spawn_key` under a u
 `settle` can run twice (a repeated report, the recovery loop after a crash, two replicas) and
 still create each state once. Requests call it before answering; the recovery loop calls it for
 anything a crash interrupted.
+
+One state's effects never stop anyone else's: `settle_isolated` logs a failure with its
+traceback and counts it on the state; after `effect_attempts` failures (or at once, for a
+document over the store's size limit) the state fails visibly with NEXT_CREATED_ERROR and the
+reason in `error`, and its joins are evaluated, so nothing waits on it forever.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from state_manager.domain.models import NodeTemplate, RetryPolicy
 from state_manager.domain.planning import PlanningError, referenced_identifiers, resolve_inputs
 from state_manager.domain.retry import retry_delay_ms
 from state_manager.domain.status import FAILED, Event, JoinVerdict, StateStatus, join_verdict
+from state_manager.errors import TooLarge
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import find_graph, graph_shape
 
@@ -30,16 +36,85 @@ log = structlog.get_logger(__name__)
 SPAWN = "spawn"
 JOINS = "joins"
 
+# `State.failure_kind`: why the server failed a state whose node did its work.
+TOO_LARGE = "too_large"
+EFFECTS = "effects"
 
-async def settle(ctx: AppContext, state: State) -> None:
-    """Complete whatever the last status write of `state` left to do (idempotent)."""
+_MAX_REASON_CHARS = 2000
+
+
+async def settle(ctx: AppContext, state: State) -> State:
+    """Complete whatever the last status write of `state` left to do (idempotent); returns the
+    state as it is afterwards."""
     graph = await find_graph(state.graph_namespace, state.graph_name)
-    current: State | None = state
-    if state.pending_effect == SPAWN:
-        current = await _spawn(ctx, state, graph)
-    if current is not None and current.pending_effect == JOINS:
+    current = state
+    if current.pending_effect == SPAWN:
+        current = await _spawn(ctx, current, graph)
+    if current.pending_effect == JOINS:
         await evaluate_joins(ctx, current, graph)
         await queries.set_fields(_id(current), {"pending_effect": None}, {"pending_effect": JOINS})
+        current = _with_effect(current, None)
+    return current
+
+
+async def settle_or_count(ctx: AppContext, state: State) -> State:
+    """`settle`, and on failure log it, count it on the state (see `settle_isolated`) and raise."""
+    try:
+        return await settle(ctx, state)
+    except Exception as exc:
+        log.exception(
+            "effects_failed",
+            state_id=str(state.id),
+            run_id=state.run_id,
+            node=state.node_name,
+            effect=state.pending_effect,
+        )
+        await _count_failure(ctx, state, exc)
+        raise
+
+
+async def settle_isolated(ctx: AppContext, state: State) -> bool:
+    """`settle` with an error boundary: a failure is logged and counted, never raised.
+
+    Returns whether the effects are done.
+    """
+    try:
+        await settle_or_count(ctx, state)
+    except Exception:  # logged and counted by settle_or_count
+        return False
+    return True
+
+
+async def _count_failure(ctx: AppContext, state: State, exc: Exception) -> None:
+    if state.pending_effect is None:
+        return
+    if isinstance(exc, TooLarge):  # it will never fit: no point in trying again
+        await _give_up(ctx, state, exc.detail, TOO_LARGE)
+        return
+    failures = await queries.count_failure(_id(state), state.pending_effect)
+    if failures is not None and failures >= ctx.settings.effect_attempts:
+        reason = f"its effects could not be written after {failures} attempts: {type(exc).__name__}: {exc}"
+        await _give_up(ctx, state, reason, EFFECTS)
+
+
+async def _give_up(ctx: AppContext, state: State, reason: str, kind: str) -> None:
+    """Fail the state visibly; a failed "spawn" stage still gets its joins evaluated."""
+    stage = state.pending_effect
+    then = JOINS if stage == SPAWN else None
+    fields = {
+        "error": f"State {state.id} ({state.identifier}) failed: {reason}"[:_MAX_REASON_CHARS],
+        "failure_kind": kind,
+        "pending_effect": then,
+        "effect_failures": 0,
+    }
+    failed = await queries.transition(
+        _id(state), Event.EFFECTS_FAILED, fields, extra_filter={"pending_effect": stage}
+    )
+    if failed is None:
+        return  # someone else finished or failed it meanwhile
+    log.error("effects_abandoned", state_id=str(state.id), run_id=state.run_id, stage=stage, reason=reason)
+    if then is not None:
+        await settle_isolated(ctx, failed)
 
 
 def _id(state: State) -> ObjectId:
@@ -47,28 +122,32 @@ def _id(state: State) -> ObjectId:
     return ObjectId(str(state.id))
 
 
-async def _spawn(ctx: AppContext, state: State, graph: GraphTemplate | None) -> State | None:
+async def _spawn(ctx: AppContext, state: State, graph: GraphTemplate | None) -> State:
     if state.status == StateStatus.EXECUTED:
         return await _advance_executed(ctx, state, graph)
     if state.status == StateStatus.RETRY_CREATED:
         await _insert_retry(ctx, state, graph)
         await queries.set_fields(_id(state), {"pending_effect": None}, {"pending_effect": SPAWN})
-        return None
+        return _with_effect(state, None)
     await queries.set_fields(_id(state), {"pending_effect": JOINS}, {"pending_effect": SPAWN})
-    updated: State = state.model_copy(update={"pending_effect": JOINS})
+    return _with_effect(state, JOINS)
+
+
+def _with_effect(state: State, effect: str | None) -> State:
+    updated: State = state.model_copy(update={"pending_effect": effect})
     return updated
 
 
-async def _advance_executed(ctx: AppContext, state: State, graph: GraphTemplate | None) -> State | None:
+async def _advance_executed(ctx: AppContext, state: State, graph: GraphTemplate | None) -> State:
     # Clones first: while this state is still EXECUTED, a join above it keeps waiting, so it
     # can never fire before every branch of the fan-out exists.
     clone_keys = await _insert_fanout_clones(state)
     try:
-        children = await _plan_children(state, graph)
+        children = await _plan_children(ctx, state, graph)
     except PlanningError as exc:
-        fields = {"error": str(exc), "pending_effect": JOINS}
-        updated = await queries.transition(_id(state), Event.NEXT_FAILED, fields)
-        log.info("next_states_failed", state_id=str(state.id), error=str(exc))
+        updated = await _next_failed(state, str(exc), None)
+    except TooLarge as exc:
+        updated = await _next_failed(state, exc.detail, TOO_LARGE)
     else:
         for child in children:
             await queries.insert_once(child)
@@ -81,12 +160,20 @@ async def _advance_executed(ctx: AppContext, state: State, graph: GraphTemplate 
     for key in clone_keys:
         clone = await queries.find_one(State, {"spawn_key": key})
         if clone is not None and clone.pending_effect is not None:
-            await settle(ctx, clone)
-    return updated
+            await settle_isolated(ctx, clone)  # one branch's failure is that branch's own
+    if updated is None:  # another settle of the same state moved it on meanwhile
+        updated = await queries.find_state(_id(state))
+    return updated or state
+
+
+async def _next_failed(state: State, reason: str, kind: str | None) -> State | None:
+    fields = {"error": reason, "failure_kind": kind, "pending_effect": JOINS}
+    log.info("next_states_failed", state_id=str(state.id), run_id=state.run_id, error=reason)
+    return await queries.transition(_id(state), Event.NEXT_FAILED, fields)
 
 
 async def _insert_fanout_clones(state: State) -> list[str]:
-    extra = (state.reported_outputs or [])[1:]
+    extra = state.fanout_outputs
     keys = [f"{state.id}:fanout:{index}" for index in range(1, len(extra) + 1)]
     for key, outputs in zip(keys, extra, strict=True):
         clone = state.model_copy(
@@ -94,7 +181,7 @@ async def _insert_fanout_clones(state: State) -> list[str]:
                 "id": None,
                 "revision_id": None,
                 "outputs": outputs,
-                "reported_outputs": None,
+                "fanout_outputs": [],
                 "spawn_key": key,
                 "fanout_id": str(uuid4()),
                 "retry_count": 0,
@@ -105,7 +192,13 @@ async def _insert_fanout_clones(state: State) -> list[str]:
     return keys
 
 
-async def _plan_children(state: State, graph: GraphTemplate | None) -> list[State]:
+async def _plan_children(ctx: AppContext, state: State, graph: GraphTemplate | None) -> list[State]:
+    """The states that follow `state` in its graph.
+
+    Raises:
+        PlanningError: The graph changed, or an input cannot be resolved.
+        TooLarge: A child would be over the store's document size limit.
+    """
     if graph is None:
         raise PlanningError(f"Graph template {state.graph_name} no longer exists")
     shape = graph_shape(graph)
@@ -128,10 +221,29 @@ async def _plan_children(state: State, graph: GraphTemplate | None) -> list[Stat
             run.store if run else {},
             graph.store_config.default_values,
         )
-        children.append(
-            _new_state(state, template, inputs, parents, f"{state.id}:next:{template.identifier}")
-        )
+        child = _new_state(state, template, inputs, parents, f"{state.id}:next:{template.identifier}")
+        _check_size(ctx, child)
+        children.append(child)
     return children
+
+
+def _check_size(ctx: AppContext, state: State) -> None:
+    """Raise TooLarge when `state` would be over the store's document limit.
+
+    Only a state whose text is big enough to come near the limit is encoded to measure it.
+    """
+    limit = ctx.settings.max_document_bytes
+    text = sum(len(k) + len(str(v)) for k, v in state.inputs.items()) + sum(
+        len(k) + len(v) for k, v in state.parents.items()
+    )
+    if 4 * text + 64 * 1024 < limit:  # UTF-8 takes at most 4 bytes a character
+        return
+    size = queries.encoded_size(state.model_dump(exclude={"id", "revision_id"}))
+    if size > limit:
+        raise TooLarge(
+            f"The inputs of node {state.identifier} would make a state of {size} bytes, over the "
+            f"store's limit of {limit} bytes"
+        )
 
 
 def _new_state(
@@ -183,9 +295,12 @@ async def _insert_retry(ctx: AppContext, state: State, graph: GraphTemplate | No
             "revision_id": None,
             "status": StateStatus.CREATED,
             "outputs": {},
-            "reported_outputs": None,
+            "fanout_outputs": [],
             "data": {},
             "error": None,
+            "failure_kind": None,
+            "effect_failures": 0,
+            "claim_token": None,
             "spawn_key": key,
             "retry_count": count,
             "fanout_id": fanout,
@@ -286,14 +401,22 @@ async def _create_join(
     parents = {**anchor.parents, anchor.identifier: str(anchor.id)}
     state = _new_state(anchor, join, inputs, parents, key)
     state.does_unites = True
+    try:
+        _check_size(ctx, state)
+    except TooLarge as exc:
+        # Too large to store with its inputs: created without them, CANCELLED, with the reason.
+        error, state.inputs = exc.detail, {}
     if error is not None:
+        # A join that cannot run is created CANCELLED with the reason; it keeps its inputs so
+        # that an operator's manual retry can run it once the branches are fixed.
         state.status = StateStatus.CANCELLED
         state.error = error
         state.pending_effect = JOINS
-    if not await queries.insert_once(state):
+    created = await queries.insert_once(state)
+    if not created:
         return
     log.info("join_created", join=join.identifier, run_id=anchor.run_id, status=state.status.value)
     if error is None:
         ctx.work.notify(state.namespace_name)
     else:
-        await settle(ctx, state)
+        await settle_isolated(ctx, state)

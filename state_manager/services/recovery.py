@@ -1,21 +1,33 @@
 """The recovery pass: finishes what a crash interrupted and re-delivers abandoned work.
 
 Safe to run on every replica at once: each step is a conditional write or an idempotent
-creation keyed by `spawn_key`.
+creation keyed by `spawn_key`. Work is read in bounded batches, and every item is handled in
+isolation: one that fails is logged with its traceback and counted (on the item, so that it is
+failed visibly after `effect_attempts` tries) and the pass goes on with the rest.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+from beanie import Document
+from bson import ObjectId
 
 from state_manager.clock import now_ms
 from state_manager.db import queries
-from state_manager.db.documents import Run
+from state_manager.db.documents import Run, State
 from state_manager.domain.status import StateStatus
 from state_manager.services.context import AppContext
-from state_manager.services.progress import settle
+from state_manager.services.progress import settle_isolated
 from state_manager.services.runs import seed_run
 from state_manager.services.states import expire_lease
+
+log = structlog.get_logger(__name__)
+
+D = TypeVar("D", bound=Document)
 
 
 @dataclass
@@ -23,21 +35,79 @@ class RecoveryReport:
     leases_expired: int = 0
     effects_completed: int = 0
     runs_seeded: int = 0
+    failures: int = 0
+
+
+async def _batches(
+    fetch: Callable[[dict[str, Any], int], Awaitable[list[D]]], query: dict[str, Any], size: int
+) -> AsyncIterator[list[D]]:
+    """Walk the documents matching `query` in `_id` order, `size` at a time.
+
+    Each batch starts after the last `_id` seen, so an item that stays in the query (it failed)
+    is not read again in the same pass.
+    """
+    after: ObjectId | None = None
+    while True:
+        page = query if after is None else {**query, "_id": {"$gt": after}}
+        batch = await fetch(page, size)
+        if not batch:
+            return
+        yield batch
+        if len(batch) < size:
+            return
+        after = ObjectId(str(batch[-1].id))
+
+
+async def _states(query: dict[str, Any], size: int) -> list[State]:
+    return await queries.find_states(query, sort=[("_id", 1)], limit=size)
+
+
+async def _runs(query: dict[str, Any], size: int) -> list[Run]:
+    return await Run.find(query).sort("_id").limit(size).to_list()
 
 
 async def recover_once(ctx: AppContext) -> RecoveryReport:
     report = RecoveryReport()
     now = now_ms()
-    for state in await queries.find_states(
-        {"status": StateStatus.QUEUED.value, "lease_expires_at": {"$lt": now}}
-    ):
-        await expire_lease(ctx, state)
-        report.leases_expired += 1
+    size = ctx.settings.recovery_batch_size
+    expired = {"status": StateStatus.QUEUED.value, "lease_expires_at": {"$lt": now}}
+    async for states in _batches(_states, expired, size):
+        for state in states:
+            try:
+                await expire_lease(ctx, state)
+            except Exception:
+                log.exception("recovery_lease_failed", state_id=str(state.id), run_id=state.run_id)
+                report.failures += 1
+            else:
+                report.leases_expired += 1
     stale = now - ctx.grace_ms
-    for state in await queries.find_states({"pending_effect": {"$ne": None}, "updated_ms": {"$lt": stale}}):
-        await settle(ctx, state)
-        report.effects_completed += 1
-    async for run in Run.find({"seeded": False, "created_ms": {"$lt": stale}}):
-        await seed_run(ctx, run)
-        report.runs_seeded += 1
+    pending = {"pending_effect": {"$ne": None}, "updated_ms": {"$lt": stale}}
+    async for states in _batches(_states, pending, size):
+        for state in states:
+            if await settle_isolated(ctx, state):
+                report.effects_completed += 1
+            else:
+                report.failures += 1
+    async for runs in _batches(_runs, {"seeded": False, "created_ms": {"$lt": stale}}, size):
+        for run in runs:
+            if await _seed_isolated(ctx, run):
+                report.runs_seeded += 1
+            else:
+                report.failures += 1
     return report
+
+
+async def _seed_isolated(ctx: AppContext, run: Run) -> bool:
+    try:
+        await seed_run(ctx, run)
+    except Exception as exc:
+        log.exception("recovery_seed_failed", run_id=run.run_id, graph=run.graph_name)
+        failures = run.seed_failures + 1
+        fields: dict[str, Any] = {"seed_failures": failures}
+        if failures >= ctx.settings.effect_attempts:
+            # Given up: the run keeps no root states, so it reads as FAILED, and the log says why.
+            fields["seeded"] = True
+            log.error("run_abandoned", run_id=run.run_id, graph=run.graph_name, reason=str(exc)[:500])
+        await Run.get_motor_collection().update_one({"_id": run.id, "seeded": False}, {"$set": fields})
+        return False
+    return True

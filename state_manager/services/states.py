@@ -3,6 +3,11 @@
 Each write is one conditional update (`queries.transition`); when it matches nothing, the
 state is re-read only to choose the right answer (404, 409 for a fenced worker, an idempotent
 repeat, or 400 for a wrong status).
+
+Every claim carries a token (`State.claim_token`, new per claim). A call that sends one (our
+SDK does, in `x-exosphere-claim-token`) is applied only while that claim is the current one:
+a replayed or late call from an earlier holder gets 409 and changes nothing. A call without a
+token (the official SDKs) is fenced only once the lease it held has expired.
 """
 
 from __future__ import annotations
@@ -21,10 +26,17 @@ from state_manager.db.documents import State
 from state_manager.domain.models import RetryPolicy
 from state_manager.domain.retry import retries_left
 from state_manager.domain.status import Event, StateStatus
-from state_manager.errors import Conflict, InvalidTransition, NotFound, Unprocessable
+from state_manager.errors import Conflict, InvalidTransition, NotFound, TooLarge, Unprocessable
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import find_graph
-from state_manager.services.progress import JOINS, SPAWN, manual_retry_key, settle
+from state_manager.services.progress import (
+    EFFECTS,
+    JOINS,
+    SPAWN,
+    TOO_LARGE,
+    manual_retry_key,
+    settle_or_count,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -45,9 +57,15 @@ async def load_state(namespace: str, state_id: ObjectId) -> State:
     return state
 
 
-async def load_held_state(namespace: str, state_id: ObjectId) -> State:
-    """Re-read a state after a conditional write missed; 409 if its worker was fenced off."""
+async def load_held_state(namespace: str, state_id: ObjectId, claim: str | None) -> State:
+    """Re-read a state after a conditional write missed; 409 if the caller's claim is not the
+    state's current one (a later claim superseded it) or its lease expired."""
     state = await load_state(namespace, state_id)
+    if claim is not None and claim != state.claim_token:
+        raise Conflict(
+            f"State {state.id} is no longer held by this claim: it was claimed again since; "
+            "this call changes nothing"
+        )
     if state.lease_lost:
         raise Conflict(
             f"State {state.id} is no longer held by this worker: its lease expired and the work "
@@ -99,62 +117,110 @@ async def _release(ctx: AppContext, namespace: str, claimed: list[State]) -> Non
     for state in claimed:
         assert state.id is not None
         fields = {"enqueue_after": state.enqueue_after, "lease_expires_at": None}
-        await queries.transition(ObjectId(str(state.id)), Event.REQUEUE_AFTER, fields, namespace=namespace)
+        await queries.transition(
+            ObjectId(str(state.id)), Event.REQUEUE_AFTER, fields, namespace=namespace, claim=state.claim_token
+        )
     ctx.work.notify(namespace)
 
 
 async def mark_executed(
-    ctx: AppContext, namespace: str, state_id: ObjectId, outputs: list[dict[str, Any]]
+    ctx: AppContext,
+    namespace: str,
+    state_id: ObjectId,
+    outputs: list[dict[str, Any]],
+    claim: str | None = None,
 ) -> None:
+    """Record a node's outputs and write what follows (children, fan-out copies, joins).
+
+    A repeat of the same report answers the same, after finishing any effect still pending;
+    a report whose effects cannot be stored is refused (413) on every try.
+    """
     fields = {
         "outputs": outputs[0] if outputs else {},
-        "reported_outputs": outputs,
+        "fanout_outputs": outputs[1:],
         "lease_expires_at": None,
         "pending_effect": SPAWN,
     }
-    updated = await queries.transition(state_id, Event.EXECUTED, fields, namespace=namespace)
+    updated = await queries.transition(state_id, Event.EXECUTED, fields, namespace=namespace, claim=claim)
     if updated is None:
-        state = await load_held_state(namespace, state_id)
-        if state.reported_outputs == outputs:
-            return  # the same report again (a network retry): same answer, nothing new
-        raise InvalidTransition("State is not queued")
-    await settle(ctx, updated)
+        updated = await load_held_state(namespace, state_id, claim)
+        if updated.status not in _EXECUTED_STATUSES or not _same_outputs(updated, outputs):
+            raise InvalidTransition("State is not queued")
+    if updated.pending_effect is not None:
+        updated = await settle_or_count(ctx, updated)
+    _refuse_failed_effects(updated)
 
 
-async def mark_errored(ctx: AppContext, namespace: str, state_id: ObjectId, error: str) -> bool:
+_EXECUTED_STATUSES = frozenset({StateStatus.EXECUTED, StateStatus.SUCCESS, StateStatus.NEXT_CREATED_ERROR})
+
+
+def _same_outputs(state: State, outputs: list[dict[str, Any]]) -> bool:
+    """Whether `outputs` is what the state was reported with (an empty report equals `[{}]`)."""
+    return [state.outputs, *state.fanout_outputs] == (outputs or [{}])
+
+
+def _refuse_failed_effects(state: State) -> None:
+    """The answer to a report whose effects the server could not write."""
+    if state.failure_kind == TOO_LARGE:
+        raise TooLarge(state.error or "A document this report creates is over the store's size limit")
+    if state.failure_kind == EFFECTS:
+        raise Conflict(state.error or "The effects of this report could not be written")
+
+
+async def mark_errored(
+    ctx: AppContext, namespace: str, state_id: ObjectId, error: str, claim: str | None = None
+) -> bool:
     """Record a failure; returns whether a retry was created under the graph's retry policy."""
     retry = await _retry_allowed(await load_state(namespace, state_id))
     event = Event.ERRORED_RETRY if retry else Event.ERRORED
     fields = {"error": error, "lease_expires_at": None, "pending_effect": SPAWN if retry else JOINS}
-    updated = await queries.transition(state_id, event, fields, namespace=namespace)
+    updated = await queries.transition(state_id, event, fields, namespace=namespace, claim=claim)
     if updated is None:
-        state = await load_held_state(namespace, state_id)
+        state = await load_held_state(namespace, state_id, claim)
         if state.error == error and state.status in (StateStatus.ERRORED, StateStatus.RETRY_CREATED):
+            if state.pending_effect is not None:
+                await settle_or_count(ctx, state)
             return state.status == StateStatus.RETRY_CREATED
         if state.status in (StateStatus.EXECUTED, StateStatus.SUCCESS, StateStatus.NEXT_CREATED_ERROR):
             raise InvalidTransition("State is already executed")
         raise InvalidTransition("State is not queued or executed")
-    await settle(ctx, updated)
+    await settle_or_count(ctx, updated)
     return retry
 
 
-async def prune(ctx: AppContext, namespace: str, state_id: ObjectId, data: dict[str, Any]) -> State:
+async def prune(
+    ctx: AppContext, namespace: str, state_id: ObjectId, data: dict[str, Any], claim: str | None = None
+) -> State:
     fields = {"data": data, "lease_expires_at": None, "pending_effect": JOINS}
-    updated = await queries.transition(state_id, Event.PRUNE, fields, namespace=namespace)
+    updated = await queries.transition(state_id, Event.PRUNE, fields, namespace=namespace, claim=claim)
     if updated is None:
-        state = await load_held_state(namespace, state_id)
+        state = await load_held_state(namespace, state_id, claim)
         if state.status == StateStatus.PRUNED and state.data == data:
+            if state.pending_effect is not None:
+                await settle_or_count(ctx, state)
             return state
         raise InvalidTransition("State is not queued")
-    await settle(ctx, updated)
+    await settle_or_count(ctx, updated)
     return updated
 
 
-async def requeue_after(ctx: AppContext, namespace: str, state_id: ObjectId, delay_ms: int) -> State:
+async def requeue_after(
+    ctx: AppContext, namespace: str, state_id: ObjectId, delay_ms: int, claim: str | None = None
+) -> State:
+    """Put a state back to be claimed again after `delay_ms`.
+
+    With a claim token only the current holder of a QUEUED state may do it, and a repeat of its
+    call answers the same; without one (the official SDKs) a CREATED state may be delayed too.
+    """
     fields = {"enqueue_after": now_ms() + delay_ms, "lease_expires_at": None}
-    updated = await queries.transition(state_id, Event.REQUEUE_AFTER, fields, namespace=namespace)
+    held = {"status": StateStatus.QUEUED.value} if claim is not None else None
+    updated = await queries.transition(
+        state_id, Event.REQUEUE_AFTER, fields, namespace=namespace, claim=claim, extra_filter=held
+    )
     if updated is None:
-        state = await load_held_state(namespace, state_id)
+        state = await load_held_state(namespace, state_id, claim)
+        if claim is not None and state.status == StateStatus.CREATED:
+            return state  # the same call again: it was already put back
         raise InvalidTransition(f"State is {state.status}: only a QUEUED or CREATED state can be re-enqueued")
     _wake_when_due(ctx, namespace, delay_ms)
     return updated
@@ -165,40 +231,43 @@ def _wake_when_due(ctx: AppContext, namespace: str, delay_ms: int) -> None:
 
 
 async def manual_retry(ctx: AppContext, namespace: str, state_id: ObjectId, fanout_id: str) -> State:
-    """An operator's retry of a failed state; the same fanout_id twice is a 409."""
+    """An operator's retry of a failed state; a duplicate, or one that lost a race, is a 409."""
     fields = {"manual_retry_request": fanout_id, "pending_effect": SPAWN}
     updated = await queries.transition(state_id, Event.MANUAL_RETRY, fields, namespace=namespace)
     if updated is None:
         state = await load_state(namespace, state_id)
         if await queries.find_one(State, {"spawn_key": manual_retry_key(state, fanout_id)}) is not None:
             raise Conflict("Duplicate retry state detected")
+        if state.status == StateStatus.RETRY_CREATED:
+            raise Conflict(f"State {state.id} is already being retried")
         raise InvalidTransition(
             f"State is {state.status}: only ERRORED, NEXT_CREATED_ERROR, TIMEDOUT or CANCELLED "
             "states can be retried manually"
         )
-    await settle(ctx, updated)
+    await settle_or_count(ctx, updated)
     retry = await queries.find_one(State, {"spawn_key": manual_retry_key(updated, fanout_id)})
     assert retry is not None
     return retry
 
 
-async def heartbeat(ctx: AppContext, namespace: str, state_id: ObjectId) -> int:
+async def heartbeat(ctx: AppContext, namespace: str, state_id: ObjectId, claim: str | None = None) -> int:
     """Extend the lease of a state the caller still holds; returns the new expiry (epoch ms)."""
     expires = now_ms() + ctx.lease_ms
-    held = await queries.set_fields(
-        state_id,
-        {"lease_expires_at": expires},
-        {"namespace_name": namespace, "status": StateStatus.QUEUED.value},
-    )
-    if not held:
-        state = await load_held_state(namespace, state_id)
+    held: dict[str, Any] = {"namespace_name": namespace, "status": StateStatus.QUEUED.value}
+    if claim is not None:
+        held["claim_token"] = claim
+    if not await queries.set_fields(state_id, {"lease_expires_at": expires}, held):
+        state = await load_held_state(namespace, state_id, claim)
         raise Conflict(f"State is {state.status}, not QUEUED: there is no lease to extend")
     return expires
 
 
-async def get_secrets(ctx: AppContext, namespace: str, state_id: ObjectId) -> dict[str, str]:
-    """Plaintext secrets of the state's graph, only for a state that is currently claimed."""
-    state = await load_state(namespace, state_id)
+async def get_secrets(
+    ctx: AppContext, namespace: str, state_id: ObjectId, claim: str | None = None
+) -> dict[str, str]:
+    """Plaintext secrets of the state's graph, only for a state that is currently claimed (and,
+    with a claim token, only for the holder of the current claim)."""
+    state = await load_held_state(namespace, state_id, claim)
     if state.status != StateStatus.QUEUED:
         raise Conflict(
             f"State is {state.status}: secrets are only given to the worker holding a QUEUED state"
@@ -206,7 +275,15 @@ async def get_secrets(ctx: AppContext, namespace: str, state_id: ObjectId) -> di
     graph = await find_graph(state.graph_namespace, state.graph_name)
     if graph is None:
         raise NotFound(f"Graph template {state.graph_name} not found in namespace {state.graph_namespace}")
-    return {name: ctx.cipher.decrypt(token) for name, token in graph.secrets.items()}
+    try:
+        return {name: ctx.cipher.decrypt(token) for name, token in graph.secrets.items()}
+    except ValueError as exc:
+        log.error("secrets_undecryptable", graph=graph.name, namespace=graph.namespace)
+        raise Conflict(
+            f"The secrets of graph {graph.name} cannot be decrypted with this server's "
+            "SECRETS_ENCRYPTION_KEY: the key changed since they were stored. An operator must "
+            "restore the previous key or upsert the graph's secrets again."
+        ) from exc
 
 
 async def expire_lease(ctx: AppContext, state: State) -> None:
@@ -227,4 +304,4 @@ async def expire_lease(ctx: AppContext, state: State) -> None:
     )
     if updated is not None:
         log.warning("lease_expired", state_id=str(state.id), node=state.node_name, retry=retry)
-        await settle(ctx, updated)
+        await settle_or_count(ctx, updated)

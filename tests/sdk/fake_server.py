@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ class Recorded:
     path: str
     body: Any
     headers: httpx.Headers
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def route(self) -> str:
@@ -42,6 +44,12 @@ class FakeServer:
     secrets: dict[str, str] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     graph_responses: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    heartbeat_lease_ms: int | None = None
+    """When set, heartbeat answers carry this `lease_ms` (and a `lease_expires_at` far in the past)."""
+    deliveries: list[list[str]] = field(default_factory=list)
+    """The state ids each answered enqueue handed out, in order."""
+    abandoned_polls: int = 0
+    """Enqueue requests the client gave up on while the server held them."""
     _failures: list[tuple[re.Pattern[str], Responder]] = field(default_factory=list)
     _next_id: int = 0
     _work: asyncio.Event | None = None
@@ -55,7 +63,12 @@ class FakeServer:
         *,
         lease: bool = False,
         state_id: str | None = None,
+        claim_token: str | None = None,
+        lease_ms: int | None = None,
+        lease_expires_at: int | None = None,
     ) -> str:
+        """Queue a state. `lease=True` gives it the `lease_expires_at` of an older server of ours;
+        `claim_token` and `lease_ms` are what the current server adds; none of them: upstream."""
         self._next_id += 1
         state_id = state_id or f"s{self._next_id}"
         state: dict[str, Any] = {
@@ -67,6 +80,12 @@ class FakeServer:
         }
         if lease:
             state["lease_expires_at"] = 1_700_000_000_000
+        if lease_expires_at is not None:
+            state["lease_expires_at"] = lease_expires_at
+        if lease_ms is not None:
+            state["lease_ms"] = lease_ms
+        if claim_token is not None:
+            state["claim_token"] = claim_token
         self.states.append(state)
         if self._work is not None:
             self._work.set()
@@ -125,6 +144,9 @@ class FakeServer:
             return httpx.Response(200, json=await self._enqueue(body))
         if route.endswith("/secrets"):
             return httpx.Response(200, json={"secrets": self.secrets})
+        if route.endswith("/heartbeat") and self.heartbeat_lease_ms is not None:
+            answer = {"status": "QUEUED", "lease_expires_at": 0, "lease_ms": self.heartbeat_lease_ms}
+            return httpx.Response(200, json=answer)
         if match := re.fullmatch(r"state/[^/]+/(\w[\w-]*)", route):
             return httpx.Response(200, json=_report_answer(match.group(1)))
         if re.fullmatch(r"graph/[^/]+/trigger", route):
@@ -141,11 +163,15 @@ class FakeServer:
                 await asyncio.wait_for(self._work.wait(), body["wait_ms"] / 1000)
             except TimeoutError:
                 pass
+            except asyncio.CancelledError:
+                self.abandoned_polls += 1
+                raise
             finally:
                 self._work = None
         wanted = [s for s in self.states if s["node_name"] in body["nodes"]][: body["batch_size"]]
         for state in wanted:
             self.states.remove(state)
+        self.deliveries.append([state["state_id"] for state in wanted])
         return {"count": len(wanted), "namespace": NAMESPACE, "status": "QUEUED", "states": wanted}
 
 

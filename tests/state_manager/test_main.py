@@ -1,13 +1,22 @@
-"""`python -m state_manager` refuses bad settings with a clear message, naming variables only."""
+"""`python -m state_manager` refuses bad settings with a clear message, naming variables only,
+and says loudly when it runs in development mode."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from pathlib import Path
+from typing import Any
 
 import pytest
+
+from state_manager.config import PUBLIC_DEV_ENCRYPTION_KEYS, PUBLIC_DEV_SECRETS
+from tests.support.live_server import free_port
 
 
 def _start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -50,3 +59,76 @@ def test_bad_or_published_keys_are_refused_without_echoing_them(env: dict[str, s
     assert message in result.stderr
     for value in env.values():
         assert value not in result.stderr
+
+
+ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
+
+
+def _env_example() -> dict[str, str]:
+    """The KEY=VALUE lines of `.env.example`, as a user's `.env` would hold them unchanged."""
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    pairs = [line.split("=", 1) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+@pytest.mark.parametrize("source", ["copied to .env", "exported"])
+def test_env_example_unchanged_is_refused(source: str, tmp_path: Path) -> None:
+    example = _env_example()
+    assert example["STATE_MANAGER_SECRET"] in PUBLIC_DEV_SECRETS
+    assert example["SECRETS_ENCRYPTION_KEY"] in PUBLIC_DEV_ENCRYPTION_KEYS
+    env = {name: value for name, value in os.environ.items() if name.upper() not in example}
+    if source == "copied to .env":
+        shutil.copy(ENV_EXAMPLE, tmp_path / ".env")
+    else:
+        env.update(example)
+
+    result = subprocess.run(
+        [sys.executable, "-m", "state_manager", "--host", "127.0.0.1", "--port", str(free_port())],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,  # a server that started anyway is killed, and the test fails
+    )
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "STATE_MANAGER_SECRET is a published example value" in result.stderr
+    assert example["STATE_MANAGER_SECRET"] not in result.stdout + result.stderr
+
+
+def test_development_mode_warns_at_start(tmp_path: Path) -> None:
+    env = {name: value for name, value in os.environ.items() if name.upper() not in ("MODE", "MONGO_URI")}
+    log_path = tmp_path / "server.log"
+    command = [sys.executable, "-m", "state_manager", "--host", "127.0.0.1", "--port", str(free_port())]
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [*command, "--dev"],
+            env={**env, "PYTHONUNBUFFERED": "1"},
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            warning = _wait_for_json_line(log_path, "development_mode", process)
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+    assert warning["level"] == "warning"
+    assert "published example keys are accepted" in warning["message"]
+    assert "never use development mode in production" in warning["message"]
+
+
+def _wait_for_json_line(path: Path, event: str, process: subprocess.Popen[bytes]) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        complete_lines = path.read_text(errors="replace").split("\n")[:-1]
+        for line in complete_lines:
+            if line.startswith("{") and json.loads(line).get("event") == event:
+                found: dict[str, Any] = json.loads(line)
+                return found
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise AssertionError(f"no {event!r} line in the server's output:\n{path.read_text(errors='replace')}")

@@ -134,7 +134,7 @@ async def test_interrupted_next_state_creation_is_completed(api: Api, ctx: AppCo
         {
             "status": "EXECUTED",
             "outputs": {"y": "v1"},
-            "reported_outputs": [{"y": "v1"}, {"y": "v2"}],
+            "fanout_outputs": [{"y": "v2"}],
             "lease_expires_at": None,
             "pending_effect": "spawn",
             "updated_ms": 0,
