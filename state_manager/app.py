@@ -20,6 +20,7 @@ from state_manager import __version__
 from state_manager.api import graphs, nodes, runs, states
 from state_manager.api.deps import require_api_key
 from state_manager.api.errors import install_error_handlers
+from state_manager.api.guard import RequestGuard
 from state_manager.config import Settings, get_settings
 from state_manager.crypto import SecretCipher
 from state_manager.db.database import open_database
@@ -107,6 +108,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
         expose_headers=[REQUEST_ID_HEADER],
         max_age=600,
+    )
+    app.add_middleware(
+        RequestGuard,
+        api_key=settings.state_manager_secret.get_secret_value(),
+        max_body_bytes=settings.max_request_bytes,
     )
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from state_manager.errors import (
@@ -43,6 +44,14 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=_status_for(exc), content={"detail": exc.detail})
 
 
+async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
+    """422 naming each bad field. The offending values are not echoed: they may be secrets, or
+    text that cannot even be encoded in the answer."""
+    assert isinstance(exc, RequestValidationError)
+    detail = [{"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+    return JSONResponse(status_code=422, content={"detail": detail})
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
     headers = {REQUEST_ID_HEADER: current_request_id() or ""}
@@ -51,4 +60,5 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -44,7 +44,7 @@ async def run_graph(namespace_name: str, run_id: str) -> dict[str, Any]:
 @router.get("/runs/{page}/{size}")
 async def list_runs(
     namespace_name: str,
-    page: Annotated[int, Path(ge=1, description="1-based page number")],
+    page: Annotated[int, Path(ge=1, le=1_000_000_000, description="1-based page number")],
     size: Annotated[int, Path(ge=1, le=1000)],
 ) -> dict[str, Any]:
     total, items = await runs.list_runs(namespace_name, page, size)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from state_manager.domain.models import NodeTemplate, RegisteredNodeInfo, StoreConfig
+from state_manager.domain.names import field_name_problem
 from state_manager.domain.placeholders import OutputRef, PlaceholderError, Ref, StoreRef, find_refs
 
 RESERVED_IDENTIFIER = "store"
@@ -78,8 +79,8 @@ def _store_config_errors(store_config: StoreConfig) -> list[str]:
         for key in keys:
             if not key.strip():
                 errors.append(f"Store key in {where} must not be empty")
-            elif "." in key:
-                errors.append(f"Store key '{key}' in {where} must not contain '.'")
+            elif problem := field_name_problem(key):
+                errors.append(f"Store key {key!r} in {where} {problem}")
     for key, count in Counter(store_config.required_keys).items():
         if count > 1:
             errors.append(f"Store key '{key}' is listed more than once in required_keys")
@@ -92,6 +93,10 @@ def _identity_errors(nodes: list[NodeTemplate]) -> list[str]:
     for position, node in enumerate(nodes, start=1):
         if not node.identifier.strip():
             errors.append(f"Node at position {position} ({node.node_name}) has an empty identifier")
+        elif problem := field_name_problem(node.identifier):
+            errors.append(
+                f"Node identifier {node.identifier!r} (position {position}, {node.node_name}) {problem}"
+            )
     for identifier, count in Counter(node.identifier for node in nodes).items():
         if count > 1 and identifier.strip():
             errors.append(f"Node identifier {identifier} is not unique")
@@ -141,6 +146,9 @@ def _unites_errors(node: NodeTemplate, identifiers: set[str]) -> list[str]:
 def _input_errors(node: NodeTemplate, identifiers: set[str], store_keys: set[str]) -> list[str]:
     errors: list[str] = []
     for key, value in node.inputs.items():
+        if problem := field_name_problem(key):
+            errors.append(f"Input name {key!r} of node {node.identifier} {problem}")
+            continue
         if not isinstance(value, str):
             errors.append(f"Input '{key}' of node {node.identifier} must be a string")
             continue

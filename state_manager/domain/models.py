@@ -33,6 +33,10 @@ class NodeTemplate(BaseModel):
     unites: Unites | None = None
 
 
+# The longest retry delay a policy may name: ten years, in milliseconds.
+MAX_RETRY_DELAY_MS = 10 * 365 * 24 * 3600 * 1000
+
+
 class RetryStrategy(StrEnum):
     EXPONENTIAL = "EXPONENTIAL"
     EXPONENTIAL_FULL_JITTER = "EXPONENTIAL_FULL_JITTER"
@@ -50,11 +54,11 @@ class RetryPolicy(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    max_retries: int = Field(default=3, ge=0)
+    max_retries: int = Field(default=3, ge=0, le=1_000_000)
     strategy: RetryStrategy = RetryStrategy.EXPONENTIAL
-    backoff_factor: int = Field(default=2000, gt=0)
-    exponent: int = Field(default=2, gt=0)
-    max_delay: int | None = Field(default=None, gt=0)
+    backoff_factor: int = Field(default=2000, gt=0, le=MAX_RETRY_DELAY_MS)
+    exponent: int = Field(default=2, gt=0, le=1000)
+    max_delay: int | None = Field(default=None, gt=0, le=MAX_RETRY_DELAY_MS)
 
 
 class StoreConfig(BaseModel):

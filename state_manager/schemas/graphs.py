@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from state_manager.domain.cron import CronError, validate_expression
 from state_manager.domain.models import NodeTemplate, RetryPolicy, StoreConfig, UnitesStrategy
+from state_manager.domain.names import field_name_problem
+from state_manager.schemas.safety import RequestBody, check_field_names
 
 
 class UnitesIn(BaseModel):
@@ -102,10 +104,8 @@ def _check_keys(keys: list[str]) -> list[str]:
     cleaned: list[str] = []
     for key in keys:
         key = key.strip()
-        if not key:
-            raise ValueError("Store key cannot be empty")
-        if "." in key:
-            raise ValueError(f"Store key '{key}' cannot contain '.'")
+        if problem := field_name_problem(key):
+            raise ValueError(f"Store key {key!r} {problem}")
         if key in cleaned:
             raise ValueError(f"Store key '{key}' is not unique")
         cleaned.append(key)
@@ -131,14 +131,18 @@ class TriggerIn(BaseModel):
     value: CronValue
 
 
-class UpsertGraphRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class UpsertGraphRequest(RequestBody):
     secrets: dict[str, str]
     nodes: list[NodeTemplateIn]
     retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
     store_config: StoreConfigIn = Field(default_factory=StoreConfigIn)
     triggers: list[TriggerIn] = Field(default_factory=list)
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, value: dict[str, str]) -> dict[str, str]:
+        check_field_names(value, "Secret")
+        return value
 
 
 class GraphResponse(BaseModel):

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from state_manager.schemas.safety import RequestBody
+
 
 class NodeRegistration(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -16,9 +18,7 @@ class NodeRegistration(BaseModel):
     secrets: list[str]
 
 
-class RegisterNodesRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class RegisterNodesRequest(RequestBody):
     runtime_name: str = Field(min_length=1)
     nodes: list[NodeRegistration]
 

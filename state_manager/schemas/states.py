@@ -8,18 +8,26 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from state_manager.clock import iso as _iso
 from state_manager.clock import now_ms
+from state_manager.schemas.safety import RequestBody, check_field_names
+
+# The longest delay a trigger or a re-enqueue may ask for: ten years, in milliseconds.
+MAX_DELAY_MS = 10 * 365 * 24 * 3600 * 1000
 
 
-class _Body(BaseModel):
+class TriggerStateIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-
-class TriggerStateIn(_Body):
     identifier: str
     inputs: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("inputs")
+    @classmethod
+    def _input_names(cls, value: dict[str, str]) -> dict[str, str]:
+        check_field_names(value, "Input")
+        return value
 
-class TriggerRequest(_Body):
+
+class TriggerRequest(RequestBody):
     """SEED form `{"states": [...]}` or HEAD form `{"inputs", "store", "start_delay"}`.
 
     A body with `states` seeds those identifiers (SEED); otherwise the root node starts with
@@ -29,37 +37,50 @@ class TriggerRequest(_Body):
     states: list[TriggerStateIn] | None = Field(default=None, min_length=1)
     inputs: dict[str, str] = Field(default_factory=dict)
     store: dict[str, str] = Field(default_factory=dict)
-    start_delay: int = Field(default=0, ge=0)
+    start_delay: int = Field(default=0, ge=0, le=MAX_DELAY_MS, description="delay in milliseconds")
+
+    @field_validator("inputs", "store")
+    @classmethod
+    def _names(cls, value: dict[str, str]) -> dict[str, str]:
+        check_field_names(value, "Input or store")
+        return value
 
 
-class CreateStatesRequest(_Body):
+class CreateStatesRequest(RequestBody):
     run_id: str = Field(min_length=1)
     states: list[TriggerStateIn] = Field(min_length=1)
 
 
-class EnqueueRequest(_Body):
+class EnqueueRequest(RequestBody):
     nodes: list[str] = Field(min_length=1)
     batch_size: int = Field(ge=1, le=1000)
     wait_ms: int = Field(default=0, ge=0, le=30000)
 
 
-class ExecutedRequest(_Body):
+class ExecutedRequest(RequestBody):
     outputs: list[dict[str, Any]]
 
+    @field_validator("outputs")
+    @classmethod
+    def _output_names(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for output in value:
+            check_field_names(output, "Output")
+        return value
 
-class ErroredRequest(_Body):
+
+class ErroredRequest(RequestBody):
     error: str
 
 
-class PruneRequest(_Body):
+class PruneRequest(RequestBody):
     data: dict[str, Any]
 
 
-class ReEnqueueAfterRequest(_Body):
-    enqueue_after: int = Field(gt=0, description="delay in milliseconds")
+class ReEnqueueAfterRequest(RequestBody):
+    enqueue_after: int = Field(gt=0, le=MAX_DELAY_MS, description="delay in milliseconds")
 
 
-class ManualRetryRequest(_Body):
+class ManualRetryRequest(RequestBody):
     fanout_id: str
 
     @field_validator("fanout_id")

@@ -229,7 +229,11 @@ MALFORMED_BODIES: list[tuple[str, Json, str]] = [
     ("unknown trigger type", {**_with_node(), "triggers": [{"type": "WEBHOOK", "value": {}}]}, "type"),
     ("negative max_retries", {**_with_node(), "retry_policy": {"max_retries": -1}}, "max_retries"),
     ("unknown strategy", {**_with_node(), "retry_policy": {"strategy": "SOMETIMES"}}, "strategy"),
-    ("dotted store key", {**_with_node(), "store_config": {"required_keys": ["a.b"]}}, "cannot contain '.'"),
+    (
+        "dotted store key",
+        {**_with_node(), "store_config": {"required_keys": ["a.b"]}},
+        "must not contain '.'",
+    ),
     ("secrets missing", {"nodes": [template("a", "Alpha", {"x": "1"})]}, "secrets"),
 ]
 
