@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from state_manager.db.documents import State
 from state_manager.services.context import AppContext
 from state_manager.services.recovery import recover_once
-from tests.factories import API_KEY, ALPHA, BETA, NO_RETRY, Api, Json, Worker, chain, graph, node, template
+from tests.factories import ALPHA, API_KEY, BETA, NO_RETRY, Api, Json, Worker, chain, graph, node, template
 
 HEADERS = {"x-api-key": API_KEY}
 ATTEMPTS = 3
@@ -110,7 +110,7 @@ async def test_a_state_whose_effects_keep_failing_fails_visibly_and_its_run_ends
 async def test_a_repeated_report_is_not_200_while_its_effects_cannot_be_written(
     api: Api, ctx: AppContext, app: FastAPI
 ) -> None:
-    run_id, s = await _poisoned_run(api)
+    _, s = await _poisoned_run(api)
     report = {"outputs": [{"y": "s-out"}]}
     # As a client sees it: the server's 500 answer rather than the exception itself.
     transport = httpx.ASGITransport(app=app.state.asgi, raise_app_exceptions=False)
