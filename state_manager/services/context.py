@@ -13,19 +13,29 @@ from state_manager.crypto import SecretCipher
 class WorkSignal:
     """Wakes long-polling enqueue calls of this process when new work appears in a namespace.
 
-    Other replicas' work is found by the long-poll's periodic re-check; this only makes the
-    common single-process case instant.
+    Every notify bumps the namespace's generation. A poll notes the generation before it
+    queries and passes it to `wait`, which returns at once if a notify came in between: work
+    that appears while the poll is querying is never missed. Other replicas' work is found by
+    the long-poll's periodic re-check; this only makes the common single-process case instant.
     """
 
     def __init__(self) -> None:
+        self._generations: dict[str, int] = {}
         self._events: dict[str, asyncio.Event] = {}
 
+    def generation(self, namespace: str) -> int:
+        return self._generations.get(namespace, 0)
+
     def notify(self, namespace: str) -> None:
+        self._generations[namespace] = self.generation(namespace) + 1
         event = self._events.pop(namespace, None)
         if event is not None:
             event.set()
 
-    async def wait(self, namespace: str, seconds: float) -> None:
+    async def wait(self, namespace: str, seconds: float, seen: int) -> None:
+        """Wait up to `seconds` for a notify of `namespace` after generation `seen`."""
+        if self.generation(namespace) != seen:
+            return
         event = self._events.setdefault(namespace, asyncio.Event())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), seconds)

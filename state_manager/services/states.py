@@ -96,6 +96,7 @@ async def enqueue(
     """
     deadline = now_ms() + wait_ms
     while True:
+        seen = ctx.work.generation(namespace)
         claimed: list[State] = []
         while len(claimed) < batch_size:
             state = await queries.claim_one(namespace, nodes, ctx.lease_ms)
@@ -108,7 +109,7 @@ async def enqueue(
         remaining = deadline - now_ms()
         if claimed or remaining <= 0:
             return claimed
-        await ctx.work.wait(namespace, min(remaining / 1000, ctx.settings.long_poll_tick_seconds))
+        await ctx.work.wait(namespace, min(remaining / 1000, ctx.settings.long_poll_tick_seconds), seen)
         if gone is not None and await gone():
             return []
 

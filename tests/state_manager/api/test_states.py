@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -125,43 +124,6 @@ async def test_enqueue_with_malformed_body_is_422(api: Api, subtests: pytest.Sub
 
 async def test_enqueue_accepts_the_largest_batch(api: Api) -> None:
     await api.call("POST", "/states/enqueue", {"nodes": ["Alpha"], "batch_size": 1000})
-
-
-async def test_long_poll_returns_as_soon_as_work_arrives(api: Api) -> None:
-    await api.setup("g", chain(), ALPHA, BETA)
-    started = time.monotonic()
-
-    waiting = asyncio.create_task(api.claim("Alpha", wait_ms=5000))
-    await asyncio.sleep(0.1)
-    assert not waiting.done()
-    triggered = await api.trigger("g")
-    claimed = await asyncio.wait_for(waiting, 5)
-
-    assert time.monotonic() - started < 2
-    assert [s["run_id"] for s in claimed] == [triggered["run_id"]]
-
-
-async def test_long_poll_returns_empty_after_wait_ms_when_nothing_comes(api: Api) -> None:
-    started = time.monotonic()
-
-    claimed = await api.claim("Alpha", wait_ms=200)
-
-    elapsed = time.monotonic() - started
-    assert claimed == []
-    assert 0.19 <= elapsed < 2
-
-
-async def test_long_poll_is_not_woken_by_other_namespaces(api: Api) -> None:
-    await api.register(ALPHA, namespace=OTHER_NAMESPACE)
-    await api.upsert(
-        "g", graph(template("a", "Alpha", {"x": "1"}, namespace=OTHER_NAMESPACE)), namespace=OTHER_NAMESPACE
-    )
-
-    waiting = asyncio.create_task(api.claim("Alpha", wait_ms=250))
-    await asyncio.sleep(0.05)
-    await api.call("POST", "/graph/g/trigger", {}, namespace=OTHER_NAMESPACE)
-
-    assert await asyncio.wait_for(waiting, 5) == []
 
 
 # ---------------------------------------------------------------- executed
@@ -439,16 +401,6 @@ async def test_re_enqueue_after_puts_the_state_back_later(api: Api, claimed: Jso
     assert [s["state_id"] for s in await api.claim("Alpha")] == [claimed["state_id"]]
 
 
-async def test_re_enqueue_after_wakes_a_long_poll_when_due(api: Api, claimed: Json) -> None:
-    await api.call("POST", f"/state/{claimed['state_id']}/re-enqueue-after", {"enqueue_after": 100})
-    started = time.monotonic()
-
-    again = await api.claim("Alpha", wait_ms=5000)
-
-    assert [s["state_id"] for s in again] == [claimed["state_id"]]
-    assert time.monotonic() - started < 2
-
-
 async def test_re_enqueue_after_on_a_finished_state_is_400(api: Api, claimed: Json) -> None:
     await api.executed(claimed["state_id"], [{"y": "v"}])
 
@@ -513,6 +465,20 @@ async def test_manual_retry_twice_with_the_same_fanout_id_is_409(api: Api) -> No
     )
 
     assert answer == {"detail": "Duplicate retry state detected"}
+    assert len(await api.run_states(failed["run_id"])) == 2
+
+
+async def test_manual_retries_that_race_create_one_retry_and_the_loser_gets_409(api: Api) -> None:
+    failed = await _errored_state(api)
+    url = api.url(f"/state/{failed['state_id']}/manual-retry")
+
+    answers = await asyncio.gather(
+        *(api.client.post(url, json={"fanout_id": f"operator-{n}"}) for n in range(3))
+    )
+    late = await api.client.post(url, json={"fanout_id": "operator-late"})
+
+    assert sorted(a.status_code for a in answers) == [200, 409, 409]
+    assert late.status_code == 409 and "already being retried" in late.json()["detail"]
     assert len(await api.run_states(failed["run_id"])) == 2
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.factories import NO_RETRY, Api, Json, Worker, graph, node, template
@@ -204,3 +206,13 @@ async def test_two_joins_on_one_anchor_fire_together_without_waiting_for_each_ot
     states = await api.by_identifier(run_id)
     assert [s["status"] for s in states["m"]] == ["CREATED"]
     assert [s["status"] for s in states["n"]] == ["CREATED"]
+
+
+async def test_branches_finishing_at_once_on_two_replicas_create_one_join(api: Api) -> None:
+    run_id = await _start(api, fan_join())
+    p_states = await api.claim("P", batch_size=10)
+
+    await asyncio.gather(*(api.executed(s["state_id"], [{"y": "p"}]) for s in p_states))
+
+    [join] = (await api.by_identifier(run_id))["m"]
+    assert join["status"] == "CREATED"
