@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     # document over `max_document_bytes` (MongoDB's own limit by default) is never written.
     max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=1024**3)
     max_document_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # An enqueue without `wait_ms` (the official SDKs) that finds nothing waits this long for
+    # work before answering empty, like a long-poll: idle official runtimes cost ~1 request/s.
+    implicit_wait_ms: int = Field(default=1000, ge=0, le=5000)
+    # Count database commands by name (benchmarks read them at GET /v0/debug/db-commands).
+    count_db_commands: bool = False
 
     @field_validator("state_manager_secret")
     @classmethod

@@ -16,6 +16,7 @@ from pydantic import Field
 from pymongo import IndexModel
 
 from state_manager.clock import utcnow
+from state_manager.domain.effects import Effect
 from state_manager.domain.models import NodeTemplate, RetryPolicy, StoreConfig
 from state_manager.domain.status import StateStatus
 
@@ -88,7 +89,7 @@ class State(Document):
     # What must still follow the last status write: "spawn" (children, fan-out clones or a
     # retry copy) then "joins" (re-evaluate the joins above this state), then None. Written
     # with the status; the recovery loop finishes whatever a crash interrupted.
-    pending_effect: str | None = None
+    pending_effect: Effect | None = None
     lease_lost: bool = False  # the lease ran out and the work was re-delivered: fence reports
     # Identity of the current (or last) claim: a new random token per claim. A call that carries
     # a token other than this one comes from an earlier holder and is refused (409).

@@ -9,10 +9,11 @@ import bson
 from beanie import Document
 from bson import ObjectId
 from pymongo import ReturnDocument
-from pymongo.errors import DocumentTooLarge, DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError, OperationFailure
 
 from state_manager.clock import now_ms, utcnow
 from state_manager.db.documents import State
+from state_manager.domain.effects import pending_after
 from state_manager.domain.status import Event, StateStatus, sources, target
 from state_manager.errors import TooLarge
 
@@ -33,6 +34,7 @@ async def find_one(model: type[D], query: dict[str, Any]) -> D | None:
 # MongoDB's error codes for a document over its size limit (BSONObjectTooLarge and the
 # "resulting document after update is larger than" family).
 _TOO_LARGE_CODES = frozenset({10334, 17419, 17420})
+_DUPLICATE_KEY = 11000
 
 
 def encoded_size(document: dict[str, Any]) -> int:
@@ -91,7 +93,8 @@ async def transition(
         query["claim_token"] = claim
     if extra_filter:
         query.update(extra_filter)
-    update = stamp({**(fields or {}), "status": target(event).value})
+    # The effect this write owes comes from the effects table unless the caller says otherwise.
+    update = stamp({"pending_effect": pending_after(event), **(fields or {}), "status": target(event).value})
     try:
         doc = await _states().find_one_and_update(
             query, {"$set": update}, return_document=ReturnDocument.AFTER
@@ -117,6 +120,30 @@ async def insert_once(state: State) -> bool:
     except DuplicateKeyError:
         return False
     return True
+
+
+async def insert_many_once(states: list[State]) -> None:
+    """Insert states whose `spawn_key`s (and, where set, ids) are deterministic, in one unordered
+    bulk insert; the ones that already exist are skipped, so a second run inserts nothing."""
+    if not states:
+        return
+    now = now_ms()
+    docs = []
+    for state in states:
+        state.updated_ms = state.updated_ms or now
+        doc = state.model_dump(by_alias=True, exclude={"revision_id"} if state.id else {"id", "revision_id"})
+        docs.append(doc)
+    try:
+        await _states().insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(error.get("code") in _TOO_LARGE_CODES for error in errors):
+            raise TooLarge("The store refused a document over its size limit") from exc
+        if any(error.get("code") != _DUPLICATE_KEY for error in errors) or not errors:
+            raise
+    except DocumentTooLarge as exc:
+        _refuse_if_too_large(exc)
+        raise
 
 
 async def claim_one(namespace: str, nodes: list[str], lease_ms: int) -> State | None:

@@ -1,7 +1,7 @@
 """Effects of a status write: fan-out clones, children, retry copies, joins.
 
-A status write records what must follow it in `pending_effect` ("spawn", then "joins"); `settle`
-carries it out. Every state it creates has a deterministic `spawn_key` under a unique index, so
+A status write records what must follow it in `pending_effect` (the table is in
+`domain/effects.py`: "spawn", then "joins"); `settle` carries it out. Every state it creates has a deterministic `spawn_key` under a unique index, so
 `settle` can run twice (a repeated report, the recovery loop after a crash, two replicas) and
 still create each state once. Requests call it before answering; the recovery loop calls it for
 anything a crash interrupted.
@@ -14,6 +14,8 @@ reason in `error`, and its joins are evaluated, so nothing waits on it forever.
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
 
@@ -23,6 +25,7 @@ from bson import ObjectId
 from state_manager.clock import now_ms
 from state_manager.db import queries
 from state_manager.db.documents import GraphTemplate, Run, State
+from state_manager.domain.effects import Effect, after_spawn
 from state_manager.domain.models import NodeTemplate, RetryPolicy
 from state_manager.domain.planning import PlanningError, referenced_identifiers, resolve_inputs
 from state_manager.domain.retry import retry_delay_ms
@@ -32,9 +35,6 @@ from state_manager.services.context import AppContext
 from state_manager.services.graphs import find_graph, graph_shape
 
 log = structlog.get_logger(__name__)
-
-SPAWN = "spawn"
-JOINS = "joins"
 
 # `State.failure_kind`: why the server failed a state whose node did its work.
 TOO_LARGE = "too_large"
@@ -48,11 +48,11 @@ async def settle(ctx: AppContext, state: State) -> State:
     state as it is afterwards."""
     graph = await find_graph(state.graph_namespace, state.graph_name)
     current = state
-    if current.pending_effect == SPAWN:
+    if current.pending_effect == Effect.SPAWN:
         current = await _spawn(ctx, current, graph)
-    if current.pending_effect == JOINS:
+    if current.pending_effect == Effect.JOINS:
         await evaluate_joins(ctx, current, graph)
-        await queries.set_fields(_id(current), {"pending_effect": None}, {"pending_effect": JOINS})
+        await queries.set_fields(_id(current), {"pending_effect": None}, {"pending_effect": Effect.JOINS})
         current = _with_effect(current, None)
     return current
 
@@ -100,7 +100,7 @@ async def _count_failure(ctx: AppContext, state: State, exc: Exception) -> None:
 async def _give_up(ctx: AppContext, state: State, reason: str, kind: str) -> None:
     """Fail the state visibly; a failed "spawn" stage still gets its joins evaluated."""
     stage = state.pending_effect
-    then = JOINS if stage == SPAWN else None
+    then = Effect.JOINS if stage == Effect.SPAWN else None
     fields = {
         "error": f"State {state.id} ({state.identifier}) failed: {reason}"[:_MAX_REASON_CHARS],
         "failure_kind": kind,
@@ -127,77 +127,134 @@ async def _spawn(ctx: AppContext, state: State, graph: GraphTemplate | None) -> 
         return await _advance_executed(ctx, state, graph)
     if state.status == StateStatus.RETRY_CREATED:
         await _insert_retry(ctx, state, graph)
-        await queries.set_fields(_id(state), {"pending_effect": None}, {"pending_effect": SPAWN})
-        return _with_effect(state, None)
-    await queries.set_fields(_id(state), {"pending_effect": JOINS}, {"pending_effect": SPAWN})
-    return _with_effect(state, JOINS)
+    then = after_spawn(state.status)
+    await queries.set_fields(_id(state), {"pending_effect": then}, {"pending_effect": Effect.SPAWN})
+    return _with_effect(state, then)
 
 
-def _with_effect(state: State, effect: str | None) -> State:
+def _with_effect(state: State, effect: Effect | None) -> State:
     updated: State = state.model_copy(update={"pending_effect": effect})
     return updated
 
 
 async def _advance_executed(ctx: AppContext, state: State, graph: GraphTemplate | None) -> State:
-    # Clones first: while this state is still EXECUTED, a join above it keeps waiting, so it
-    # can never fire before every branch of the fan-out exists.
-    clone_keys = await _insert_fanout_clones(state)
+    """Write a reported state's fan-out copies and every next state in bulk, then mark it done.
+
+    The state stays EXECUTED (with "spawn" owed) until everything is written, so a join above
+    it keeps waiting meanwhile; the copies are written in their final status, and their ids
+    are derived from the state's, so a second settle writes exactly the same documents.
+    """
     try:
-        children = await _plan_children(ctx, state, graph)
+        plan = await _plan(state, graph)
+    except PlanningError as exc:  # the graph changed under the run: nothing can follow
+        return await _next_failed(state, str(exc), None)
+    copies: list[State] = []
+    created: list[State] = []
+    for index, outputs in enumerate(state.fanout_outputs, start=1):
+        copy = _fanout_copy(state, index, outputs)
+        try:
+            children = plan.children_of(ctx, copy)
+        except PlanningError as exc:
+            copy.status, copy.error = StateStatus.NEXT_CREATED_ERROR, str(exc)
+        except TooLarge as exc:
+            copy.status, copy.error, copy.failure_kind = StateStatus.NEXT_CREATED_ERROR, exc.detail, TOO_LARGE
+        else:
+            created += children
+        copies.append(copy)
+    own_failure: tuple[str, str | None] | None = None
+    try:
+        created += plan.children_of(ctx, state)
     except PlanningError as exc:
-        updated = await _next_failed(state, str(exc), None)
+        own_failure = (str(exc), None)
     except TooLarge as exc:
-        updated = await _next_failed(state, exc.detail, TOO_LARGE)
-    else:
-        for child in children:
-            await queries.insert_once(child)
-        for namespace in {child.namespace_name for child in children}:
-            ctx.work.notify(namespace)
-        # Most states settle no join: skip the "joins" stage (one write less per state).
-        assert graph is not None  # planning fails without a graph
-        then = JOINS if _may_settle_a_join(state, StateStatus.SUCCESS, graph) else None
-        updated = await queries.transition(_id(state), Event.NEXT_CREATED, {"pending_effect": then})
-    for key in clone_keys:
-        clone = await queries.find_one(State, {"spawn_key": key})
-        if clone is not None and clone.pending_effect is not None:
-            await settle_isolated(ctx, clone)  # one branch's failure is that branch's own
+        own_failure = (exc.detail, TOO_LARGE)
+    await queries.insert_many_once(copies + created)
+    for namespace in {child.namespace_name for child in created}:
+        ctx.work.notify(namespace)
+    if own_failure is not None:
+        return await _next_failed(state, *own_failure)
+    # Most states settle no join: skip the "joins" stage (one write less per state).
+    then = Effect.JOINS if _may_settle_a_join(state, StateStatus.SUCCESS, plan.graph) else None
+    updated = await queries.transition(_id(state), Event.NEXT_CREATED, {"pending_effect": then})
     if updated is None:  # another settle of the same state moved it on meanwhile
         updated = await queries.find_state(_id(state))
     return updated or state
 
 
-async def _next_failed(state: State, reason: str, kind: str | None) -> State | None:
-    fields = {"error": reason, "failure_kind": kind, "pending_effect": JOINS}
+async def _next_failed(state: State, reason: str, kind: str | None) -> State:
+    fields = {"error": reason, "failure_kind": kind}
     log.info("next_states_failed", state_id=str(state.id), run_id=state.run_id, error=reason)
-    return await queries.transition(_id(state), Event.NEXT_FAILED, fields)
+    updated = await queries.transition(_id(state), Event.NEXT_FAILED, fields)
+    if updated is None:
+        updated = await queries.find_state(_id(state))
+    return updated or state
 
 
-async def _insert_fanout_clones(state: State) -> list[str]:
-    extra = state.fanout_outputs
-    keys = [f"{state.id}:fanout:{index}" for index in range(1, len(extra) + 1)]
-    for key, outputs in zip(keys, extra, strict=True):
-        clone = state.model_copy(
-            update={
-                "id": None,
-                "revision_id": None,
-                "outputs": outputs,
-                "fanout_outputs": [],
-                "spawn_key": key,
-                "fanout_id": str(uuid4()),
-                "retry_count": 0,
-                "pending_effect": SPAWN,
-            }
-        )
-        await queries.insert_once(clone)
-    return keys
+def fanout_copy_id(state: State, index: int) -> ObjectId:
+    """The id of the `index`-th fan-out copy of `state` (1-based): the same on every settle.
+
+    It keeps the state's creation second (ids stay roughly in creation order) and takes the
+    rest from a hash of the state's id and the index.
+    """
+    digest = hashlib.sha256(f"{state.id}:fanout:{index}".encode()).digest()
+    return ObjectId(_id(state).binary[:4] + digest[:8])
 
 
-async def _plan_children(ctx: AppContext, state: State, graph: GraphTemplate | None) -> list[State]:
-    """The states that follow `state` in its graph.
+def _fanout_copy(state: State, index: int, outputs: dict[str, Any]) -> State:
+    copy: State = state.model_copy(
+        update={
+            "id": fanout_copy_id(state, index),
+            "revision_id": None,
+            "status": StateStatus.SUCCESS,
+            "outputs": outputs,
+            "fanout_outputs": [],
+            "spawn_key": f"{state.id}:fanout:{index}",
+            "fanout_id": str(uuid4()),
+            "retry_count": 0,
+            "pending_effect": None,
+        }
+    )
+    return copy
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What planning the next states of one reported state (and its copies) needs, read once."""
+
+    graph: GraphTemplate
+    templates: list[NodeTemplate]
+    ancestors: dict[str, dict[str, Any]]  # outputs of the ancestors the templates refer to
+    store: dict[str, str]
+
+    def children_of(self, ctx: AppContext, state: State) -> list[State]:
+        """The next states of `state` (the reported one or a fan-out copy).
+
+        Raises:
+            PlanningError: An input cannot be resolved.
+            TooLarge: A next state would be over the store's document size limit.
+        """
+        parents = {**state.parents, state.identifier: str(state.id)}
+        outputs = {**self.ancestors, state.identifier: state.outputs}
+        children = []
+        for template in self.templates:
+            inputs = resolve_inputs(
+                template.identifier,
+                template.inputs,
+                outputs,
+                self.store,
+                self.graph.store_config.default_values,
+            )
+            child = _new_state(state, template, inputs, parents, f"{state.id}:next:{template.identifier}")
+            _check_size(ctx, child)
+            children.append(child)
+        return children
+
+
+async def _plan(state: State, graph: GraphTemplate | None) -> _Plan:
+    """Read what the next states of `state` need: only the ancestors and the store they use.
 
     Raises:
-        PlanningError: The graph changed, or an input cannot be resolved.
-        TooLarge: A child would be over the store's document size limit.
+        PlanningError: The graph, or this node in it, no longer exists.
     """
     if graph is None:
         raise PlanningError(f"Graph template {state.graph_name} no longer exists")
@@ -207,24 +264,19 @@ async def _plan_children(ctx: AppContext, state: State, graph: GraphTemplate | N
         raise PlanningError(f"Node {state.identifier} is no longer in graph {state.graph_name}")
     # Join nodes are created by the join evaluator, never by one of their predecessors.
     templates = [shape.by_id[n] for n in node.next_nodes or [] if shape.by_id[n].unites is None]
-    if not templates:
-        return []
-    run = await queries.find_one(Run, {"run_id": state.run_id})
-    parents = {**state.parents, state.identifier: str(state.id)}
-    children = []
+    needed: set[str] = set()
     for template in templates:
-        outputs = await branch_outputs(state, referenced_identifiers(template.inputs))
-        inputs = resolve_inputs(
-            template.identifier,
-            template.inputs,
-            outputs,
-            run.store if run else {},
-            graph.store_config.default_values,
-        )
-        child = _new_state(state, template, inputs, parents, f"{state.id}:next:{template.identifier}")
-        _check_size(ctx, child)
-        children.append(child)
-    return children
+        needed |= referenced_identifiers(template.inputs)
+    needed.discard(state.identifier)
+    ancestors = await branch_outputs(state, needed) if needed else {}
+    ancestors.pop(state.identifier, None)
+    uses_store = any(_uses_store(template.inputs) for template in templates)
+    run = await queries.find_one(Run, {"run_id": state.run_id}) if uses_store else None
+    return _Plan(graph, templates, ancestors, run.store if run else {})
+
+
+def _uses_store(inputs: dict[str, Any]) -> bool:
+    return any(isinstance(value, str) and "store." in value for value in inputs.values())
 
 
 def _check_size(ctx: AppContext, state: State) -> None:
@@ -331,11 +383,16 @@ def _may_settle_a_join(state: State, status: StateStatus, graph: GraphTemplate) 
 
 
 async def evaluate_joins(ctx: AppContext, state: State, graph: GraphTemplate | None) -> None:
-    """Re-evaluate every join whose `unites` anchor is this state or one of its ancestors."""
+    """Re-evaluate every join whose `unites` anchor is this state or one of its ancestors (and,
+    for a fan-out, each of its copies: they were written with it)."""
     if graph is None:
         return
     shape = graph_shape(graph)
-    for anchor_identifier, anchor_id in _anchors(state, state.status):
+    anchors = _anchors(state, state.status)
+    if state.identifier in shape.joins_on:
+        copies = range(1, len(state.fanout_outputs) + 1)
+        anchors += [(state.identifier, str(fanout_copy_id(state, index))) for index in copies]
+    for anchor_identifier, anchor_id in anchors:
         joins = shape.joins_on.get(anchor_identifier, [])
         for join_identifier in joins:
             await _evaluate_join(
@@ -371,7 +428,9 @@ async def _evaluate_join(
         }
     )
     # A state whose children or retry are not written yet is not settled, whatever its status.
-    settled = [StateStatus.CREATED if doc.get("pending_effect") == SPAWN else doc["status"] for doc in scope]
+    settled = [
+        StateStatus.CREATED if doc.get("pending_effect") == Effect.SPAWN else doc["status"] for doc in scope
+    ]
     assert join.unites is not None
     verdict = join_verdict(join.unites.strategy, settled)
     if verdict == JoinVerdict.WAIT:
@@ -411,7 +470,7 @@ async def _create_join(
         # that an operator's manual retry can run it once the branches are fixed.
         state.status = StateStatus.CANCELLED
         state.error = error
-        state.pending_effect = JOINS
+        state.pending_effect = Effect.JOINS
     created = await queries.insert_once(state)
     if not created:
         return

@@ -29,14 +29,7 @@ from state_manager.domain.status import Event, StateStatus
 from state_manager.errors import Conflict, InvalidTransition, NotFound, TooLarge, Unprocessable
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import find_graph
-from state_manager.services.progress import (
-    EFFECTS,
-    JOINS,
-    SPAWN,
-    TOO_LARGE,
-    manual_retry_key,
-    settle_or_count,
-)
+from state_manager.services.progress import EFFECTS, TOO_LARGE, manual_retry_key, settle_or_count
 
 log = structlog.get_logger(__name__)
 
@@ -140,7 +133,6 @@ async def mark_executed(
         "outputs": outputs[0] if outputs else {},
         "fanout_outputs": outputs[1:],
         "lease_expires_at": None,
-        "pending_effect": SPAWN,
     }
     updated = await queries.transition(state_id, Event.EXECUTED, fields, namespace=namespace, claim=claim)
     if updated is None:
@@ -174,7 +166,7 @@ async def mark_errored(
     """Record a failure; returns whether a retry was created under the graph's retry policy."""
     retry = await _retry_allowed(await load_state(namespace, state_id))
     event = Event.ERRORED_RETRY if retry else Event.ERRORED
-    fields = {"error": error, "lease_expires_at": None, "pending_effect": SPAWN if retry else JOINS}
+    fields = {"error": error, "lease_expires_at": None}
     updated = await queries.transition(state_id, event, fields, namespace=namespace, claim=claim)
     if updated is None:
         state = await load_held_state(namespace, state_id, claim)
@@ -192,7 +184,7 @@ async def mark_errored(
 async def prune(
     ctx: AppContext, namespace: str, state_id: ObjectId, data: dict[str, Any], claim: str | None = None
 ) -> State:
-    fields = {"data": data, "lease_expires_at": None, "pending_effect": JOINS}
+    fields = {"data": data, "lease_expires_at": None}
     updated = await queries.transition(state_id, Event.PRUNE, fields, namespace=namespace, claim=claim)
     if updated is None:
         state = await load_held_state(namespace, state_id, claim)
@@ -233,7 +225,7 @@ def _wake_when_due(ctx: AppContext, namespace: str, delay_ms: int) -> None:
 
 async def manual_retry(ctx: AppContext, namespace: str, state_id: ObjectId, fanout_id: str) -> State:
     """An operator's retry of a failed state; a duplicate, or one that lost a race, is a 409."""
-    fields = {"manual_retry_request": fanout_id, "pending_effect": SPAWN}
+    fields = {"manual_retry_request": fanout_id}
     updated = await queries.transition(state_id, Event.MANUAL_RETRY, fields, namespace=namespace)
     if updated is None:
         state = await load_state(namespace, state_id)
@@ -296,7 +288,6 @@ async def expire_lease(ctx: AppContext, state: State) -> None:
         + ("; the work was re-delivered" if retry else "; no retries left"),
         "lease_expires_at": None,
         "lease_lost": True,
-        "pending_effect": SPAWN if retry else JOINS,
     }
     event = Event.LEASE_EXPIRED_RETRY if retry else Event.LEASE_EXPIRED
     assert state.id is not None

@@ -1,0 +1,64 @@
+"""What must follow a status write, as data: the second half of the state machine.
+
+A status write records, in the same conditional update, the first effect still owed
+(`State.pending_effect`); `services/progress.settle` carries the effects out in order, and the
+recovery pass completes whatever a crash interrupted. The table, by the event written::
+
+    event                              pending effect   what it stands for
+    ---------------------------------  ---------------  -----------------------------------------
+    executed                           spawn            fan-out copies and the next states
+    errored_retry, lease_expired_retry spawn            the retry copy (a new CREATED attempt)
+    manual_retry                       spawn            the operator's retry copy
+    next_created, next_failed          joins            re-evaluate the joins above the state
+    errored, lease_expired, prune      joins
+    cancel, effects_failed             joins
+    enqueue, requeue_after             (none)           nothing follows a claim or a delay
+
+    spawn ──► joins ──► (none)     after an executed state's spawn (skipped when no join can care)
+    spawn ──► (none)               after a retry copy: the joins wait for the copy instead
+
+Both effects are idempotent (every created state has a deterministic `spawn_key` under a unique
+index), so a repeat, a recovery pass and another replica may all run them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from state_manager.domain.status import Event, StateStatus
+
+
+class Effect(StrEnum):
+    SPAWN = "spawn"
+    JOINS = "joins"
+
+
+PENDING_AFTER: dict[Event, Effect | None] = {
+    Event.ENQUEUE: None,
+    Event.REQUEUE_AFTER: None,
+    Event.EXECUTED: Effect.SPAWN,
+    Event.ERRORED_RETRY: Effect.SPAWN,
+    Event.LEASE_EXPIRED_RETRY: Effect.SPAWN,
+    Event.MANUAL_RETRY: Effect.SPAWN,
+    Event.NEXT_CREATED: Effect.JOINS,
+    Event.NEXT_FAILED: Effect.JOINS,
+    Event.ERRORED: Effect.JOINS,
+    Event.LEASE_EXPIRED: Effect.JOINS,
+    Event.PRUNE: Effect.JOINS,
+    Event.CANCEL: Effect.JOINS,
+    Event.EFFECTS_FAILED: Effect.JOINS,
+}
+
+
+def pending_after(event: Event) -> Effect | None:
+    """The effect a write of `event` owes."""
+    return PENDING_AFTER[event]
+
+
+def after_spawn(status: StateStatus) -> Effect | None:
+    """What is still owed once the spawn effect of a state in `status` is written.
+
+    A retry copy supersedes the state in every join's scope, so only the other outcomes owe a
+    joins evaluation.
+    """
+    return None if status == StateStatus.RETRY_CREATED else Effect.JOINS
