@@ -1,10 +1,11 @@
 """Effects of a status write: fan-out clones, children, retry copies, joins.
 
 A status write records what must follow it in `pending_effect` (the table is in
-`domain/effects.py`: "spawn", then "joins"); `settle` carries it out. Every state it creates has a deterministic `spawn_key` under a unique index, so
-`settle` can run twice (a repeated report, the recovery loop after a crash, two replicas) and
-still create each state once. Requests call it before answering; the recovery loop calls it for
-anything a crash interrupted.
+`domain/effects.py`: "spawn", then "joins"); `settle` carries it out. Every state it creates
+has a deterministic `spawn_key` under a unique index, and fan-out copies have deterministic ids,
+so `settle` can run twice (a repeated report, the recovery loop after a crash, two replicas) and
+still create each state once, in one bulk insert. Requests call it before answering; the
+recovery loop calls it for anything a crash interrupted.
 
 One state's effects never stop anyone else's: `settle_isolated` logs a failure with its
 traceback and counts it on the state; after `effect_attempts` failures (or at once, for a
