@@ -203,9 +203,7 @@ class Api:
     async def claim(
         self, *node_names: str, batch_size: int = 100, wait_ms: int = 0, namespace: str | None = None
     ) -> list[Json]:
-        body = {"nodes": list(node_names), "batch_size": batch_size}
-        if wait_ms:
-            body["wait_ms"] = wait_ms
+        body = {"nodes": list(node_names), "batch_size": batch_size, "wait_ms": wait_ms}
         result = await self.call("POST", "/states/enqueue", body, namespace=namespace)
         states: list[Json] = result["states"]
         return states

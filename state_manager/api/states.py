@@ -48,8 +48,10 @@ async def create_states(
 async def enqueue_states(
     request: Request, context: Context, namespace_name: str, body: EnqueueRequest
 ) -> dict[str, Any]:
+    # An official SDK sends no wait_ms and polls in a tight loop: it gets a short long-poll too.
+    wait_ms = context.settings.implicit_wait_ms if body.wait_ms is None else body.wait_ms
     claimed = await states.enqueue(
-        context, namespace_name, body.nodes, body.batch_size, body.wait_ms, gone=request.is_disconnected
+        context, namespace_name, body.nodes, body.batch_size, wait_ms, gone=request.is_disconnected
     )
     return {
         "count": len(claimed),

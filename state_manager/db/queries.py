@@ -146,30 +146,50 @@ async def insert_many_once(states: list[State]) -> None:
         raise
 
 
-async def claim_one(namespace: str, nodes: list[str], lease_ms: int) -> State | None:
-    """Atomically move the oldest due CREATED state of these nodes to QUEUED with a lease and a
-    new claim token."""
+def _due(namespace: str, nodes: list[str], now: int) -> dict[str, Any]:
+    return {
+        "namespace_name": namespace,
+        "status": StateStatus.CREATED.value,
+        "node_name": {"$in": nodes},
+        "enqueue_after": {"$lte": now},
+    }
+
+
+_OLDEST_DUE_FIRST = [("enqueue_after", 1), ("_id", 1)]
+
+
+def _claimed(now: int, lease_ms: int, token: str) -> dict[str, Any]:
+    fields = {"status": StateStatus.QUEUED.value, "lease_expires_at": now + lease_ms, "claim_token": token}
+    return {"$set": stamp(fields)}
+
+
+async def claim(namespace: str, nodes: list[str], lease_ms: int, limit: int) -> list[State]:
+    """Atomically move up to `limit` of the oldest due CREATED states of these nodes to QUEUED,
+    each with a lease and the new claim token, in a constant number of operations.
+
+    One state: one find-and-modify. More: read the oldest due ids, claim those still CREATED
+    with one conditional update, and read back the ones that carry this claim's token; a state
+    another replica claimed in between is simply not among them, so nothing is claimed twice.
+    """
     now = now_ms()
-    doc = await _states().find_one_and_update(
-        {
-            "namespace_name": namespace,
-            "status": StateStatus.CREATED.value,
-            "node_name": {"$in": nodes},
-            "enqueue_after": {"$lte": now},
-        },
-        {
-            "$set": stamp(
-                {
-                    "status": StateStatus.QUEUED.value,
-                    "lease_expires_at": now + lease_ms,
-                    "claim_token": uuid4().hex,
-                }
-            )
-        },
-        sort=[("enqueue_after", 1), ("_id", 1)],
-        return_document=ReturnDocument.AFTER,
+    token = uuid4().hex
+    if limit == 1:
+        doc = await _states().find_one_and_update(
+            _due(namespace, nodes, now),
+            _claimed(now, lease_ms, token),
+            sort=_OLDEST_DUE_FIRST,
+            return_document=ReturnDocument.AFTER,
+        )
+        return [] if doc is None else [State.model_validate(doc)]
+    cursor = _states().find(_due(namespace, nodes, now), {"_id": 1}).sort(_OLDEST_DUE_FIRST).limit(limit)
+    ids = [doc["_id"] async for doc in cursor]
+    if not ids:
+        return []
+    await _states().update_many(
+        {"_id": {"$in": ids}, "status": StateStatus.CREATED.value}, _claimed(now, lease_ms, token)
     )
-    return None if doc is None else State.model_validate(doc)
+    claimed = _states().find({"_id": {"$in": ids}, "claim_token": token}).sort(_OLDEST_DUE_FIRST)
+    return [State.model_validate(doc) async for doc in claimed]
 
 
 async def find_state(state_id: ObjectId) -> State | None:

@@ -54,7 +54,13 @@ class CreateStatesRequest(RequestBody):
 class EnqueueRequest(RequestBody):
     nodes: list[str] = Field(min_length=1)
     batch_size: int = Field(ge=1, le=1000)
-    wait_ms: int = Field(default=0, ge=0, le=30000)
+    wait_ms: int | None = Field(
+        default=None,
+        ge=0,
+        le=30000,
+        description="How long to wait for work when none is due (a long-poll). Without it the "
+        "server waits IMPLICIT_WAIT_MS (default 1000); 0 answers at once.",
+    )
 
 
 class ExecutedRequest(RequestBody):

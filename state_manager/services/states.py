@@ -90,12 +90,7 @@ async def enqueue(
     deadline = now_ms() + wait_ms
     while True:
         seen = ctx.work.generation(namespace)
-        claimed: list[State] = []
-        while len(claimed) < batch_size:
-            state = await queries.claim_one(namespace, nodes, ctx.lease_ms)
-            if state is None:
-                break
-            claimed.append(state)
+        claimed = await queries.claim(namespace, nodes, ctx.lease_ms, batch_size)
         if claimed and gone is not None and await gone():
             await _release(ctx, namespace, claimed)
             return []

@@ -5,6 +5,7 @@ their behaviour: see test_states.py.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tests.factories import ALPHA, BETA, Api, Json, chain, graph, node, template
@@ -136,3 +137,20 @@ async def test_a_repeated_re_enqueue_of_the_holder_answers_the_same(api: Api) ->
 
     assert (first.status_code, again.status_code) == (200, 200)
     assert again.json()["status"] == "CREATED"
+
+
+async def test_a_batch_claim_takes_the_oldest_due_first_and_two_claims_never_share_a_state(
+    api: Api,
+) -> None:
+    await api.setup("g", chain(), ALPHA, BETA)
+    runs = [(await api.trigger("g"))["run_id"] for _ in range(15)]
+
+    first, second = await asyncio.gather(api.claim("Alpha", batch_size=10), api.claim("Alpha", batch_size=10))
+
+    ids = [s["state_id"] for s in first + second]
+    assert len(ids) == len(set(ids)) == 15
+    by_run = {s["run_id"]: s for s in first + second}
+    assert set(by_run) == set(runs)
+    oldest = min((first, second), key=lambda batch: batch[0]["state_id"])
+    assert [s["run_id"] for s in oldest] == runs[: len(oldest)]  # in trigger order
+    assert len({s["claim_token"] for s in first}) == 1 != len({s["claim_token"] for s in first + second})

@@ -89,3 +89,21 @@ async def test_a_wait_ends_on_a_notify_of_its_namespace_only() -> None:
     assert not waiting.done()
     signal.notify("ns")
     await asyncio.wait_for(waiting, HANG_GUARD)
+
+
+async def test_an_enqueue_without_wait_ms_waits_briefly_for_work_like_a_long_poll(api: Api) -> None:
+    """What the official SDKs send: no wait_ms. They poll in a tight loop, so an empty answer
+    waits up to IMPLICIT_WAIT_MS (1 s by default), and work that arrives meanwhile is handed out
+    at once."""
+    await api.setup("g", chain(), ALPHA, BETA)
+    started = time.monotonic()
+    empty = await api.call("POST", "/states/enqueue", {"nodes": ["Alpha"], "batch_size": 16})
+    assert empty["states"] == []
+    assert time.monotonic() - started >= 0.95  # it waited rather than answering at once
+
+    body = {"nodes": ["Alpha"], "batch_size": 16}
+    waiting = asyncio.create_task(api.call("POST", "/states/enqueue", body))
+    await asyncio.sleep(0.1)
+    triggered = await api.trigger("g")
+    answer = await asyncio.wait_for(waiting, HANG_GUARD)
+    assert [s["run_id"] for s in answer["states"]] == [triggered["run_id"]]
