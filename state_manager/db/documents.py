@@ -67,6 +67,7 @@ class State(Document):
     identifier: str
     graph_name: str
     graph_namespace: str  # where the graph template and the run live
+    graph_version: int = 0  # the template version it was created under (0: unknown)
     run_id: str
     status: StateStatus = StateStatus.CREATED
     inputs: dict[str, Any] = Field(default_factory=dict)
@@ -122,6 +123,7 @@ class Run(Document):
     run_id: str
     namespace_name: str
     graph_name: str
+    graph_version: int = 0
     store: dict[str, str] = Field(default_factory=dict)
     # Root states to create; kept on the run so that a crash between writing the run and
     # writing its states is completed by the recovery loop.

@@ -137,6 +137,7 @@ def state_item(state: Any) -> dict[str, Any]:
         "namespace_name": state.namespace_name,
         "identifier": state.identifier,
         "graph_name": state.graph_name,
+        "graph_version": state.graph_version,
         "run_id": state.run_id,
         "status": state.status.value,
         "inputs": state.inputs,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from state_manager.config import Settings
 from state_manager.crypto import SecretCipher
@@ -41,11 +42,40 @@ class WorkSignal:
             await asyncio.wait_for(event.wait(), seconds)
 
 
+class TemplateCache:
+    """The newest graph templates this process has read, by (namespace, name).
+
+    Every upsert bumps a template's version and every state records the version it was created
+    under, so a cached template at least as new as the state's is the one to use: reports read
+    no graph. A state from a newer version (upserted through another replica) makes it re-read.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._templates: dict[tuple[str, str], Any] = {}
+        self._size = size
+
+    def get(self, namespace: str, name: str, version: int) -> Any:
+        cached = self._templates.get((namespace, name))
+        if cached is not None and version > 0 and cached.version >= version:
+            return cached
+        return None
+
+    def put(self, template: Any) -> None:
+        key = (template.namespace, template.name)
+        current = self._templates.pop(key, None)
+        if current is not None and current.version > template.version:
+            template = current
+        elif current is None and len(self._templates) >= self._size:
+            self._templates.pop(next(iter(self._templates)))
+        self._templates[key] = template
+
+
 @dataclass
 class AppContext:
     settings: Settings
     cipher: SecretCipher
     work: WorkSignal = field(default_factory=WorkSignal)
+    templates: TemplateCache = field(default_factory=TemplateCache)
 
     @property
     def lease_ms(self) -> int:

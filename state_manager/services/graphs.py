@@ -91,6 +91,7 @@ async def upsert_graph(ctx: AppContext, namespace: str, name: str, body: UpsertG
         return_document=ReturnDocument.AFTER,
     )
     graph: GraphTemplate = GraphTemplate.model_validate(doc)
+    ctx.templates.put(graph)
     await sync_schedules(graph)
     log.info("graph_upserted", namespace=namespace, graph=name, status=graph.validation_status)
     return graph
@@ -105,6 +106,17 @@ async def get_graph(namespace: str, name: str) -> GraphTemplate:
 
 async def find_graph(namespace: str, name: str) -> GraphTemplate | None:
     return await queries.find_one(GraphTemplate, {"name": name, "namespace": namespace})
+
+
+async def template_for(ctx: AppContext, namespace: str, name: str, version: int) -> GraphTemplate | None:
+    """The template at `version` or newer: from this process's cache when it has one, else read."""
+    cached: GraphTemplate | None = ctx.templates.get(namespace, name, version)
+    if cached is not None:
+        return cached
+    graph = await find_graph(namespace, name)
+    if graph is not None:
+        ctx.templates.put(graph)
+    return graph
 
 
 async def list_graphs(namespace: str) -> list[GraphTemplate]:

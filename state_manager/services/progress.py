@@ -33,7 +33,7 @@ from state_manager.domain.retry import retry_delay_ms
 from state_manager.domain.status import FAILED, Event, JoinVerdict, StateStatus, join_verdict
 from state_manager.errors import TooLarge
 from state_manager.services.context import AppContext
-from state_manager.services.graphs import find_graph, graph_shape
+from state_manager.services.graphs import graph_shape, template_for
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +47,7 @@ _MAX_REASON_CHARS = 2000
 async def settle(ctx: AppContext, state: State) -> State:
     """Complete whatever the last status write of `state` left to do (idempotent); returns the
     state as it is afterwards."""
-    graph = await find_graph(state.graph_namespace, state.graph_name)
+    graph = await template_for(ctx, state.graph_namespace, state.graph_name, state.graph_version)
     current = state
     if current.pending_effect == Effect.SPAWN:
         current = await _spawn(ctx, current, graph)
@@ -245,7 +245,8 @@ class _Plan:
                 self.store,
                 self.graph.store_config.default_values,
             )
-            child = _new_state(state, template, inputs, parents, f"{state.id}:next:{template.identifier}")
+            key = f"{state.id}:next:{template.identifier}"
+            child = _new_state(state, self.graph, template, inputs, parents, key)
             _check_size(ctx, child)
             children.append(child)
         return children
@@ -300,7 +301,12 @@ def _check_size(ctx: AppContext, state: State) -> None:
 
 
 def _new_state(
-    origin: State, template: NodeTemplate, inputs: dict[str, str], parents: dict[str, str], key: str
+    origin: State,
+    graph: GraphTemplate,
+    template: NodeTemplate,
+    inputs: dict[str, str],
+    parents: dict[str, str],
+    key: str,
 ) -> State:
     return State(
         node_name=template.node_name,
@@ -308,6 +314,7 @@ def _new_state(
         identifier=template.identifier,
         graph_name=origin.graph_name,
         graph_namespace=origin.graph_namespace,
+        graph_version=graph.version,
         run_id=origin.run_id,
         inputs=inputs,
         parents=parents,
@@ -459,7 +466,7 @@ async def _create_join(
     except PlanningError as exc:
         error = error or str(exc)
     parents = {**anchor.parents, anchor.identifier: str(anchor.id)}
-    state = _new_state(anchor, join, inputs, parents, key)
+    state = _new_state(anchor, graph, join, inputs, parents, key)
     state.does_unites = True
     try:
         _check_size(ctx, state)

@@ -26,8 +26,11 @@ from state_manager.services.graphs import VALID, find_graph, graph_shape
 log = structlog.get_logger(__name__)
 
 
-async def _valid_graph(namespace: str, graph_name: str) -> GraphTemplate:
+async def _valid_graph(ctx: AppContext, namespace: str, graph_name: str) -> GraphTemplate:
+    """The graph as stored now (a trigger always reads it), which also refreshes the cache."""
     graph = await find_graph(namespace, graph_name)
+    if graph is not None:
+        ctx.templates.put(graph)
     if graph is None:
         raise NotFound(f"Graph template not found for namespace {namespace} and graph {graph_name}")
     if graph.validation_status != VALID:
@@ -71,7 +74,7 @@ async def trigger_graph(
     ctx: AppContext, namespace: str, graph_name: str, body: TriggerRequest, run_id: str | None = None
 ) -> tuple[Run, list[State]]:
     """Start a run: SEED form seeds the given identifiers, HEAD form starts the root."""
-    graph = await _valid_graph(namespace, graph_name)
+    graph = await _valid_graph(ctx, namespace, graph_name)
     shape = graph_shape(graph)
     when = now_ms() + body.start_delay
     # Checked first, in both forms: the message names every missing key.
@@ -86,6 +89,7 @@ async def trigger_graph(
         run_id=run_id or str(uuid4()),
         namespace_name=namespace,
         graph_name=graph_name,
+        graph_version=graph.version,
         store=body.store,
         seeds=seeds,
         created_ms=now_ms(),
@@ -118,6 +122,7 @@ def _seed_state(run: Run, seed: dict[str, Any], key: str) -> State:
         identifier=seed["identifier"],
         graph_name=run.graph_name,
         graph_namespace=run.namespace_name,
+        graph_version=run.graph_version,
         run_id=run.run_id,
         inputs=seed["inputs"],
         spawn_key=key,
@@ -130,7 +135,7 @@ async def create_states(
     ctx: AppContext, namespace: str, graph_name: str, body: CreateStatesRequest
 ) -> list[State]:
     """SEED `states/create`: add states to a caller-chosen run (created on first use)."""
-    graph = await _valid_graph(namespace, graph_name)
+    graph = await _valid_graph(ctx, namespace, graph_name)
     seeds = _seeds_from_states(graph_shape(graph), body.states, now_ms())
     existing = await queries.find_one(Run, {"run_id": body.run_id})
     if existing is not None and (existing.namespace_name, existing.graph_name) != (namespace, graph_name):
@@ -138,7 +143,12 @@ async def create_states(
             f"Run {body.run_id} belongs to graph {existing.graph_name} in {existing.namespace_name}"
         )
     run = existing or Run(
-        run_id=body.run_id, namespace_name=namespace, graph_name=graph_name, seeded=True, created_ms=now_ms()
+        run_id=body.run_id,
+        namespace_name=namespace,
+        graph_name=graph_name,
+        graph_version=graph.version,
+        seeded=True,
+        created_ms=now_ms(),
     )
     if existing is None:
         with contextlib.suppress(DuplicateKeyError):

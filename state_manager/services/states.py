@@ -28,7 +28,7 @@ from state_manager.domain.retry import retries_left
 from state_manager.domain.status import Event, StateStatus
 from state_manager.errors import Conflict, InvalidTransition, NotFound, TooLarge, Unprocessable
 from state_manager.services.context import AppContext
-from state_manager.services.graphs import find_graph
+from state_manager.services.graphs import find_graph, template_for
 from state_manager.services.progress import EFFECTS, TOO_LARGE, manual_retry_key, settle_or_count
 
 log = structlog.get_logger(__name__)
@@ -67,9 +67,9 @@ async def load_held_state(namespace: str, state_id: ObjectId, claim: str | None)
     return state
 
 
-async def _retry_allowed(state: State) -> bool:
+async def _retry_allowed(ctx: AppContext, state: State) -> bool:
     """Whether the graph's retry policy allows another attempt after this one."""
-    graph = await find_graph(state.graph_namespace, state.graph_name)
+    graph = await template_for(ctx, state.graph_namespace, state.graph_name, state.graph_version)
     return retries_left(graph.retry_policy if graph else RetryPolicy(), state.retry_count)
 
 
@@ -159,7 +159,7 @@ async def mark_errored(
     ctx: AppContext, namespace: str, state_id: ObjectId, error: str, claim: str | None = None
 ) -> bool:
     """Record a failure; returns whether a retry was created under the graph's retry policy."""
-    retry = await _retry_allowed(await load_state(namespace, state_id))
+    retry = await _retry_allowed(ctx, await load_state(namespace, state_id))
     event = Event.ERRORED_RETRY if retry else Event.ERRORED
     fields = {"error": error, "lease_expires_at": None}
     updated = await queries.transition(state_id, event, fields, namespace=namespace, claim=claim)
@@ -276,7 +276,7 @@ async def get_secrets(
 
 async def expire_lease(ctx: AppContext, state: State) -> None:
     """The worker holding `state` went silent: re-deliver the work as a new attempt, or fail it."""
-    retry = await _retry_allowed(state)
+    retry = await _retry_allowed(ctx, state)
     seconds = ctx.settings.state_lease_seconds
     fields = {
         "error": f"Lease expired: no report from the worker within {seconds:g}s"
