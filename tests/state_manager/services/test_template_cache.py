@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from bson import ObjectId
 
-from state_manager.services.context import AppContext
-from state_manager.services.graphs import upsert_graph
 from state_manager.schemas.graphs import UpsertGraphRequest
 from state_manager.schemas.states import TriggerRequest
+from state_manager.services.context import AppContext
+from state_manager.services.graphs import upsert_graph
 from state_manager.services.runs import trigger_graph
 from state_manager.services.states import mark_executed
 from tests.factories import ALPHA, BETA, NAMESPACE, Api, Json, Worker, graph, template
