@@ -208,6 +208,22 @@ async def find_states(
     return [State.model_validate(doc) async for doc in cursor]
 
 
+async def take_stale(state_id: ObjectId, effect: str, stale_before: int) -> bool:
+    """Take over a pending effect nobody has touched since `stale_before` (the recovery pass):
+    one replica wins, and the owner of a settle still in progress keeps it by touching it."""
+    result = await _states().update_one(
+        {"_id": state_id, "pending_effect": effect, "updated_ms": {"$lt": stale_before}},
+        {"$set": {"updated_ms": now_ms()}},
+    )
+    return bool(result.modified_count)
+
+
+async def touch(state_id: ObjectId, effect: str) -> None:
+    """Show that the settle of this pending effect is still in progress."""
+    query = {"_id": state_id, "pending_effect": effect}
+    await _states().update_one(query, {"$set": {"updated_ms": now_ms()}})
+
+
 async def count_failure(state_id: ObjectId, pending_effect: str) -> int | None:
     """Count one failed attempt at a state's pending effect; the new count, or None if the
     effect is no longer pending (someone else completed it)."""

@@ -16,6 +16,7 @@ reason in `error`, and its joins are evaluated, so nothing waits on it forever.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
@@ -169,7 +170,7 @@ async def _advance_executed(ctx: AppContext, state: State, graph: GraphTemplate 
         own_failure = (str(exc), None)
     except TooLarge as exc:
         own_failure = (exc.detail, TOO_LARGE)
-    await queries.insert_many_once(copies + created)
+    await _insert_all(ctx, state, copies + created)
     for namespace in {child.namespace_name for child in created}:
         ctx.work.notify(namespace)
     if own_failure is not None:
@@ -180,6 +181,20 @@ async def _advance_executed(ctx: AppContext, state: State, graph: GraphTemplate 
     if updated is None:  # another settle of the same state moved it on meanwhile
         updated = await queries.find_state(_id(state))
     return updated or state
+
+
+_INSERT_CHUNK = 1000
+
+
+async def _insert_all(ctx: AppContext, owner: State, states: list[State]) -> None:
+    """Bulk-insert `states` in chunks; a long insert keeps the owner's settle visibly alive, so
+    the recovery pass does not take it over while it is still going on."""
+    started = time.monotonic()
+    for start in range(0, len(states), _INSERT_CHUNK):
+        if time.monotonic() - started > ctx.settings.recovery_grace_seconds / 2:
+            await queries.touch(_id(owner), Effect.SPAWN)
+            started = time.monotonic()
+        await queries.insert_many_once(states[start : start + _INSERT_CHUNK])
 
 
 async def _next_failed(state: State, reason: str, kind: str | None) -> State:

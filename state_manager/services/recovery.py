@@ -58,6 +58,10 @@ async def _batches(
         after = ObjectId(str(batch[-1].id))
 
 
+def _oid(state: State) -> ObjectId:
+    return ObjectId(str(state.id))
+
+
 async def _states(query: dict[str, Any], size: int) -> list[State]:
     return await queries.find_states(query, sort=[("_id", 1)], limit=size)
 
@@ -84,6 +88,9 @@ async def recover_once(ctx: AppContext) -> RecoveryReport:
     pending = {"pending_effect": {"$ne": None}, "updated_ms": {"$lt": stale}}
     async for states in _batches(_states, pending, size):
         for state in states:
+            assert state.pending_effect is not None
+            if not await queries.take_stale(_oid(state), state.pending_effect, stale):
+                continue  # another replica took it, or its settle is still going on
             if await settle_isolated(ctx, state):
                 report.effects_completed += 1
             else:

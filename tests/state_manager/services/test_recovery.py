@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
+from state_manager.db import queries
 from state_manager.db.documents import Run, State
 from state_manager.services.context import AppContext
 from state_manager.services.recovery import recover_once
@@ -25,6 +26,7 @@ from tests.factories import (
     fixed_retry,
     graph,
     node,
+    now_ms,
     template,
 )
 
@@ -263,3 +265,36 @@ async def test_an_interrupted_join_evaluation_is_completed(api: Api, ctx: AppCon
 
     [join] = (await api.by_identifier(run_id))["m"]
     assert (join["status"], join["inputs"]) == ("CREATED", {"x": "root"})
+
+
+async def test_of_two_replicas_only_one_takes_over_a_stale_effect(api: Api, ctx: AppContext) -> None:
+    state = await _claimed_root(api, NO_RETRY)
+    crashed = {"status": "EXECUTED", "outputs": {"y": "v"}, "lease_expires_at": None}
+    await _write(state["state_id"], {**crashed, "pending_effect": "spawn", "updated_ms": 0})
+    stale_before = now_ms()  # what both replicas' passes computed
+
+    taken = [await queries.take_stale(ObjectId(state["state_id"]), "spawn", stale_before) for _ in range(2)]
+    report = await recover_once(ctx)  # a third pass, while the taker is still on it
+
+    assert taken == [True, False]
+    assert report.effects_completed == 0
+
+
+async def test_a_settle_still_in_progress_is_not_taken_over(api: Api, ctx: AppContext) -> None:
+    state = await _claimed_root(api, NO_RETRY)
+    # Reported a moment ago: the request is still writing its effects.
+    await _write(
+        state["state_id"],
+        {
+            "status": "EXECUTED",
+            "outputs": {"y": "v"},
+            "lease_expires_at": None,
+            "pending_effect": "spawn",
+            "updated_ms": now_ms(),
+        },
+    )
+
+    report = await recover_once(ctx)
+
+    assert report.effects_completed == 0
+    assert "b" not in await api.by_identifier(state["run_id"])
