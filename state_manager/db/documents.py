@@ -130,6 +130,10 @@ class Run(Document):
     seeds: list[dict[str, Any]] = Field(default_factory=list)
     seeded: bool = False
     seed_failures: int = 0  # failed attempts at seeding; past the limit the run is given up
+    # The run's counts and status once it has finished (written by the first listing that sees
+    # it finished); cleared, with `revision` bumped, when something reopens the run.
+    final: dict[str, Any] | None = None
+    revision: int = 0
     created_ms: int = 0
     created_at: datetime = Field(default_factory=utcnow)
 

@@ -12,7 +12,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError, OperationFailure
 
 from state_manager.clock import now_ms, utcnow
-from state_manager.db.documents import State
+from state_manager.db.documents import Run, State
 from state_manager.domain.effects import pending_after
 from state_manager.domain.status import Event, StateStatus, sources, target
 from state_manager.errors import TooLarge
@@ -240,3 +240,32 @@ async def statuses(query: dict[str, Any]) -> list[dict[str, Any]]:
     """Only the fields needed to count or judge states."""
     cursor = _states().find(query, {"status": 1, "pending_effect": 1, "run_id": 1, "identifier": 1})
     return [doc async for doc in cursor]
+
+
+async def run_tallies(run_ids: list[str]) -> dict[str, tuple[dict[StateStatus, int], bool]]:
+    """For each run: how many of its states are in each status, and whether any still owes an
+    effect; one aggregation, no state documents read back."""
+    key = {"$concat": ["$run_id", "|", "$status", "|", {"$ifNull": ["$pending_effect", ""]}]}
+    pipeline = [{"$match": {"run_id": {"$in": run_ids}}}, {"$group": {"_id": key, "n": {"$sum": 1}}}]
+    tallies: dict[str, tuple[dict[StateStatus, int], bool]] = {}
+    async for group in _states().aggregate(pipeline):
+        run_id, status, effect = str(group["_id"]).rsplit("|", 2)
+        counts, pending = tallies.get(run_id, ({}, False))
+        counts[StateStatus(status)] = counts.get(StateStatus(status), 0) + int(group["n"])
+        tallies[run_id] = (counts, pending or bool(effect))
+    return tallies
+
+
+async def reopen_run(run_id: str) -> None:
+    """Something will happen in this run again (a manual retry, new states): forget its final
+    counts, and make a listing that read it before this write unable to store stale ones."""
+    await Run.get_motor_collection().update_one(
+        {"run_id": run_id}, {"$inc": {"revision": 1}, "$set": {"final": None}}
+    )
+
+
+async def finish_run(run: Run, final: dict[str, Any]) -> None:
+    """Store the counts of a run that has finished, unless it was reopened since it was read."""
+    await Run.get_motor_collection().update_one(
+        {"run_id": run.run_id, "revision": run.revision, "final": None}, {"$set": {"final": final}}
+    )

@@ -30,7 +30,8 @@ so a transition that is not in this table cannot happen, whatever the race.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 
 
@@ -117,18 +118,23 @@ def run_status(statuses: Iterable[StateStatus], effects_pending: bool = False) -
 
 def run_counts(statuses: Iterable[StateStatus], effects_pending: bool = False) -> dict[str, int | str]:
     """The counts of a run as the runs listing shows them, and its status."""
-    seen = list(statuses)
+    return tally(Counter(statuses), effects_pending)
+
+
+def tally(counts: Mapping[StateStatus, int], effects_pending: bool = False) -> dict[str, int | str]:
+    """`run_counts` from the number of states in each status."""
+    present = [status for status, n in counts.items() if n]
 
     def count(group: frozenset[StateStatus]) -> int:
-        return sum(status in group for status in seen)
+        return sum(n for status, n in counts.items() if status in group)
 
     return {
         "success_count": count(SUCCEEDED),
         "pending_count": count(PENDING),
         "errored_count": count(FAILED),
         "retried_count": count(RETRIED),
-        "total_count": len(seen),
-        "status": run_status(seen, effects_pending),
+        "total_count": sum(counts.values()),
+        "status": run_status(present, effects_pending),
     }
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections import defaultdict
 from typing import Any
 from uuid import uuid4
 
@@ -17,7 +16,7 @@ from state_manager.db import queries
 from state_manager.db.documents import GraphTemplate, Run, State
 from state_manager.domain.graph import GraphShape
 from state_manager.domain.planning import PlanningError, missing_store_keys, root_inputs
-from state_manager.domain.status import StateStatus, run_counts
+from state_manager.domain.status import tally
 from state_manager.errors import BadRequest, Conflict, NotFound
 from state_manager.schemas.states import CreateStatesRequest, TriggerRequest, TriggerStateIn
 from state_manager.services.context import AppContext
@@ -153,6 +152,8 @@ async def create_states(
     if existing is None:
         with contextlib.suppress(DuplicateKeyError):
             await queries.insert(run)
+    if existing is not None:
+        await queries.reopen_run(run.run_id)
     batch = uuid4().hex
     states = [_seed_state(run, seed, f"{run.run_id}:create:{batch}:{i}") for i, seed in enumerate(seeds)]
     for state in states:
@@ -161,12 +162,12 @@ async def create_states(
     return states
 
 
-def count_states(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    statuses = [StateStatus(doc["status"]) for doc in docs]
-    return run_counts(statuses, effects_pending=any(doc.get("pending_effect") for doc in docs))
-
-
 async def list_runs(namespace: str, page: int, size: int) -> tuple[int, list[dict[str, Any]]]:
+    """A page of runs, newest first, with their counts and status.
+
+    A finished run's counts are stored on it the first time a listing sees it finished, so
+    listing finished runs reads no state; runs still going are counted with one aggregation.
+    """
     total = await Run.find({"namespace_name": namespace}).count()
     runs = (
         await Run.find({"namespace_name": namespace})
@@ -175,19 +176,19 @@ async def list_runs(namespace: str, page: int, size: int) -> tuple[int, list[dic
         .limit(size)
         .to_list()
     )
-    docs = await queries.statuses({"run_id": {"$in": [run.run_id for run in runs]}})
-    by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for doc in docs:
-        by_run[doc["run_id"]].append(doc)
-    items = [
-        {
-            "run_id": run.run_id,
-            "graph_name": run.graph_name,
-            **count_states(by_run[run.run_id]),
-            "created_at": run.created_at,
-        }
-        for run in runs
-    ]
+    going = [run for run in runs if run.final is None]
+    tallies = await queries.run_tallies([run.run_id for run in going]) if going else {}
+    items = []
+    for run in runs:
+        counts = run.final
+        if counts is None:
+            statuses, pending = tallies.get(run.run_id, ({}, False))
+            counts = tally(statuses, effects_pending=pending or not run.seeded)
+            if counts["status"] != "PENDING":
+                await queries.finish_run(run, counts)
+        items.append(
+            {"run_id": run.run_id, "graph_name": run.graph_name, **counts, "created_at": run.created_at}
+        )
     return total, items
 
 

@@ -232,6 +232,7 @@ async def manual_retry(ctx: AppContext, namespace: str, state_id: ObjectId, fano
             f"State is {state.status}: only ERRORED, NEXT_CREATED_ERROR, TIMEDOUT or CANCELLED "
             "states can be retried manually"
         )
+    await queries.reopen_run(updated.run_id)  # after the write: see queries.finish_run
     await settle_or_count(ctx, updated)
     retry = await queries.find_one(State, {"spawn_key": manual_retry_key(updated, fanout_id)})
     assert retry is not None

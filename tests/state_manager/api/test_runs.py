@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import ALPHA, BETA, NAMESPACE, Api, Json, Worker, chain, graph, template
+from state_manager.db.documents import Run, State
+from tests.factories import ALPHA, BETA, NAMESPACE, NO_RETRY, Api, Json, Worker, chain, graph, template
 
 ALL_STATUSES = {
     "CREATED",
@@ -172,3 +173,60 @@ async def test_node_details_not_found_is_404(api: Api, fanned_run: str, subtests
             answer = await _node(api, run_id, node_id, graph_name=graph_name, expect=404)
 
             assert answer == {"detail": f"Node {node_id} not found in run {run_id} for graph {graph_name}"}
+
+
+# ---------------------------------------------------------------- the runs listing's counts
+
+
+async def test_a_finished_runs_counts_are_kept_on_the_run(api: Api) -> None:
+    await api.setup("g", chain(), ALPHA, BETA)
+    run_id = (await api.trigger("g"))["run_id"]
+    await Worker(api, "Alpha").execute()
+    assert (await api.run_summary(run_id))["status"] == "PENDING"
+    await Worker(api, "Beta").execute()
+
+    first = await api.run_summary(run_id)
+    # Were the listing to count the states again, this change would show.
+    await State.get_motor_collection().update_many({"run_id": run_id}, {"$set": {"status": "ERRORED"}})
+    again = await api.run_summary(run_id)
+
+    assert (first["status"], first["success_count"], first["total_count"]) == ("SUCCESS", 2, 2)
+    assert again == first
+    stored = await Run.get_motor_collection().find_one({"run_id": run_id})
+    assert stored["final"]["status"] == "SUCCESS"
+
+
+async def test_a_manual_retry_reopens_a_finished_run(api: Api) -> None:
+    await api.setup("g", chain(retry_policy=NO_RETRY), ALPHA, BETA)
+    run_id = (await api.trigger("g"))["run_id"]
+    failed, _ = await Worker(api, "Alpha").fail()
+    assert (await api.run_summary(run_id))["status"] == "FAILED"
+
+    await api.call("POST", f"/state/{failed['state_id']}/manual-retry", {"fanout_id": "op"})
+    reopened = await api.run_summary(run_id)
+    await Worker(api, "Alpha").execute()
+    await Worker(api, "Beta").execute()
+    done = await api.run_summary(run_id)
+
+    assert (reopened["status"], reopened["pending_count"]) == ("PENDING", 1)
+    assert (done["status"], done["success_count"], done["retried_count"]) == ("SUCCESS", 2, 1)
+
+
+async def test_new_states_in_a_finished_run_reopen_it(api: Api) -> None:
+    await api.setup("g", chain(), ALPHA, BETA)
+    body = {"run_id": "my-run", "states": [{"identifier": "b", "inputs": {"x": "1"}}]}
+    await api.call("POST", "/graph/g/states/create", body)
+    await Worker(api, "Beta").execute()
+    assert (await api.run_summary("my-run"))["status"] == "SUCCESS"
+
+    await api.call("POST", "/graph/g/states/create", body)
+
+    assert (await api.run_summary("my-run"))["status"] == "PENDING"
+
+
+async def test_a_run_whose_states_are_not_written_yet_is_pending(api: Api) -> None:
+    await Run(run_id="crashed", namespace_name=NAMESPACE, graph_name="g", seeds=[{}], created_ms=0).insert()
+
+    summary = await api.run_summary("crashed")
+
+    assert (summary["status"], summary["total_count"]) == ("PENDING", 0)
