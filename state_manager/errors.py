@@ -14,11 +14,13 @@ from __future__ import annotations
 
 
 class DomainError(Exception):
-    """Base class: `detail` is the user-facing message."""
+    """Base class: `detail` is the user-facing message; `code`, when set, a stable machine-readable
+    name for the case (e.g. `STATE_CANCELLED`), sent next to it."""
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, code: str | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.code = code
 
 
 class NotFound(DomainError):

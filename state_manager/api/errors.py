@@ -41,7 +41,8 @@ def _status_for(exc: DomainError) -> int:
 
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    return JSONResponse(status_code=_status_for(exc), content={"detail": exc.detail})
+    content = {"detail": exc.detail} if exc.code is None else {"detail": exc.detail, "code": exc.code}
+    return JSONResponse(status_code=_status_for(exc), content=content)
 
 
 async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:

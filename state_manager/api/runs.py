@@ -56,3 +56,12 @@ async def list_runs(
 @router.get("/graph/{graph_name}/run/{run_id}/node/{node_id}")
 async def node_details(namespace_name: str, graph_name: str, run_id: str, node_id: str) -> dict[str, Any]:
     return state_item(await runs.node_details(namespace_name, graph_name, run_id, node_id))
+
+
+@router.post("/run/{run_id}/cancel")
+async def cancel_run(namespace_name: str, run_id: str) -> dict[str, Any]:
+    """Cancel a run: its waiting states (created, delayed or claimed) become CANCELLED, and
+    nothing new starts in it. A worker still running one of its states gets 409 for its next
+    call. Repeating it answers the same; a run that already ended is 409."""
+    run = await runs.cancel_run(namespace_name, run_id)
+    return {"run_id": run.run_id, "status": "CANCELLED", "cancelled_count": run.cancelled_count}

@@ -101,6 +101,9 @@ class State(Document):
     # document the report would create is over the store's limit) or "effects" (its effects
     # kept failing). Repeats of the same report get the same answer.
     failure_kind: str | None = None
+    # Set on every state of a run when the run is cancelled: whatever a settle writes after
+    # that is cancelled by the settle itself (see services/runs.cancel_run).
+    run_cancelled: bool = False
     updated_ms: int = 0
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -134,6 +137,8 @@ class Run(Document):
     # it finished); cleared, with `revision` bumped, when something reopens the run.
     final: dict[str, Any] | None = None
     revision: int = 0
+    cancelled_at: int | None = None  # epoch ms; the run's status is then CANCELLED
+    cancelled_count: int = 0  # states cancelled by it
     created_ms: int = 0
     created_at: datetime = Field(default_factory=utcnow)
 

@@ -269,3 +269,28 @@ async def finish_run(run: Run, final: dict[str, Any]) -> None:
     await Run.get_motor_collection().update_one(
         {"run_id": run.run_id, "revision": run.revision, "final": None}, {"$set": {"final": final}}
     )
+
+
+CANCELLED_FIELDS = {"status": StateStatus.CANCELLED.value, "lease_expires_at": None, "pending_effect": None}
+
+
+async def cancel_waiting(query: dict[str, Any], error: str) -> int:
+    """Cancel the CREATED and QUEUED states matching `query`; how many were cancelled."""
+    waiting = {**query, "status": {"$in": [StateStatus.CREATED.value, StateStatus.QUEUED.value]}}
+    result = await _states().update_many(waiting, {"$set": stamp({**CANCELLED_FIELDS, "error": error})})
+    return int(result.modified_count)
+
+
+async def mark_run_cancelled(run_id: str) -> None:
+    await _states().update_many({"run_id": run_id}, {"$set": {"run_cancelled": True}})
+
+
+async def finish_effect(state_id: ObjectId, effect: str, then: str | None) -> State | None:
+    """The closing write of an effect: move `pending_effect` on, and return the state as it is
+    now (so the caller sees a cancel that happened meanwhile). None if it had moved on already."""
+    doc = await _states().find_one_and_update(
+        {"_id": state_id, "pending_effect": effect},
+        {"$set": stamp({"pending_effect": then})},
+        return_document=ReturnDocument.AFTER,
+    )
+    return None if doc is None else State.model_validate(doc)

@@ -53,10 +53,27 @@ async def settle(ctx: AppContext, state: State) -> State:
     if current.pending_effect == Effect.SPAWN:
         current = await _spawn(ctx, current, graph)
     if current.pending_effect == Effect.JOINS:
-        await evaluate_joins(ctx, current, graph)
-        await queries.set_fields(_id(current), {"pending_effect": None}, {"pending_effect": Effect.JOINS})
-        current = _with_effect(current, None)
+        created = [] if current.run_cancelled else await evaluate_joins(ctx, current, graph)
+        closed = await queries.finish_effect(_id(current), Effect.JOINS, None)
+        await _undo_if_cancelled(closed, created)
+        current = closed or _with_effect(current, None)
     return current
+
+
+async def _undo_if_cancelled(closed: State | None, spawn_keys: list[str]) -> None:
+    """Cancel what a settle wrote when its run was cancelled meanwhile.
+
+    A cancel flags every state of the run, then cancels every waiting state. Each effect ends
+    with a conditional write on the state that returns it (`closed`): a settle that wrote after
+    the cancel's sweep sees the flag there and cancels its own writes, so nothing it created in
+    a cancelled run ever runs.
+    """
+    if closed is not None and closed.run_cancelled and spawn_keys:
+        await queries.cancel_waiting({"spawn_key": {"$in": spawn_keys}}, cancelled_reason(closed.run_id))
+
+
+def cancelled_reason(run_id: str) -> str:
+    return f"Cancelled: run {run_id} was cancelled"
 
 
 async def settle_or_count(ctx: AppContext, state: State) -> State:
@@ -127,11 +144,13 @@ def _id(state: State) -> ObjectId:
 async def _spawn(ctx: AppContext, state: State, graph: GraphTemplate | None) -> State:
     if state.status == StateStatus.EXECUTED:
         return await _advance_executed(ctx, state, graph)
-    if state.status == StateStatus.RETRY_CREATED:
-        await _insert_retry(ctx, state, graph)
+    created = []
+    if state.status == StateStatus.RETRY_CREATED and not state.run_cancelled:
+        created.append(await _insert_retry(ctx, state, graph))
     then = after_spawn(state.status)
-    await queries.set_fields(_id(state), {"pending_effect": then}, {"pending_effect": Effect.SPAWN})
-    return _with_effect(state, then)
+    closed = await queries.finish_effect(_id(state), Effect.SPAWN, then)
+    await _undo_if_cancelled(closed, created)
+    return closed or _with_effect(state, then)
 
 
 def _with_effect(state: State, effect: Effect | None) -> State:
@@ -149,7 +168,7 @@ async def _advance_executed(ctx: AppContext, state: State, graph: GraphTemplate 
     try:
         plan = await _plan(state, graph)
     except PlanningError as exc:  # the graph changed under the run: nothing can follow
-        return await _next_failed(state, str(exc), None)
+        return await _next_failed(state, str(exc), None) or state
     copies: list[State] = []
     created: list[State] = []
     for index, outputs in enumerate(state.fanout_outputs, start=1):
@@ -170,14 +189,19 @@ async def _advance_executed(ctx: AppContext, state: State, graph: GraphTemplate 
         own_failure = (str(exc), None)
     except TooLarge as exc:
         own_failure = (exc.detail, TOO_LARGE)
+    if state.run_cancelled:  # nothing new in a cancelled run
+        copies, created = [], []
     await _insert_all(ctx, state, copies + created)
     for namespace in {child.namespace_name for child in created}:
         ctx.work.notify(namespace)
+    written = [s.spawn_key for s in copies + created]
     if own_failure is not None:
-        return await _next_failed(state, *own_failure)
-    # Most states settle no join: skip the "joins" stage (one write less per state).
-    then = Effect.JOINS if _may_settle_a_join(state, StateStatus.SUCCESS, plan.graph) else None
-    updated = await queries.transition(_id(state), Event.NEXT_CREATED, {"pending_effect": then})
+        updated = await _next_failed(state, *own_failure)
+    else:
+        # Most states settle no join: skip the "joins" stage (one write less per state).
+        then = Effect.JOINS if _may_settle_a_join(state, StateStatus.SUCCESS, plan.graph) else None
+        updated = await queries.transition(_id(state), Event.NEXT_CREATED, {"pending_effect": then})
+    await _undo_if_cancelled(updated, written)
     if updated is None:  # another settle of the same state moved it on meanwhile
         updated = await queries.find_state(_id(state))
     return updated or state
@@ -197,13 +221,10 @@ async def _insert_all(ctx: AppContext, owner: State, states: list[State]) -> Non
         await queries.insert_many_once(states[start : start + _INSERT_CHUNK])
 
 
-async def _next_failed(state: State, reason: str, kind: str | None) -> State:
+async def _next_failed(state: State, reason: str, kind: str | None) -> State | None:
     fields = {"error": reason, "failure_kind": kind}
     log.info("next_states_failed", state_id=str(state.id), run_id=state.run_id, error=reason)
-    updated = await queries.transition(_id(state), Event.NEXT_FAILED, fields)
-    if updated is None:
-        updated = await queries.find_state(_id(state))
-    return updated or state
+    return await queries.transition(_id(state), Event.NEXT_FAILED, fields)
 
 
 def fanout_copy_id(state: State, index: int) -> ObjectId:
@@ -353,7 +374,8 @@ def manual_retry_key(state: State, fanout_id: str) -> str:
     return f"{state.id}:manual:{fanout_id}"
 
 
-async def _insert_retry(ctx: AppContext, state: State, graph: GraphTemplate | None) -> None:
+async def _insert_retry(ctx: AppContext, state: State, graph: GraphTemplate | None) -> str:
+    """Insert the next attempt of a RETRY_CREATED state; returns its spawn key."""
     manual = state.manual_retry_request
     if manual is not None:
         # An operator's retry: runs now and keeps the automatic retry budget where it was.
@@ -390,6 +412,7 @@ async def _insert_retry(ctx: AppContext, state: State, graph: GraphTemplate | No
     if await queries.insert_once(retry):
         ctx.work.notify(retry.namespace_name)
         log.info("retry_created", state_id=str(state.id), retry_count=count, delay_ms=delay)
+    return key
 
 
 def _anchors(state: State, status: StateStatus) -> list[tuple[str, str]]:
@@ -405,11 +428,13 @@ def _may_settle_a_join(state: State, status: StateStatus, graph: GraphTemplate) 
     return any(identifier in shape.joins_on for identifier, _ in _anchors(state, status))
 
 
-async def evaluate_joins(ctx: AppContext, state: State, graph: GraphTemplate | None) -> None:
+async def evaluate_joins(ctx: AppContext, state: State, graph: GraphTemplate | None) -> list[str]:
     """Re-evaluate every join whose `unites` anchor is this state or one of its ancestors (and,
-    for a fan-out, each of its copies: they were written with it)."""
+    for a fan-out, each of its copies: they were written with it); the spawn keys of the joins
+    it created."""
     if graph is None:
-        return
+        return []
+    created: list[str] = []
     shape = graph_shape(graph)
     anchors = _anchors(state, state.status)
     if state.identifier in shape.joins_on:
@@ -418,9 +443,12 @@ async def evaluate_joins(ctx: AppContext, state: State, graph: GraphTemplate | N
     for anchor_identifier, anchor_id in anchors:
         joins = shape.joins_on.get(anchor_identifier, [])
         for join_identifier in joins:
-            await _evaluate_join(
+            key = await _evaluate_join(
                 ctx, graph, shape.by_id[join_identifier], anchor_identifier, anchor_id, joins
             )
+            if key is not None:
+                created.append(key)
+    return created
 
 
 async def _evaluate_join(
@@ -430,18 +458,19 @@ async def _evaluate_join(
     anchor_identifier: str,
     anchor_id: str,
     sibling_joins: list[str],
-) -> None:
-    """Create the join for one anchor state once everything below the anchor has settled.
+) -> str | None:
+    """Create the join for one anchor state once everything below the anchor has settled;
+    returns its spawn key when this call created it.
 
     The scope leaves out every join on the same anchor and their descendants: those joins are
     independent of each other, and none waits for another.
     """
     key = f"{anchor_id}:join:{join.identifier}"
     if await queries.find_one(State, {"spawn_key": key}) is not None:
-        return
+        return None
     anchor = await queries.find_state(ObjectId(anchor_id))
     if anchor is None or anchor.status != StateStatus.SUCCESS:
-        return
+        return None
     scope = await queries.statuses(
         {
             "run_id": anchor.run_id,
@@ -457,7 +486,7 @@ async def _evaluate_join(
     assert join.unites is not None
     verdict = join_verdict(join.unites.strategy, settled)
     if verdict == JoinVerdict.WAIT:
-        return
+        return None
     error = None
     if verdict == JoinVerdict.FAIL:
         failed = sorted({doc["identifier"] for doc in scope if doc["status"] in FAILED})
@@ -465,12 +494,12 @@ async def _evaluate_join(
             f"Join {join.identifier} (unites {anchor_identifier}, {join.unites.strategy}) cannot run: "
             f"states below {anchor_identifier} failed: {', '.join(failed)}"
         )
-    await _create_join(ctx, graph, join, anchor, key, error)
+    return key if await _create_join(ctx, graph, join, anchor, key, error) else None
 
 
 async def _create_join(
     ctx: AppContext, graph: GraphTemplate, join: NodeTemplate, anchor: State, key: str, error: str | None
-) -> None:
+) -> bool:
     run = await queries.find_one(Run, {"run_id": anchor.run_id})
     outputs = await branch_outputs(anchor, referenced_identifiers(join.inputs))
     inputs: dict[str, str] = {}
@@ -494,11 +523,11 @@ async def _create_join(
         state.status = StateStatus.CANCELLED
         state.error = error
         state.pending_effect = Effect.JOINS
-    created = await queries.insert_once(state)
-    if not created:
-        return
+    if not await queries.insert_once(state):
+        return False
     log.info("join_created", join=join.identifier, run_id=anchor.run_id, status=state.status.value)
     if error is None:
         ctx.work.notify(state.namespace_name)
     else:
         await settle_isolated(ctx, state)
+    return True

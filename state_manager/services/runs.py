@@ -9,6 +9,7 @@ from uuid import uuid4
 import structlog
 from bson import ObjectId
 from bson.errors import InvalidId
+from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from state_manager.clock import now_ms
@@ -21,8 +22,11 @@ from state_manager.errors import BadRequest, Conflict, NotFound
 from state_manager.schemas.states import CreateStatesRequest, TriggerRequest, TriggerStateIn
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import VALID, find_graph, graph_shape
+from state_manager.services.progress import cancelled_reason
 
 log = structlog.get_logger(__name__)
+
+CANCELLED = "CANCELLED"
 
 
 async def _valid_graph(ctx: AppContext, namespace: str, graph_name: str) -> GraphTemplate:
@@ -107,7 +111,11 @@ async def seed_run(ctx: AppContext, run: Run) -> list[State]:
     keys = [f"{run.run_id}:seed:{index}" for index in range(len(run.seeds))]
     for key, seed in zip(keys, run.seeds, strict=True):
         await queries.insert_once(_seed_state(run, seed, key))
-    await Run.get_motor_collection().update_one({"run_id": run.run_id}, {"$set": {"seeded": True}})
+    seeded = await Run.get_motor_collection().find_one_and_update(
+        {"run_id": run.run_id}, {"$set": {"seeded": True}}, return_document=ReturnDocument.AFTER
+    )
+    if seeded is not None and seeded.get("cancelled_at") is not None:  # cancelled while seeding
+        await queries.cancel_waiting({"spawn_key": {"$in": keys}}, cancelled_reason(run.run_id))
     for namespace in {seed["namespace_name"] for seed in run.seeds}:
         ctx.work.notify(namespace)
     by_key = {s.spawn_key: s for s in await queries.find_states({"spawn_key": {"$in": keys}})}
@@ -186,10 +194,53 @@ async def list_runs(namespace: str, page: int, size: int) -> tuple[int, list[dic
             counts = tally(statuses, effects_pending=pending or not run.seeded)
             if counts["status"] != "PENDING":
                 await queries.finish_run(run, counts)
+        if run.cancelled_at is not None:
+            counts = {**counts, "status": CANCELLED}
         items.append(
             {"run_id": run.run_id, "graph_name": run.graph_name, **counts, "created_at": run.created_at}
         )
     return total, items
+
+
+async def run_status_now(run: Run) -> dict[str, Any]:
+    """A run's counts and status as the listing shows them."""
+    if run.final is not None:
+        counts = dict(run.final)
+    else:
+        statuses, pending = (await queries.run_tallies([run.run_id])).get(run.run_id, ({}, False))
+        counts = tally(statuses, effects_pending=pending or not run.seeded)
+    if run.cancelled_at is not None:
+        counts["status"] = CANCELLED
+    return counts
+
+
+async def cancel_run(namespace: str, run_id: str) -> Run:
+    """Cancel every waiting state of a run, and anything a settle in flight writes after.
+
+    First the run is marked (so its listing says CANCELLED and a repeat answers the same), then
+    every state of the run is flagged, then every CREATED or QUEUED one is cancelled. A settle
+    that writes after the sweep sees the flag in its closing write and cancels what it wrote
+    (`progress._undo_if_cancelled`); the recovery pass goes through the same code.
+    """
+    run = await queries.find_one(Run, {"run_id": run_id, "namespace_name": namespace})
+    if run is None:
+        raise NotFound(f"Run {run_id} not found in namespace {namespace}")
+    if run.cancelled_at is None:
+        status = (await run_status_now(run))["status"]
+        if status != "PENDING":
+            raise Conflict(f"Run {run_id} has already ended: it is {status}")
+        await Run.get_motor_collection().update_one(
+            {"run_id": run_id, "cancelled_at": None},
+            {"$set": {"cancelled_at": now_ms(), "final": None}, "$inc": {"revision": 1}},
+        )
+    await queries.mark_run_cancelled(run_id)
+    cancelled = await queries.cancel_waiting({"run_id": run_id}, cancelled_reason(run_id))
+    doc = await Run.get_motor_collection().find_one_and_update(
+        {"run_id": run_id}, {"$inc": {"cancelled_count": cancelled}}, return_document=ReturnDocument.AFTER
+    )
+    log.info("run_cancelled", namespace=namespace, run_id=run_id, cancelled=cancelled)
+    cancelled_run: Run = Run.model_validate(doc)
+    return cancelled_run
 
 
 async def run_states(namespace: str, run_id: str) -> list[State]:

@@ -34,6 +34,7 @@ from state_manager.services.progress import EFFECTS, TOO_LARGE, manual_retry_key
 log = structlog.get_logger(__name__)
 
 NOT_FOUND = "State not found"
+STATE_CANCELLED = "STATE_CANCELLED"
 
 
 def parse_state_id(raw: str) -> ObjectId:
@@ -54,6 +55,10 @@ async def load_held_state(namespace: str, state_id: ObjectId, claim: str | None)
     """Re-read a state after a conditional write missed; 409 if the caller's claim is not the
     state's current one (a later claim superseded it) or its lease expired."""
     state = await load_state(namespace, state_id)
+    if state.status == StateStatus.CANCELLED and state.run_cancelled:
+        raise Conflict(
+            f"State {state.id} was cancelled: its run {state.run_id} was cancelled", STATE_CANCELLED
+        )
     if claim is not None and claim != state.claim_token:
         raise Conflict(
             f"State {state.id} is no longer held by this claim: it was claimed again since; "
@@ -221,13 +226,18 @@ def _wake_when_due(ctx: AppContext, namespace: str, delay_ms: int) -> None:
 async def manual_retry(ctx: AppContext, namespace: str, state_id: ObjectId, fanout_id: str) -> State:
     """An operator's retry of a failed state; a duplicate, or one that lost a race, is a 409."""
     fields = {"manual_retry_request": fanout_id}
-    updated = await queries.transition(state_id, Event.MANUAL_RETRY, fields, namespace=namespace)
+    not_cancelled = {"run_cancelled": {"$ne": True}}
+    updated = await queries.transition(
+        state_id, Event.MANUAL_RETRY, fields, namespace=namespace, extra_filter=not_cancelled
+    )
     if updated is None:
         state = await load_state(namespace, state_id)
         if await queries.find_one(State, {"spawn_key": manual_retry_key(state, fanout_id)}) is not None:
             raise Conflict("Duplicate retry state detected")
         if state.status == StateStatus.RETRY_CREATED:
             raise Conflict(f"State {state.id} is already being retried")
+        if state.run_cancelled:
+            raise Conflict(f"Run {state.run_id} was cancelled: its states cannot be retried")
         raise InvalidTransition(
             f"State is {state.status}: only ERRORED, NEXT_CREATED_ERROR, TIMEDOUT or CANCELLED "
             "states can be retried manually"
