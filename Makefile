@@ -18,8 +18,9 @@ $(STAMP): $(BIN)/python pyproject.toml sdk/pyproject.toml
 
 install: $(STAMP)
 
+# Data in ./.exosphere/ (kept across restarts, same API key); RUN_ARGS=--memory for a throwaway store.
 run: install
-	$(BIN)/python -m state_manager --host $(HOST) --port $(PORT) --dev
+	$(BIN)/python -m state_manager --host $(HOST) --port $(PORT) --dev $(RUN_ARGS)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -37,8 +38,9 @@ typecheck: install
 
 check: lint typecheck test
 
+# BENCH_ARGS: e.g. --quick, --workloads A,D, --sdks ours, --stores nx, --mongo-uri URI (see --help).
 bench: install
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

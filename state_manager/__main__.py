@@ -1,10 +1,19 @@
-"""`python -m state_manager [--host H] [--port P] [--dev]`: settings -> uvicorn.
+"""`python -m state_manager [--host H] [--port P] [--dev] [--data-dir DIR | --memory]`.
+
+Settings -> the store -> uvicorn. With MONGO_URI set the server uses that MongoDB. Without it,
+it runs the embedded store (nx-27017, the MongoDB wire protocol on SQLite) as a child process
+with its data in `./.exosphere/` (`--data-dir DIR` or EXOSPHERE_DATA_DIR moves it): data survives
+restarts, the directory is locked against a second server, and the engine stops with the server,
+even one killed with SIGKILL. `--memory` (EXOSPHERE_MEMORY=1) is a throwaway in-memory store.
 
 `--dev` (what `make run` uses) is for trying things out on one machine: when no key is set it
-generates an API key and an encryption key for this process and prints the API key.
+uses an API key and an encryption key generated once and kept in the data directory
+(`dev-keys.json`, mode 0600), and prints the API key: the same one on every start. Keys set in
+the environment or `.env` win.
 
-Before serving, it refuses (exit code 2, a message naming the variable) bad settings and an
-encryption key that cannot decrypt the secrets already stored.
+Before serving, it refuses (exit code 2, a message naming the variable, the directory or the
+engine) bad settings, a data directory that cannot be used or is in use, an engine that does
+not start, and an encryption key that cannot decrypt the secrets already stored.
 """
 
 from __future__ import annotations
@@ -12,8 +21,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import os
-import secrets
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import structlog
 import uvicorn
@@ -23,6 +37,8 @@ from state_manager.app import create_app
 from state_manager.config import Settings
 from state_manager.observability import configure_logging
 from state_manager.services.startup import check_secrets_key
+from state_manager.store import StoreError, ensure_data_dir, open_data_dir, run_engine
+from state_manager.store.keys import DevKeys, load_or_create_dev_keys, new_dev_keys
 
 log = structlog.get_logger("state_manager")
 
@@ -31,14 +47,13 @@ DEVELOPMENT_WARNING = (
     " For trying things out only: never use development mode in production."
 )
 
-
-def _dev_defaults() -> None:
-    os.environ.setdefault("MODE", "development")
-    if not os.environ.get("STATE_MANAGER_SECRET"):
-        os.environ["STATE_MANAGER_SECRET"] = "dev-" + secrets.token_urlsafe(16)
-        print(f"Development API key (x-api-key): {os.environ['STATE_MANAGER_SECRET']}", flush=True)  # noqa: T201
-    if not os.environ.get("SECRETS_ENCRYPTION_KEY"):
-        os.environ["SECRETS_ENCRYPTION_KEY"] = base64.urlsafe_b64encode(os.urandom(32)).decode()
+KEY_FIELDS = ("state_manager_secret", "secrets_encryption_key")
+# Stand-ins that let the other settings (the data directory among them) be read before the
+# `--dev` keys are loaded from that directory; never served (the app is built with the real ones).
+_PLACEHOLDERS = {
+    "state_manager_secret": "placeholder",
+    "secrets_encryption_key": base64.urlsafe_b64encode(bytes(32)).decode(),
+}
 
 
 def _explain(exc: ValidationError) -> str:
@@ -51,32 +66,178 @@ def _explain(exc: ValidationError) -> str:
     return "error: invalid settings\n" + "\n".join(lines) + "\n" + hint + "\n"
 
 
+def _read_settings(overrides: dict[str, Any], *, dev: bool) -> tuple[Settings, list[str]]:
+    """Settings from the environment, `.env` and `overrides` (the command line).
+
+    With `dev`, the keys set nowhere are returned by name, stood in for by placeholders until
+    `_use_dev_keys` replaces them.
+    """
+    try:
+        return Settings(**overrides), []
+    except ValidationError as exc:
+        missing = [
+            name
+            for name in KEY_FIELDS
+            if any(error["type"] == "missing" and error["loc"] == (name,) for error in exc.errors())
+        ]
+        if not dev or not missing:
+            raise
+    # Still raises for anything else that is wrong, now without the missing keys.
+    values: dict[str, Any] = {**overrides, **{name: _PLACEHOLDERS[name] for name in missing}}
+    return Settings(**values), missing
+
+
+def _use_dev_keys(overrides: dict[str, Any], missing: list[str], keys: DevKeys) -> Settings:
+    stored = {
+        "state_manager_secret": keys.state_manager_secret,
+        "secrets_encryption_key": keys.secrets_encryption_key,
+    }
+    values: dict[str, Any] = {**overrides, **{name: stored[name] for name in missing}}
+    settings = Settings(**values)
+    if "state_manager_secret" in missing:
+        print(f"Development API key (x-api-key): {keys.state_manager_secret}", flush=True)  # noqa: T201
+        kept = f"kept in {keys.path}: the same on every start" if keys.path else "new on every start"
+        print(f"  ({kept})", flush=True)  # noqa: T201
+    return settings
+
+
+def _open_store(
+    stack: contextlib.ExitStack, settings: Settings, overrides: dict[str, Any], missing: list[str]
+) -> Settings:
+    """Lock the data directory, fill in the `--dev` keys, start the embedded engine; the final settings.
+
+    Everything started is stopped by `stack`.
+    """
+    embedded = not settings.mongo_uri and not settings.mock_store
+    throwaway = embedded and settings.exosphere_memory
+    data_dir = None
+    if embedded and not throwaway:
+        data_dir = stack.enter_context(open_data_dir(settings.exosphere_data_dir))
+    if missing:
+        if throwaway:
+            keys = new_dev_keys()
+        else:
+            folder = data_dir.path if data_dir else ensure_data_dir(settings.exosphere_data_dir)
+            keys = load_or_create_dev_keys(folder)
+        settings = _use_dev_keys(overrides, missing, keys)
+    if not embedded:
+        return settings
+    engine = stack.enter_context(run_engine(data_dir))
+    if engine.data_dir is None:
+        where = "in memory (--memory): a throwaway store, NOTHING is kept when the server stops"
+        log.warning(
+            "embedded_store", engine="nx-27017", data_dir=None, uri=engine.uri, pid=engine.pid, message=where
+        )
+    else:
+        where = f"{engine.data_dir} (embedded store: kept across restarts; --memory for a throwaway one)"
+        log.info(
+            "embedded_store",
+            engine="nx-27017",
+            data_dir=str(engine.data_dir),
+            kept_across_restarts=True,
+            uri=engine.uri,
+            pid=engine.pid,
+            log_file=str(engine.log_path),
+        )
+    if settings.development:
+        print(f"Data: {where}", flush=True)  # noqa: T201
+    return settings.model_copy(update={"mongo_uri": engine.uri})
+
+
+def _store_conflict(settings: Settings) -> str | None:
+    if settings.exosphere_memory and settings.mongo_uri:
+        return (
+            "--memory (EXOSPHERE_MEMORY) is for the embedded store, but MONGO_URI is set: unset one of them"
+        )
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m state_manager", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m state_manager",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--dev", action="store_true", help="development mode: generate missing keys")
+    parser.add_argument(
+        "--dev", action="store_true", help="development mode: missing keys generated once, kept and printed"
+    )
+    store = parser.add_mutually_exclusive_group()
+    store.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the embedded store keeps its data (default ./.exosphere; env EXOSPHERE_DATA_DIR)",
+    )
+    store.add_argument(
+        "--memory",
+        action="store_true",
+        help="a throwaway in-memory embedded store: nothing is kept (env EXOSPHERE_MEMORY=1)",
+    )
     args = parser.parse_args(argv)
     if args.dev:
-        _dev_defaults()
+        os.environ.setdefault("MODE", "development")
+    overrides: dict[str, Any] = {}
+    if args.data_dir is not None:
+        overrides["exosphere_data_dir"] = args.data_dir
+    if args.memory:
+        overrides["exosphere_memory"] = True
     try:
-        settings = Settings()  # type: ignore[call-arg,unused-ignore]  # from the environment
+        settings, missing = _read_settings(overrides, dev=args.dev)
         settings.refuse_public_secrets()
     except ValidationError as exc:
         parser.exit(2, _explain(exc))
     except ValueError as exc:
         parser.exit(2, f"error: {exc}\n")
+    if problem := _store_conflict(settings):
+        parser.exit(2, f"error: {problem}\n")
     configure_logging(settings.log_level)
     if settings.development:
         log.warning("development_mode", message=DEVELOPMENT_WARNING)
-    problem = asyncio.run(check_secrets_key(settings))
-    if problem:
-        parser.exit(2, f"error: {problem}\n")
-    app = create_app(settings)
+    _stop_on_sigterm()
+    try:
+        with contextlib.ExitStack() as stack:
+            try:
+                settings = _open_store(stack, settings, overrides, missing)
+            except StoreError as exc:
+                parser.exit(2, f"error: {exc}\n")
+            problem = asyncio.run(check_secrets_key(settings))
+            if problem:
+                parser.exit(2, f"error: {problem}\n")
+            _serve(settings, args.host, args.port)
+    except _Terminated:
+        # Everything is stopped: end as killed by SIGTERM, as uvicorn itself would.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)
+    except KeyboardInterrupt:  # Ctrl-C before uvicorn serves (uvicorn handles it after)
+        parser.exit(130)
+
+
+class _Terminated(Exception):
+    """SIGTERM as an exception, so that the embedded store is stopped on the way out."""
+
+
+def _raise_terminated(_signum: int, _frame: FrameType | None) -> None:
+    raise _Terminated
+
+
+def _stop_on_sigterm() -> None:
+    """Turn SIGTERM into `_Terminated`.
+
+    uvicorn handles SIGTERM while it serves, then re-raises it once it has shut down: with the
+    default disposition the process would die there, before it stops the engine (which its
+    parent-death signal would then stop, unordered). Only the main thread can set handlers.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _serve(settings: Settings, host: str, port: int) -> None:
     uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
+        create_app(settings),
+        host=host,
+        port=port,
         log_level=settings.log_level.lower(),
         access_log=False,
         # Long-polling claims may be open: don't wait for them on shutdown, they are re-polled.

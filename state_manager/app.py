@@ -41,6 +41,12 @@ async def _every(seconds: float, name: str, step: Callable[[], Awaitable[Any]]) 
         await asyncio.sleep(seconds)
 
 
+def _store_kind(settings: Settings) -> str:
+    if settings.mock_store:
+        return "in-process mock (tests)"
+    return "MongoDB wire protocol" if settings.mongo_uri else "none"
+
+
 def _lifespan(context: AppContext) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -58,7 +64,7 @@ def _lifespan(context: AppContext) -> Callable[[FastAPI], Any]:
                     _every(settings.cron_interval_seconds, "cron", lambda: crons.fire_due(context))
                 ),
             ]
-        log.info("state_manager_started", version=__version__, embedded_store=settings.mongo_uri is None)
+        log.info("state_manager_started", version=__version__, store=_store_kind(settings))
         try:
             yield
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +47,15 @@ class Settings(BaseSettings):
     cors_origins: str = DEFAULT_CORS_ORIGINS
     mode: str = "production"
     log_level: str = "INFO"
+
+    # The store when MONGO_URI is unset (DESIGN §5, docs/decisions/0010-embedded-store.md):
+    # `python -m state_manager` runs the embedded engine (nx-27017) as a child process with its
+    # data in EXOSPHERE_DATA_DIR (`--data-dir`), or a throwaway in-memory one with
+    # EXOSPHERE_MEMORY=1 (`--memory`). `mock_store` is for the in-process test tiers only:
+    # mongomock-motor inside the event loop, nothing kept (never a default).
+    exosphere_data_dir: Path = Path(".exosphere")
+    exosphere_memory: bool = False
+    mock_store: bool = False
 
     # Our additions (DESIGN §4): leases, crash recovery, cron, long-poll.
     state_lease_seconds: float = Field(default=300.0, gt=0)

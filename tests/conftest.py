@@ -67,6 +67,7 @@ def settings(settings_overrides: dict[str, Any]) -> Settings:
         "state_manager_secret": API_KEY,
         "secrets_encryption_key": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "background_loops": False,
+        "mock_store": True,
         **settings_overrides,
     }
     return Settings(**values, _env_file=None)  # type: ignore[call-arg]

@@ -1,4 +1,12 @@
-"""Opening the database: a real MongoDB when MONGO_URI is set, else the embedded in-memory store."""
+"""Opening the database: the one place that decides which client the app talks to.
+
+- `mongo_uri` set: Motor over the wire. That is a real MongoDB (MONGO_URI), or the embedded
+  store that `python -m state_manager` starts when MONGO_URI is unset (`state_manager/store/`)
+  and whose address it puts in `mongo_uri` before it builds the app.
+- `mock_store`: mongomock-motor, in-process, nothing kept. For the fast test tiers only (it scans
+  collections inside the event loop); a dev dependency, never a default.
+- neither: a clear error. An app is never silently given a store that forgets everything.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,16 @@ from state_manager.db.documents import DOCUMENT_MODELS
 
 log = structlog.get_logger(__name__)
 
+NO_DATABASE = (
+    "no database: MONGO_URI is not set. Start the server with `python -m state_manager`, which runs"
+    " the embedded store when MONGO_URI is unset, or set MONGO_URI to a MongoDB server"
+    " (tests building the app in-process set mock_store=True)"
+)
+
+
+class NoDatabase(RuntimeError):
+    """Settings that name no database: neither `mongo_uri` nor `mock_store`."""
+
 
 async def open_database(settings: Settings) -> Any:
     """Connect, initialise Beanie (creating indexes) and return the client to close later."""
@@ -20,14 +38,12 @@ async def open_database(settings: Settings) -> Any:
 
         client: Any = AsyncIOMotorClient(settings.mongo_uri, tz_aware=True)
         log.info("database_opened", kind="mongodb", database=settings.mongo_database_name)
-    else:
+    elif settings.mock_store:
         from mongomock_motor import AsyncMongoMockClient
 
         client = AsyncMongoMockClient(tz_aware=True)
-        log.warning(
-            "embedded_store",
-            message="MONGO_URI is not set: using the embedded in-memory store. "
-            "NOTHING SURVIVES A RESTART. Set MONGO_URI for real use.",
-        )
+        log.info("database_opened", kind="mock", message="in-process test store: nothing is kept")
+    else:
+        raise NoDatabase(NO_DATABASE)
     await init_beanie(database=client[settings.mongo_database_name], document_models=DOCUMENT_MODELS)
     return client

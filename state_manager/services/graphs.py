@@ -125,7 +125,11 @@ async def list_graphs(namespace: str) -> list[GraphTemplate]:
 
 async def revalidate_graphs_using(namespace: str, node_names: list[str]) -> None:
     """Re-run the registered-node checks of every graph that uses one of these nodes."""
-    query = {"nodes": {"$elemMatch": {"namespace": namespace, "node_name": {"$in": node_names}}}}
+    # One equality $elemMatch per node: the embedded engine does not match `$in` inside one.
+    uses = [{"nodes": {"$elemMatch": {"namespace": namespace, "node_name": name}}} for name in node_names]
+    if not uses:
+        return
+    query = {"$or": uses}
     async for graph in GraphTemplate.find(query):
         errors = await _registered_check(graph.nodes, graph_shape(graph), set(graph.secrets))
         status = INVALID if errors else VALID

@@ -52,11 +52,13 @@ async def find_secrets_key_problem(database: Any, settings: Settings) -> str | N
 
 
 async def check_secrets_key(settings: Settings, *, timeout_seconds: float = 5.0) -> str | None:
-    """`find_secrets_key_problem` on the configured MongoDB (MONGO_URI), read-only.
+    """`find_secrets_key_problem` on the database in `settings.mongo_uri`, read-only.
 
-    Without MONGO_URI the store is a new, empty in-memory one: nothing to check. A database that
-    cannot be reached is not this check's business: it is skipped, and the app's own start-up
-    reports the database.
+    That is MONGO_URI, or the embedded store, which `python -m state_manager` starts (and puts in
+    `mongo_uri`) before this check: its data survives restarts, so its secrets are checked too.
+    Without `mongo_uri` the store is the in-process test store, new and empty: nothing to check.
+    A database that cannot be reached is not this check's business: it is skipped, and the app's
+    own start-up reports the database.
     """
     if not settings.mongo_uri:
         return None

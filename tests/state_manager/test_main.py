@@ -61,6 +61,19 @@ def test_bad_or_published_keys_are_refused_without_echoing_them(env: dict[str, s
         assert value not in result.stderr
 
 
+def test_memory_with_mongo_uri_is_refused() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "state_manager", "--port", "0", "--dev", "--memory"],
+        env={**os.environ, "MONGO_URI": "mongodb://127.0.0.1:1"},
+        cwd=tempfile.gettempdir(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--memory (EXOSPHERE_MEMORY) is for the embedded store, but MONGO_URI is set" in result.stderr
+
+
 ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
 
 

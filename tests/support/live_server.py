@@ -141,6 +141,10 @@ def _server_env(api_key: str, encryption_key: str, overrides: dict[str, object])
         SECRETS_ENCRYPTION_KEY=encryption_key,
         PYTHONUNBUFFERED="1",
     )
+    if "MONGO_URI" not in overrides:
+        # A throwaway embedded store per server, so tests never share (or leave) data; a test
+        # that wants a durable one passes EXOSPHERE_MEMORY=None and its own EXOSPHERE_DATA_DIR.
+        env["EXOSPHERE_MEMORY"] = "1"
     for name, value in overrides.items():
         if value is None:
             env.pop(name, None)
