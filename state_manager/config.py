@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     # An enqueue without `wait_ms` (the official SDKs) that finds nothing waits this long for
     # work before answering empty, like a long-poll: idle official runtimes cost ~1 request/s.
     implicit_wait_ms: int = Field(default=1000, ge=0, le=5000)
+    # How long a trigger's Idempotency-Key is remembered (seconds).
+    idempotency_key_seconds: float = Field(default=24 * 3600, gt=0, le=365 * 24 * 3600)
     # Count database commands by name (benchmarks read them at GET /v0/debug/db-commands).
     count_db_commands: bool = False
 

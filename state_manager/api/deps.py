@@ -51,3 +51,18 @@ ClaimToken = Annotated[
         ),
     ),
 ]
+
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description=(
+            "Makes a trigger safe to retry: a repeat with the same key and body (within "
+            "IDEMPOTENCY_KEY_SECONDS, 24 h by default) answers the first response and starts "
+            "nothing; the same key with another body is 422."
+        ),
+    ),
+]

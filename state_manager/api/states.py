@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from state_manager.api.deps import ClaimToken, Context, StateId
+from state_manager.api.deps import ClaimToken, Context, IdempotencyKeyHeader, StateId
 from state_manager.schemas.states import (
     CreateStatesRequest,
     EnqueueRequest,
@@ -30,9 +30,17 @@ router = APIRouter(tags=["states"])
 
 @router.post("/graph/{graph_name}/trigger")
 async def trigger_graph(
-    context: Context, namespace_name: str, graph_name: str, body: TriggerRequest | None = None
+    context: Context,
+    namespace_name: str,
+    graph_name: str,
+    body: TriggerRequest | None = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> dict[str, Any]:
-    run, created = await runs.trigger_graph(context, namespace_name, graph_name, body or TriggerRequest())
+    request = body or TriggerRequest()
+    if idempotency_key is None:
+        run, created = await runs.trigger_graph(context, namespace_name, graph_name, request)
+    else:
+        run, created = await runs.trigger_once(context, namespace_name, graph_name, request, idempotency_key)
     return {"status": "CREATED", "run_id": run.run_id, "states": [trigger_item(s) for s in created]}
 
 

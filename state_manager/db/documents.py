@@ -178,4 +178,33 @@ class CronSchedule(Document):
         ]
 
 
-DOCUMENT_MODELS: list[type[Document]] = [RegisteredNode, GraphTemplate, State, Run, CronSchedule]
+class IdempotencyKey(Document):
+    """A trigger's `Idempotency-Key`: the run it started and the body it came with.
+
+    Keys are per namespace and graph; a TTL index removes them at `expires_at`.
+    """
+
+    namespace: str
+    graph_name: str
+    key: str
+    body_hash: str
+    run_id: str
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+
+    class Settings:
+        name = "IdempotencyKey"
+        indexes = [
+            IndexModel([("namespace", 1), ("graph_name", 1), ("key", 1)], unique=True, name="uniq_key"),
+            IndexModel([("expires_at", 1)], expireAfterSeconds=0, name="expiry"),
+        ]
+
+
+DOCUMENT_MODELS: list[type[Document]] = [
+    RegisteredNode,
+    GraphTemplate,
+    State,
+    Run,
+    CronSchedule,
+    IdempotencyKey,
+]

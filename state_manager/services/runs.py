@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+from datetime import timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -12,13 +15,13 @@ from bson.errors import InvalidId
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from state_manager.clock import now_ms
+from state_manager.clock import now_ms, utcnow
 from state_manager.db import queries
-from state_manager.db.documents import GraphTemplate, Run, State
+from state_manager.db.documents import GraphTemplate, IdempotencyKey, Run, State
 from state_manager.domain.graph import GraphShape
 from state_manager.domain.planning import PlanningError, missing_store_keys, root_inputs
 from state_manager.domain.status import tally
-from state_manager.errors import BadRequest, Conflict, NotFound
+from state_manager.errors import BadRequest, Conflict, NotFound, Unprocessable
 from state_manager.schemas.states import CreateStatesRequest, TriggerRequest, TriggerStateIn
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import VALID, find_graph, graph_shape
@@ -104,6 +107,63 @@ async def trigger_graph(
     states = await seed_run(ctx, run)
     log.info("run_triggered", namespace=namespace, graph=graph_name, run_id=run.run_id, states=len(states))
     return run, states
+
+
+async def trigger_once(
+    ctx: AppContext, namespace: str, graph_name: str, body: TriggerRequest, key: str
+) -> tuple[Run, list[State]]:
+    """A trigger with an `Idempotency-Key`: the first request with the key starts the run; a repeat
+    with the same body (also a concurrent one) answers with that run and starts nothing; the same
+    key with another body is refused.
+
+    The key is recorded first, with the run id it will use, so a repeat after a crash in between
+    still starts exactly that run.
+    """
+    body_hash = hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+    record = await _key_record(ctx, namespace, graph_name, key, body_hash)
+    if record.body_hash != body_hash:
+        raise Unprocessable(
+            f"Idempotency-Key {key!r} was already used with a different request body for graph "
+            f"{graph_name}: use a new key for a different trigger"
+        )
+    try:
+        return await trigger_graph(ctx, namespace, graph_name, body, run_id=record.run_id)
+    except Conflict:
+        run = await queries.find_one(Run, {"run_id": record.run_id})
+        if run is None:
+            raise
+        return run, await seed_run(ctx, run)
+
+
+async def _key_record(
+    ctx: AppContext, namespace: str, graph_name: str, key: str, body_hash: str
+) -> IdempotencyKey:
+    """The key's record: a new one, or the one a live earlier request left (an expired one that
+    the TTL monitor has not removed yet is replaced)."""
+    now = utcnow()
+    fresh = IdempotencyKey(
+        namespace=namespace,
+        graph_name=graph_name,
+        key=key,
+        body_hash=body_hash,
+        run_id=str(uuid4()),
+        created_at=now,
+        expires_at=now + timedelta(seconds=ctx.settings.idempotency_key_seconds),
+    )
+    where = {"namespace": namespace, "graph_name": graph_name, "key": key}
+    for _ in range(3):
+        with contextlib.suppress(DuplicateKeyError):
+            await queries.insert(fresh)
+            return fresh
+        existing = await queries.find_one(IdempotencyKey, where)
+        if existing is None:
+            continue  # removed by the TTL monitor just now
+        if existing.expires_at > now:
+            return existing
+        await IdempotencyKey.get_motor_collection().delete_one(
+            {"_id": existing.id, "expires_at": existing.expires_at}
+        )
+    raise Conflict(f"Idempotency-Key {key!r} is being changed by concurrent requests; try again")
 
 
 async def seed_run(ctx: AppContext, run: Run) -> list[State]:
