@@ -80,6 +80,8 @@ class State(Document):
     does_unites: bool = False
     enqueue_after: int = 0
     lease_expires_at: int | None = None
+    timeout_ms: int | None = None  # the template node's timeout_seconds, in ms
+    deadline_ms: int | None = None  # claim time + timeout_ms: when the attempt times out
     retry_count: int = 0
     fanout_id: str = ""
     manual_retry_fanout_id: str = ""
@@ -118,6 +120,7 @@ class State(Document):
             ),
             IndexModel([("run_id", 1), ("status", 1)], name="run_id_status_index"),
             IndexModel([("status", 1), ("lease_expires_at", 1)], name="lease_expiry"),
+            IndexModel([("status", 1), ("deadline_ms", 1)], name="deadline"),
             IndexModel([("pending_effect", 1), ("updated_ms", 1)], name="pending_effect"),
         ]
 

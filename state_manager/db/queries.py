@@ -180,16 +180,31 @@ async def claim(namespace: str, nodes: list[str], lease_ms: int, limit: int) -> 
             sort=_OLDEST_DUE_FIRST,
             return_document=ReturnDocument.AFTER,
         )
-        return [] if doc is None else [State.model_validate(doc)]
-    cursor = _states().find(_due(namespace, nodes, now), {"_id": 1}).sort(_OLDEST_DUE_FIRST).limit(limit)
-    ids = [doc["_id"] async for doc in cursor]
-    if not ids:
-        return []
-    await _states().update_many(
-        {"_id": {"$in": ids}, "status": StateStatus.CREATED.value}, _claimed(now, lease_ms, token)
-    )
-    claimed = _states().find({"_id": {"$in": ids}, "claim_token": token}).sort(_OLDEST_DUE_FIRST)
-    return [State.model_validate(doc) async for doc in claimed]
+        claimed = [] if doc is None else [State.model_validate(doc)]
+    else:
+        cursor = _states().find(_due(namespace, nodes, now), {"_id": 1}).sort(_OLDEST_DUE_FIRST).limit(limit)
+        ids = [doc["_id"] async for doc in cursor]
+        if not ids:
+            return []
+        await _states().update_many(
+            {"_id": {"$in": ids}, "status": StateStatus.CREATED.value}, _claimed(now, lease_ms, token)
+        )
+        found = _states().find({"_id": {"$in": ids}, "claim_token": token}).sort(_OLDEST_DUE_FIRST)
+        claimed = [State.model_validate(doc) async for doc in found]
+    await _start_deadlines(claimed, now, token)
+    return claimed
+
+
+async def _start_deadlines(claimed: list[State], now: int, token: str) -> None:
+    """Start the clock of each claimed state whose node has a timeout: one write per distinct
+    timeout (none when no node has one)."""
+    timeouts = {state.timeout_ms for state in claimed if state.timeout_ms}
+    for timeout in timeouts:
+        ids = [state.id for state in claimed if state.timeout_ms == timeout]
+        query = {"_id": {"$in": ids}, "claim_token": token}
+        await _states().update_many(query, {"$set": {"deadline_ms": now + timeout}})
+    for state in claimed:
+        state.deadline_ms = now + state.timeout_ms if state.timeout_ms else None
 
 
 async def find_state(state_id: ObjectId) -> State | None:

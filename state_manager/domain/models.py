@@ -7,6 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The longest a node may be given to run: thirty days.
+MAX_TIMEOUT_SECONDS = 30 * 24 * 3600
+
 
 class UnitesStrategy(StrEnum):
     ALL_SUCCESS = "ALL_SUCCESS"
@@ -31,6 +34,8 @@ class NodeTemplate(BaseModel):
     inputs: dict[str, Any] = Field(default_factory=dict)
     next_nodes: list[str] | None = None
     unites: Unites | None = None
+    # Bounds the node's running time from claim to report, heartbeats or not.
+    timeout_seconds: int | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS)
 
 
 # The longest retry delay a policy may name: ten years, in milliseconds.

@@ -7,7 +7,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from state_manager.domain.cron import CronError, validate_expression
-from state_manager.domain.models import NodeTemplate, RetryPolicy, StoreConfig, UnitesStrategy
+from state_manager.domain.models import (
+    MAX_TIMEOUT_SECONDS,
+    NodeTemplate,
+    RetryPolicy,
+    StoreConfig,
+    UnitesStrategy,
+)
 from state_manager.domain.names import field_name_problem
 from state_manager.schemas.safety import RequestBody, check_field_names
 
@@ -36,6 +42,12 @@ class NodeTemplateIn(BaseModel):
     inputs: dict[str, Any]
     next_nodes: list[str] | None = Field(default=None, validate_default=True)
     unites: UnitesIn | None = None
+    timeout_seconds: int | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_TIMEOUT_SECONDS,
+        description="Bounds the node's running time from claim to report (ours; the official SDKs ignore it)",
+    )
 
     @field_validator("node_name")
     @classmethod

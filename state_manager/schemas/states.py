@@ -126,6 +126,7 @@ def claimed_item(state: Any) -> dict[str, Any]:
         "lease_expires_at": state.lease_expires_at,
         "lease_ms": max(0, (state.lease_expires_at or 0) - now_ms()),
         "claim_token": state.claim_token,
+        "timeout_ms": None if state.deadline_ms is None else max(0, state.deadline_ms - now_ms()),
     }
 
 

@@ -356,6 +356,7 @@ def _new_state(
         parents=parents,
         spawn_key=key,
         enqueue_after=now_ms(),
+        timeout_ms=template.timeout_seconds * 1000 if template.timeout_seconds else None,
         fanout_id=str(uuid4()),
     )
 
@@ -405,6 +406,7 @@ async def _insert_retry(ctx: AppContext, state: State, graph: GraphTemplate | No
             "manual_retry_request": None,
             "enqueue_after": now_ms() + delay,
             "lease_expires_at": None,
+            "deadline_ms": None,
             "lease_lost": False,
             "pending_effect": None,
         }

@@ -33,6 +33,7 @@ D = TypeVar("D", bound=Document)
 @dataclass
 class RecoveryReport:
     leases_expired: int = 0
+    timed_out: int = 0
     effects_completed: int = 0
     runs_seeded: int = 0
     failures: int = 0
@@ -73,20 +74,40 @@ async def _runs(query: dict[str, Any], size: int) -> list[Run]:
 async def recover_once(ctx: AppContext) -> RecoveryReport:
     report = RecoveryReport()
     now = now_ms()
-    size = ctx.settings.recovery_batch_size
-    expired = {"status": StateStatus.QUEUED.value, "lease_expires_at": {"$lt": now}}
-    async for states in _batches(_states, expired, size):
+    await _expire(ctx, report, {"status": StateStatus.QUEUED.value, "lease_expires_at": {"$lt": now}}, False)
+    await _expire(ctx, report, {"status": StateStatus.QUEUED.value, "deadline_ms": {"$lt": now}}, True)
+    stale = now - ctx.grace_ms
+    await _complete_effects(ctx, report, stale)
+    async for runs in _batches(
+        _runs, {"seeded": False, "created_ms": {"$lt": stale}}, ctx.settings.recovery_batch_size
+    ):
+        for run in runs:
+            if await _seed_isolated(ctx, run):
+                report.runs_seeded += 1
+            else:
+                report.failures += 1
+    return report
+
+
+async def _expire(ctx: AppContext, report: RecoveryReport, query: dict[str, Any], timed_out: bool) -> None:
+    """Fence off and re-deliver (or fail) claimed states whose lease ran out, or whose node's
+    timeout passed."""
+    async for states in _batches(_states, query, ctx.settings.recovery_batch_size):
         for state in states:
             try:
-                await expire_lease(ctx, state)
+                await expire_lease(ctx, state, timed_out=timed_out)
             except Exception:
-                log.exception("recovery_lease_failed", state_id=str(state.id), run_id=state.run_id)
+                log.exception("recovery_expiry_failed", state_id=str(state.id), run_id=state.run_id)
                 report.failures += 1
             else:
-                report.leases_expired += 1
-    stale = now - ctx.grace_ms
+                report.timed_out += timed_out
+                report.leases_expired += not timed_out
+
+
+async def _complete_effects(ctx: AppContext, report: RecoveryReport, stale: int) -> None:
+    """Finish the effects nobody has touched since `stale`: each taken over by one replica."""
     pending = {"pending_effect": {"$ne": None}, "updated_ms": {"$lt": stale}}
-    async for states in _batches(_states, pending, size):
+    async for states in _batches(_states, pending, ctx.settings.recovery_batch_size):
         for state in states:
             assert state.pending_effect is not None
             if not await queries.take_stale(_oid(state), state.pending_effect, stale):
@@ -95,13 +116,6 @@ async def recover_once(ctx: AppContext) -> RecoveryReport:
                 report.effects_completed += 1
             else:
                 report.failures += 1
-    async for runs in _batches(_runs, {"seeded": False, "created_ms": {"$lt": stale}}, size):
-        for run in runs:
-            if await _seed_isolated(ctx, run):
-                report.runs_seeded += 1
-            else:
-                report.failures += 1
-    return report
 
 
 async def _seed_isolated(ctx: AppContext, run: Run) -> bool:

@@ -57,6 +57,7 @@ def _seed(shape: GraphShape, identifier: str, inputs: dict[str, str], enqueue_af
         "namespace_name": node.namespace,
         "inputs": inputs,
         "enqueue_after": enqueue_after,
+        "timeout_ms": node.timeout_seconds * 1000 if node.timeout_seconds else None,
     }
 
 
@@ -194,6 +195,7 @@ def _seed_state(run: Run, seed: dict[str, Any], key: str) -> State:
         inputs=seed["inputs"],
         spawn_key=key,
         enqueue_after=seed["enqueue_after"],
+        timeout_ms=seed.get("timeout_ms"),
         fanout_id=str(uuid4()),
     )
 

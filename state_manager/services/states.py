@@ -35,6 +35,8 @@ log = structlog.get_logger(__name__)
 
 NOT_FOUND = "State not found"
 STATE_CANCELLED = "STATE_CANCELLED"
+STATE_TIMED_OUT = "STATE_TIMED_OUT"
+TIMEOUT = "timeout"  # State.failure_kind of an attempt that ran past its node's timeout
 
 
 def parse_state_id(raw: str) -> ObjectId:
@@ -63,6 +65,10 @@ async def load_held_state(namespace: str, state_id: ObjectId, claim: str | None)
         raise Conflict(
             f"State {state.id} is no longer held by this claim: it was claimed again since; "
             "this call changes nothing"
+        )
+    if state.lease_lost and state.failure_kind == TIMEOUT:
+        raise Conflict(
+            f"State {state.id} timed out: {state.error}; this call changes nothing", STATE_TIMED_OUT
         )
     if state.lease_lost:
         raise Conflict(
@@ -252,7 +258,12 @@ async def manual_retry(ctx: AppContext, namespace: str, state_id: ObjectId, fano
 async def heartbeat(ctx: AppContext, namespace: str, state_id: ObjectId, claim: str | None = None) -> int:
     """Extend the lease of a state the caller still holds; returns the new expiry (epoch ms)."""
     expires = now_ms() + ctx.lease_ms
-    held: dict[str, Any] = {"namespace_name": namespace, "status": StateStatus.QUEUED.value}
+    held: dict[str, Any] = {
+        "namespace_name": namespace,
+        "status": StateStatus.QUEUED.value,
+        # No lease past the node's timeout.
+        "$or": [{"deadline_ms": None}, {"deadline_ms": {"$gt": now_ms()}}],
+    }
     if claim is not None:
         held["claim_token"] = claim
     if not await queries.set_fields(state_id, {"lease_expires_at": expires}, held):
@@ -285,21 +296,31 @@ async def get_secrets(
         ) from exc
 
 
-async def expire_lease(ctx: AppContext, state: State) -> None:
-    """The worker holding `state` went silent: re-deliver the work as a new attempt, or fail it."""
+async def expire_lease(ctx: AppContext, state: State, *, timed_out: bool = False) -> None:
+    """The worker holding `state` went silent (or, `timed_out`, ran past the node's timeout):
+    fence it off, and re-deliver the work as a new attempt or fail it, by the retry policy."""
     retry = await _retry_allowed(ctx, state)
-    seconds = ctx.settings.state_lease_seconds
+    if timed_out:
+        limit = (state.timeout_ms or 0) / 1000
+        reason = f"Timed out: node {state.node_name} ran longer than its timeout of {limit:g}s"
+        passed = {"deadline_ms": {"$lt": now_ms()}}
+    else:
+        reason = f"Lease expired: no report from the worker within {ctx.settings.state_lease_seconds:g}s"
+        passed = {"lease_expires_at": {"$lt": now_ms()}}
     fields = {
-        "error": f"Lease expired: no report from the worker within {seconds:g}s"
-        + ("; the work was re-delivered" if retry else "; no retries left"),
+        "error": reason + ("; the work was re-delivered" if retry else "; no retries left"),
         "lease_expires_at": None,
         "lease_lost": True,
+        "failure_kind": TIMEOUT if timed_out else None,
     }
     event = Event.LEASE_EXPIRED_RETRY if retry else Event.LEASE_EXPIRED
     assert state.id is not None
-    updated = await queries.transition(
-        ObjectId(str(state.id)), event, fields, extra_filter={"lease_expires_at": {"$lt": now_ms()}}
-    )
+    updated = await queries.transition(ObjectId(str(state.id)), event, fields, extra_filter=passed)
     if updated is not None:
-        log.warning("lease_expired", state_id=str(state.id), node=state.node_name, retry=retry)
+        log.warning(
+            "timed_out" if timed_out else "lease_expired",
+            state_id=str(state.id),
+            node=state.node_name,
+            retry=retry,
+        )
         await settle_or_count(ctx, updated)
