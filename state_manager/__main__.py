@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from state_manager.app import create_app
 from state_manager.config import Settings
 from state_manager.observability import configure_logging
+from state_manager.services.context import WorkSignal
 from state_manager.services.startup import check_secrets_key
 from state_manager.store import StoreError, ensure_data_dir, open_data_dir, run_engine
 from state_manager.store.keys import DevKeys, load_or_create_dev_keys, new_dev_keys
@@ -233,16 +234,31 @@ def _stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, _raise_terminated)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, which also answers every open long-poll (empty) as soon as a stop is
+    asked for, so that runtimes re-poll elsewhere and the shutdown does not wait for them."""
+
+    def __init__(self, config: uvicorn.Config, work: WorkSignal) -> None:
+        super().__init__(config)
+        self._work = work
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._work.close()
+        super().handle_exit(sig, frame)
+
+
 def _serve(settings: Settings, host: str, port: int) -> None:
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
         access_log=False,
-        # Long-polling claims may be open: don't wait for them on shutdown, they are re-polled.
+        # Open requests get this long to finish; long-polls are answered at once (see _Server).
         timeout_graceful_shutdown=3,
     )
+    _Server(config, app.state.context.work).run()
 
 
 if __name__ == "__main__":

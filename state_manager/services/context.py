@@ -23,6 +23,19 @@ class WorkSignal:
     def __init__(self) -> None:
         self._generations: dict[str, int] = {}
         self._events: dict[str, asyncio.Event] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.closing = False
+
+    def close(self) -> None:
+        """The server is stopping: end every wait now and every later one at once. Safe to call
+        from a signal handler or another thread."""
+        self.closing = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake_all)
+
+    def _wake_all(self) -> None:
+        for namespace in list(self._events):
+            self.notify(namespace)
 
     def generation(self, namespace: str) -> int:
         return self._generations.get(namespace, 0)
@@ -35,8 +48,9 @@ class WorkSignal:
 
     async def wait(self, namespace: str, seconds: float, seen: int) -> None:
         """Wait up to `seconds` for a notify of `namespace` after generation `seen`."""
-        if self.generation(namespace) != seen:
+        if self.closing or self.generation(namespace) != seen:
             return
+        self._loop = asyncio.get_running_loop()
         event = self._events.setdefault(namespace, asyncio.Event())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), seconds)

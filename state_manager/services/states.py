@@ -106,7 +106,7 @@ async def enqueue(
             await _release(ctx, namespace, claimed)
             return []
         remaining = deadline - now_ms()
-        if claimed or remaining <= 0:
+        if claimed or remaining <= 0 or ctx.work.closing:
             return claimed
         await ctx.work.wait(namespace, min(remaining / 1000, ctx.settings.long_poll_tick_seconds), seen)
         if gone is not None and await gone():
