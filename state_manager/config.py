@@ -42,6 +42,9 @@ class Settings(BaseSettings):
 
     mongo_uri: str | None = None
     mongo_database_name: str = "exosphere-state-manager"
+    # Credentials kept out of MONGO_URI (docker compose uses these): no URL-encoding needed.
+    mongo_username: str | None = None
+    mongo_password: SecretStr | None = None
     state_manager_secret: SecretStr
     secrets_encryption_key: SecretStr
     cors_origins: str = DEFAULT_CORS_ORIGINS

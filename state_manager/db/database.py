@@ -31,12 +31,23 @@ class NoDatabase(RuntimeError):
     """Settings that name no database: neither `mongo_uri` nor `mock_store`."""
 
 
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Motor's options. Credentials given apart from the URI (MONGO_USERNAME, MONGO_PASSWORD) are
+    passed as they are, so a password with `@`, `:` or `/` needs no URL-encoding."""
+    options: dict[str, Any] = {"tz_aware": True}
+    if settings.mongo_username:
+        options["username"] = settings.mongo_username
+    if settings.mongo_password:
+        options["password"] = settings.mongo_password.get_secret_value()
+    return options
+
+
 async def open_database(settings: Settings) -> Any:
     """Connect, initialise Beanie (creating indexes) and return the client to close later."""
     if settings.mongo_uri:
         from motor.motor_asyncio import AsyncIOMotorClient
 
-        client: Any = AsyncIOMotorClient(settings.mongo_uri, tz_aware=True)
+        client: Any = AsyncIOMotorClient(settings.mongo_uri, **client_options(settings))
         log.info("database_opened", kind="mongodb", database=settings.mongo_database_name)
     elif settings.mock_store:
         from mongomock_motor import AsyncMongoMockClient

@@ -14,6 +14,7 @@ import structlog
 from pymongo.errors import PyMongoError
 
 from state_manager.config import Settings
+from state_manager.db.database import client_options
 from state_manager.crypto import SecretCipher, SecretKeyMismatch
 from state_manager.db.documents import GraphTemplate
 
@@ -69,7 +70,7 @@ async def check_secrets_key(settings: Settings, *, timeout_seconds: float = 5.0)
     try:
         client = AsyncIOMotorClient(
             settings.mongo_uri,
-            tz_aware=True,
+            **client_options(settings),
             serverSelectionTimeoutMS=timeout_ms,
             connectTimeoutMS=timeout_ms,
         )
