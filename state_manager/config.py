@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     # An enqueue without `wait_ms` (the official SDKs) that finds nothing waits this long for
     # work before answering empty, like a long-poll: idle official runtimes cost ~1 request/s.
     implicit_wait_ms: int = Field(default=1000, ge=0, le=5000)
+    # Leases that tune themselves for clients that never heartbeat (the official SDKs): once a node
+    # has TUNED_LEASE_MIN_SAMPLES successful runs, its lease is TUNED_LEASE_MULTIPLIER x their p99
+    # (of the last TUNED_LEASE_WINDOW), at least TUNED_LEASE_FLOOR_SECONDS, at most STATE_LEASE_SECONDS.
+    tuned_leases: bool = True
+    tuned_lease_multiplier: float = Field(default=10.0, ge=1, le=1000)
+    tuned_lease_floor_seconds: float = Field(default=30.0, gt=0)
+    tuned_lease_min_samples: int = Field(default=20, ge=1, le=10_000)
+    tuned_lease_window: int = Field(default=200, ge=1, le=10_000)
     # How long a trigger's Idempotency-Key is remembered (seconds).
     idempotency_key_seconds: float = Field(default=24 * 3600, gt=0, le=365 * 24 * 3600)
     # Count database commands by name (benchmarks read them at GET /v0/debug/db-commands).

@@ -59,7 +59,13 @@ async def enqueue_states(
     # An official SDK sends no wait_ms and polls in a tight loop: it gets a short long-poll too.
     wait_ms = context.settings.implicit_wait_ms if body.wait_ms is None else body.wait_ms
     claimed = await states.enqueue(
-        context, namespace_name, body.nodes, body.batch_size, wait_ms, gone=request.is_disconnected
+        context,
+        namespace_name,
+        body.nodes,
+        body.batch_size,
+        wait_ms,
+        gone=request.is_disconnected,
+        tuned=body.wait_ms is None,  # the official SDKs: they send no wait_ms and no heartbeat
     )
     return {
         "count": len(claimed),

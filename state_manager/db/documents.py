@@ -80,6 +80,8 @@ class State(Document):
     does_unites: bool = False
     enqueue_after: int = 0
     lease_expires_at: int | None = None
+    claimed_ms: int | None = None  # when the current (or last) attempt was claimed
+    tuned_lease_ms: int | None = None  # the lease it was given, when tuned (domain/leases.py)
     timeout_ms: int | None = None  # the template node's timeout_seconds, in ms
     deadline_ms: int | None = None  # claim time + timeout_ms: when the attempt times out
     retry_count: int = 0
@@ -181,6 +183,20 @@ class CronSchedule(Document):
         ]
 
 
+class NodeStats(Document):
+    """Observed running times of one node in one namespace (the last few), for tuned leases."""
+
+    namespace: str
+    node_name: str
+    samples: list[int] = Field(default_factory=list)  # ms from claim to a successful report
+    grown_ms: int = 0  # raised when a report came after its tuned lease had run out
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "NodeStats"
+        indexes = [IndexModel([("namespace", 1), ("node_name", 1)], unique=True, name="uniq_node")]
+
+
 class IdempotencyKey(Document):
     """A trigger's `Idempotency-Key`: the run it started and the body it came with.
 
@@ -210,4 +226,5 @@ DOCUMENT_MODELS: list[type[Document]] = [
     Run,
     CronSchedule,
     IdempotencyKey,
+    NodeStats,
 ]

@@ -159,7 +159,13 @@ _OLDEST_DUE_FIRST = [("enqueue_after", 1), ("_id", 1)]
 
 
 def _claimed(now: int, lease_ms: int, token: str) -> dict[str, Any]:
-    fields = {"status": StateStatus.QUEUED.value, "lease_expires_at": now + lease_ms, "claim_token": token}
+    fields = {
+        "status": StateStatus.QUEUED.value,
+        "lease_expires_at": now + lease_ms,
+        "claim_token": token,
+        "claimed_ms": now,
+        "tuned_lease_ms": None,
+    }
     return {"$set": stamp(fields)}
 
 

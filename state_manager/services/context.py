@@ -90,6 +90,8 @@ class AppContext:
     cipher: SecretCipher
     work: WorkSignal = field(default_factory=WorkSignal)
     templates: TemplateCache = field(default_factory=TemplateCache)
+    # (namespace, node) -> (tuned lease in ms or None, when it was read: time.monotonic())
+    tuned_leases: dict[tuple[str, str], tuple[int | None, float]] = field(default_factory=dict)
 
     @property
     def lease_ms(self) -> int:

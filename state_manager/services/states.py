@@ -27,6 +27,7 @@ from state_manager.domain.models import RetryPolicy
 from state_manager.domain.retry import retries_left
 from state_manager.domain.status import Event, StateStatus
 from state_manager.errors import Conflict, InvalidTransition, NotFound, TooLarge, Unprocessable
+from state_manager.services import leases
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import find_graph, template_for
 from state_manager.services.progress import EFFECTS, TOO_LARGE, manual_retry_key, settle_or_count
@@ -56,7 +57,11 @@ async def load_state(namespace: str, state_id: ObjectId) -> State:
 async def load_held_state(namespace: str, state_id: ObjectId, claim: str | None) -> State:
     """Re-read a state after a conditional write missed; 409 if the caller's claim is not the
     state's current one (a later claim superseded it) or its lease expired."""
-    state = await load_state(namespace, state_id)
+    return held(await load_state(namespace, state_id), claim)
+
+
+def held(state: State, claim: str | None) -> State:
+    """`state`, or 409 if the caller no longer holds it: see `load_held_state`."""
     if state.status == StateStatus.CANCELLED and state.run_cancelled:
         raise Conflict(
             f"State {state.id} was cancelled: its run {state.run_id} was cancelled", STATE_CANCELLED
@@ -91,6 +96,7 @@ async def enqueue(
     batch_size: int,
     wait_ms: int,
     gone: Callable[[], Awaitable[bool]] | None = None,
+    tuned: bool = False,
 ) -> list[State]:
     """Claim up to `batch_size` due states, waiting up to `wait_ms` for the first one.
 
@@ -102,6 +108,8 @@ async def enqueue(
     while True:
         seen = ctx.work.generation(namespace)
         claimed = await queries.claim(namespace, nodes, ctx.lease_ms, batch_size)
+        if tuned:  # a client that never heartbeats: leases from the nodes' running times
+            await leases.apply_tuned_leases(ctx, claimed)
         if claimed and gone is not None and await gone():
             await _release(ctx, namespace, claimed)
             return []
@@ -141,8 +149,13 @@ async def mark_executed(
         "lease_expires_at": None,
     }
     updated = await queries.transition(state_id, Event.EXECUTED, fields, namespace=namespace, claim=claim)
+    if updated is not None and claim is None:
+        await leases.observe_success(ctx, updated)  # a client that does not heartbeat
     if updated is None:
-        updated = await load_held_state(namespace, state_id, claim)
+        updated = await load_state(namespace, state_id)
+        if claim is None and updated.lease_lost:
+            await leases.observe_late(ctx, updated)  # slow, not dead: its lease grows
+        held(updated, claim)
         if updated.status not in _EXECUTED_STATUSES or not _same_outputs(updated, outputs):
             raise InvalidTransition("State is not queued")
     if updated.pending_effect is not None:

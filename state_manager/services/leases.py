@@ -1,0 +1,115 @@
+"""Tuned leases for clients that never heartbeat: observed running times in, leases out.
+
+Each process keeps each node's tuned lease for `_FRESH_SECONDS` before reading its statistics
+again, so a claim reads nothing on the hot path. Samples are recorded only from reports of such
+clients (a report without a claim token), so our SDK, which heartbeats, costs nothing extra.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from bson import ObjectId
+from pymongo import ReturnDocument
+
+from state_manager.clock import now_ms, utcnow
+from state_manager.db.documents import NodeStats, State
+from state_manager.domain.leases import LeasePolicy, grown_lease_ms, tuned_lease_ms
+from state_manager.services.context import AppContext
+
+log = structlog.get_logger(__name__)
+
+_FRESH_SECONDS = 10.0
+
+
+def _policy(ctx: AppContext) -> LeasePolicy:
+    settings = ctx.settings
+    return LeasePolicy(
+        multiplier=settings.tuned_lease_multiplier,
+        floor_ms=int(settings.tuned_lease_floor_seconds * 1000),
+        cap_ms=ctx.lease_ms,
+        min_samples=settings.tuned_lease_min_samples,
+    )
+
+
+async def lease_for(ctx: AppContext, namespace: str, node: str) -> int | None:
+    """The tuned lease of a node (ms), or None to use the default."""
+    key = (namespace, node)
+    cached = ctx.tuned_leases.get(key)
+    if cached is not None and time.monotonic() - cached[1] < _FRESH_SECONDS:
+        return cached[0]
+    stats = await NodeStats.get_motor_collection().find_one({"namespace": namespace, "node_name": node})
+    lease = (
+        None
+        if stats is None
+        else tuned_lease_ms(_policy(ctx), stats.get("samples", []), stats.get("grown_ms", 0))
+    )
+    ctx.tuned_leases[key] = (lease, time.monotonic())
+    return lease
+
+
+async def apply_tuned_leases(ctx: AppContext, claimed: list[State]) -> None:
+    """Give each claimed state its node's tuned lease (one write per node that has one)."""
+    if not ctx.settings.tuned_leases or not claimed:
+        return
+    collection = State.get_motor_collection()
+    for namespace, node in {(state.namespace_name, state.node_name) for state in claimed}:
+        lease = await lease_for(ctx, namespace, node)
+        if lease is None:
+            continue
+        mine = [state for state in claimed if (state.namespace_name, state.node_name) == (namespace, node)]
+        for state in mine:
+            state.lease_expires_at = (state.claimed_ms or now_ms()) + lease
+            state.tuned_lease_ms = lease
+        await collection.update_many(
+            {"_id": {"$in": [ObjectId(str(s.id)) for s in mine]}, "claim_token": mine[0].claim_token},
+            {"$set": {"lease_expires_at": mine[0].lease_expires_at, "tuned_lease_ms": lease}},
+        )
+
+
+async def observe_success(ctx: AppContext, state: State) -> None:
+    """A tokenless client reported `state` executed: record its running time, and grow the
+    node's lease if the run outlived the tuned lease it was given."""
+    if not ctx.settings.tuned_leases or state.claimed_ms is None:
+        return
+    took = max(0, now_ms() - state.claimed_ms)
+    window = ctx.settings.tuned_lease_window
+    await NodeStats.get_motor_collection().update_one(
+        {"namespace": state.namespace_name, "node_name": state.node_name},
+        {"$push": {"samples": {"$each": [took], "$slice": -window}}, "$set": {"updated_at": utcnow()}},
+        upsert=True,
+    )
+    key = (state.namespace_name, state.node_name)
+    if key in ctx.tuned_leases and ctx.tuned_leases[key][0] is None:
+        del ctx.tuned_leases[key]  # not tuned yet: the next claim looks again (then every 10 s)
+    await observe_late(ctx, state, took)
+
+
+async def observe_late(ctx: AppContext, state: State, took: int | None = None) -> None:
+    """Grow the node's lease when a run of `state` outlived its tuned lease (slow, not dead)."""
+    if state.tuned_lease_ms is None or state.claimed_ms is None:
+        return
+    took = took if took is not None else max(0, now_ms() - state.claimed_ms)
+    if took <= state.tuned_lease_ms:
+        return
+    stats = await NodeStats.get_motor_collection().find_one(
+        {"namespace": state.namespace_name, "node_name": state.node_name}
+    )
+    current = 0 if stats is None else int(stats.get("grown_ms", 0))
+    grown = grown_lease_ms(_policy(ctx), took, current)
+    await NodeStats.get_motor_collection().find_one_and_update(
+        {"namespace": state.namespace_name, "node_name": state.node_name},
+        {"$max": {"grown_ms": grown}, "$set": {"updated_at": utcnow()}},
+        upsert=True,
+        return_document=ReturnDocument.AFTER,
+    )
+    ctx.tuned_leases.pop((state.namespace_name, state.node_name), None)
+    log.warning(
+        "tuned_lease_grown",
+        namespace=state.namespace_name,
+        node=state.node_name,
+        took_ms=took,
+        lease_ms=state.tuned_lease_ms,
+        grown_ms=grown,
+    )
