@@ -14,8 +14,8 @@ import structlog
 from pymongo.errors import PyMongoError
 
 from state_manager.config import Settings
-from state_manager.db.database import client_options
 from state_manager.crypto import SecretCipher, SecretKeyMismatch
+from state_manager.db.database import client_options
 from state_manager.db.documents import GraphTemplate
 
 log = structlog.get_logger(__name__)
