@@ -217,3 +217,50 @@ def test_requeue_after_signal_runs_the_state_again_later(
     assert [call["call"] for call in calls] == [1, 2], calls
     gap = calls[1]["at"] - calls[0]["at"]
     assert 0.45 <= gap < 15, f"second call {gap:.2f}s after the first; asked for 0.5s"
+
+
+def _wait_for_event(head: ScenarioProcess, event: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not head.events(event):
+        assert time.monotonic() < deadline, f"no {event} event: {head.log_tail()}"
+        time.sleep(0.05)
+
+
+def test_cancel_stops_a_run_while_the_official_runtime_runs_its_node(
+    head: ScenarioProcess, compat_api: StateManagerAPI
+) -> None:
+    ns, run_id = _run(head.scenario("cancel"))
+    _wait_for_event(head, "slow-started:cancel")
+
+    answer = compat_api.send("POST", f"/v0/namespace/{ns}/run/{run_id}/cancel")
+    head.release("cancel")
+    _wait_for_event(head, "slow-finished:cancel")  # this SDK cannot stop its node; it reports late
+    time.sleep(0.5)
+
+    assert answer == {"run_id": run_id, "status": "CANCELLED", "cancelled_count": 1}
+    states = compat_api.run_states(ns, run_id)
+    assert [(s["identifier"], s["status"]) for s in states] == [("slow", "CANCELLED")], summarize_states(
+        states
+    )
+    assert compat_api.run_summary(ns, run_id)["status"] == "CANCELLED"
+
+
+def test_a_node_timeout_fails_an_official_runtimes_attempt(
+    head: ScenarioProcess, compat_api: StateManagerAPI
+) -> None:
+    ns = head.scenario("timeout")["namespace"]
+    slow = {"node_name": "HeadSlow", "namespace": ns, "identifier": "slow", "next_nodes": ["after"]}
+    nodes = [
+        {**slow, "inputs": {"seconds": "6", "tag": "timeout"}, "timeout_seconds": 1},
+        {"node_name": "HeadUpper", "namespace": ns, "identifier": "after", "inputs": {"text": "x"}},
+    ]
+    body = {"secrets": {}, "nodes": nodes, "retry_policy": {"max_retries": 0}}
+    compat_api.send("PUT", f"/v0/namespace/{ns}/graph/timeout", body, expected_status=201)
+    run_id = compat_api.send("POST", f"/v0/namespace/{ns}/graph/timeout/trigger", {})["run_id"]
+
+    states = compat_api.wait_run(ns, run_id, min_states=1, timeout=30)
+    _wait_for_event(head, "slow-finished:timeout")  # its late report changes nothing
+    time.sleep(0.5)
+
+    [state] = compat_api.run_states(ns, run_id)
+    assert state["status"] == "TIMEDOUT" and "timeout of 1s" in state["error"], summarize_states(states)

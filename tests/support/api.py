@@ -52,6 +52,13 @@ class StateManagerAPI:
         )
         return response.json()
 
+    def send(self, method: str, path: str, body: Any = None, expected_status: int = 200) -> Any:
+        response = self.client.request(method, path, json=body)
+        assert response.status_code == expected_status, (
+            f"{method} {path}: expected {expected_status}, got {response.status_code}: {response.text[:2000]}"
+        )
+        return response.json()
+
     def get_text(self, path: str) -> str:
         response = self.client.get(path)
         assert response.status_code == 200, f"GET {path}: got {response.status_code}: {response.text[:2000]}"

@@ -9,6 +9,7 @@ a client in a separate process can use it the same way.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import queue
 import subprocess
@@ -49,6 +50,11 @@ class ScenarioProcess:
                 pytrace=False,
             )
         return entry
+
+    def release(self, tag: str) -> None:
+        """Let a scenario node that waits for `tag` go on (see _harness.released)."""
+        key = hashlib.sha256(tag.encode("utf-8")).hexdigest()[:24]
+        (self.workdir / f"release-{key}").write_text("go")
 
     def events(self, event: str) -> list[dict[str, Any]]:
         path = self.workdir / "events.jsonl"

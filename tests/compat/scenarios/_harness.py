@@ -74,6 +74,13 @@ def record_event(name, **fields):
         handle.write(json.dumps(fields) + "\n")
 
 
+async def released(tag, timeout=120.0):
+    """Wait until the test creates WORKDIR/release-<tag> (see ScenarioProcess.release)."""
+    deadline = time.monotonic() + timeout
+    while not (WORKDIR / f"release-{_key(tag)}").exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
 def _registered_names(ns):
     request = urllib.request.Request(f"{URI}/v0/namespace/{ns}/nodes/", headers={"x-api-key": API_KEY})
     with urllib.request.urlopen(request, timeout=5) as response:

@@ -6,6 +6,7 @@ re-enqueue-after signals. Every scenario uses its own namespace and its own Runt
 concurrently in this process. See _harness.py for the protocol with the test.
 """
 
+import asyncio
 import hashlib
 import os
 import time
@@ -264,6 +265,27 @@ class Delayed(BaseNode):
         return self.Outputs(ran_at=str(time.time()))
 
 
+class HeadSlow(BaseNode):
+    """Sleeps (or, with seconds "release", waits until the test releases it); records when it
+    starts and when it finishes (the official SDK cannot stop it)."""
+
+    class Inputs(BaseModel):
+        seconds: str
+        tag: str
+
+    class Outputs(BaseModel):
+        tag: str
+
+    async def execute(self):
+        h.record_event(f"slow-started:{self.inputs.tag}")
+        if self.inputs.seconds == "release":
+            await h.released(self.inputs.tag)
+        else:
+            await asyncio.sleep(float(self.inputs.seconds))
+        h.record_event(f"slow-finished:{self.inputs.tag}")
+        return self.Outputs(tag=self.inputs.tag)
+
+
 # -- helpers -----------------------------------------------------------------------------------
 
 
@@ -429,6 +451,25 @@ async def requeue():
     return result(ns, "requeue", graph, trigger)
 
 
+async def cancel():
+    """A run whose slow node the test cancels while it runs (through our REST API)."""
+    ns, sm = await prepare("cancel", [HeadSlow, HeadUpper])
+    nodes = [
+        node("HeadSlow", ns, "slow", {"seconds": "release", "tag": "cancel"}, ["after"]),
+        node("HeadUpper", ns, "after", {"text": "${{ slow.outputs.tag }}"}),
+    ]
+    graph = await sm.upsert_graph("cancel", nodes, secrets={})
+    trigger = await sm.trigger("cancel", inputs={"tag": "cancel"})
+    return result(ns, "cancel", graph, trigger)
+
+
+async def timeout():
+    """Only serves HeadSlow: the test upserts a graph with `timeout_seconds` (which this SDK's
+    models do not know) through our REST API and triggers it."""
+    ns, _ = await prepare("timeout", [HeadSlow, HeadUpper])
+    return {"namespace": ns}
+
+
 async def start_delay():
     ns, sm = await prepare("start-delay", [Delayed])
     nodes = [node("Delayed", ns, "delayed", {"text": "template"})]
@@ -460,5 +501,7 @@ if __name__ == "__main__":
             "unites": unites,
             "prune": prune,
             "requeue": requeue,
+            "cancel": cancel,
+            "timeout": timeout,
         }
     )
