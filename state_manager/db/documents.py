@@ -86,6 +86,11 @@ class State(Document):
     deadline_ms: int | None = None  # claim time + timeout_ms: when the attempt times out
     retry_count: int = 0
     fanout_id: str = ""
+    # Where it stands in the fan-outs above it: the output index of each ancestor's report on
+    # its branch, and (after its own report) its own output index. Joins that collect `[*]`
+    # order what they collect by this.
+    fanout_path: list[int] = Field(default_factory=list)
+    output_index: int = 0
     manual_retry_fanout_id: str = ""
     manual_retry_request: str | None = None  # fanout id of an operator's retry being created
     # Deterministic key of the event that created this state (unique): makes every creation

@@ -328,7 +328,12 @@ def _ancestor_errors(nodes: list[NodeTemplate], shape: GraphShape) -> list[str]:
     for node in nodes:
         allowed = set(shape.ancestors[node.identifier])
         for key, ref in _output_refs(node):
-            if ref.identifier not in shape.by_id or ref.identifier in allowed:
+            if ref.identifier not in shape.by_id:
+                continue
+            if ref.collect:
+                errors += _collect_errors(node, key, ref, shape)
+                continue
+            if ref.identifier in allowed:
                 continue
             if node.identifier == shape.root:
                 errors.append(
@@ -341,6 +346,20 @@ def _ancestor_errors(nodes: list[NodeTemplate], shape: GraphShape) -> list[str]:
                     f"which is not an ancestor of {node.identifier}"
                 )
     return errors
+
+
+def _collect_errors(node: NodeTemplate, key: str, ref: OutputRef, shape: GraphShape) -> list[str]:
+    """A `[*]` reference collects from the branches of a join: only a join may hold one, and
+    what it names must be below the join's anchor (in its scope), not the join or after it."""
+    where = f"Input '{key}' of node {node.identifier} collects {ref}"
+    if node.unites is None:
+        return [f"{where}, but only a join (a node with unites) can collect results with [*]"]
+    anchor = node.unites.identifier
+    target = ref.identifier
+    in_scope = anchor in shape.ancestors[target] and node.identifier not in shape.ancestors[target]
+    if target == node.identifier or not in_scope:
+        return [f"{where}, but {target} is not in the join's scope (a node below {anchor})"]
+    return []
 
 
 # ---------------------------------------------------------------- layer 2: registered nodes

@@ -3,7 +3,9 @@
 Two forms are recognised (whitespace around each dot-separated part is allowed):
 
 - ``${{ <identifier>.outputs.<field> }}``: a field of an ancestor node's outputs;
-- ``${{ store.<key> }}``: a value of the run store.
+- ``${{ store.<key> }}``: a value of the run store;
+- ``${{ <identifier>.outputs.<field>[*] }}`` (in a join's inputs only): that field of every
+  successful state of that identifier in the join's scope, as a JSON array, in fan-out order.
 
 The text is split on ``${{``; each following chunk must contain ``}}``. The content up to the first
 ``}}`` is the reference and the rest of the chunk is literal text. There is no escaping.
@@ -24,15 +26,20 @@ class PlaceholderError(ValueError):
     """An input string holds a malformed placeholder, or a placeholder cannot be resolved."""
 
 
+COLLECT = "[*]"
+
+
 @dataclass(frozen=True)
 class OutputRef:
-    """``${{ identifier.outputs.field }}``."""
+    """``${{ identifier.outputs.field }}``, or with ``collect`` ``${{ identifier.outputs.field[*] }}``."""
 
     identifier: str
     field: str
+    collect: bool = False
 
     def __str__(self) -> str:
-        return f"{OPEN} {self.identifier}.{OUTPUTS}.{self.field} {CLOSE}"
+        suffix = COLLECT if self.collect else ""
+        return f"{OPEN} {self.identifier}.{OUTPUTS}.{self.field}{suffix} {CLOSE}"
 
 
 @dataclass(frozen=True)
@@ -95,8 +102,14 @@ def _parse_ref(content: str, text: str) -> Ref:
     if len(parts) == 2 and parts[0] == STORE and parts[1]:
         return StoreRef(key=parts[1])
     if len(parts) == 3 and parts[1] == OUTPUTS and parts[0] and parts[2]:
-        return OutputRef(identifier=parts[0], field=parts[2])
+        field = parts[2]
+        collect = field.replace(" ", "").endswith(COLLECT)
+        if collect:
+            field = field.replace(" ", "")[: -len(COLLECT)]
+        if field and "[" not in field and "]" not in field:
+            return OutputRef(identifier=parts[0], field=field, collect=collect)
     raise PlaceholderError(
         f"Invalid placeholder '{OPEN}{content}{CLOSE}' in input string {text!r}: expected "
-        f"'{OPEN} <identifier>.{OUTPUTS}.<field> {CLOSE}' or '{OPEN} {STORE}.<key> {CLOSE}'"
+        f"'{OPEN} <identifier>.{OUTPUTS}.<field> {CLOSE}', "
+        f"'{OPEN} <identifier>.{OUTPUTS}.<field>{COLLECT} {CLOSE}' or '{OPEN} {STORE}.<key> {CLOSE}'"
     )

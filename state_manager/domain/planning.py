@@ -6,6 +6,7 @@ and its ancestors, by identifier) and the run store; these functions only resolv
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,11 +18,21 @@ class PlanningError(ValueError):
 
 
 def referenced_identifiers(inputs: Mapping[str, Any]) -> set[str]:
-    """Identifiers whose outputs these template inputs reference."""
-    found: set[str] = set()
+    """Identifiers on the branch whose outputs these template inputs reference (collected
+    references, `[*]`, are not on the branch: see `collected_refs`)."""
+    return {ref.identifier for ref in _output_refs(inputs) if not ref.collect}
+
+
+def collected_refs(inputs: Mapping[str, Any]) -> set[OutputRef]:
+    """The `${{ x.outputs.f[*] }}` references of a join's inputs."""
+    return {ref for ref in _output_refs(inputs) if ref.collect}
+
+
+def _output_refs(inputs: Mapping[str, Any]) -> list[OutputRef]:
+    found: list[OutputRef] = []
     for value in inputs.values():
         if isinstance(value, str):
-            found.update(ref.identifier for ref in find_refs(value) if isinstance(ref, OutputRef))
+            found += [ref for ref in find_refs(value) if isinstance(ref, OutputRef)]
     return found
 
 
@@ -31,11 +42,13 @@ def resolve_inputs(
     outputs: Mapping[str, Mapping[str, Any]],
     store: Mapping[str, str],
     store_defaults: Mapping[str, str],
+    collected: Mapping[OutputRef, list[Any]] | None = None,
 ) -> dict[str, str]:
     """Render every template input of `node_identifier`.
 
     `outputs` maps an identifier to the outputs of the state of that identifier on this
-    branch; `store` is the run store, `store_defaults` the graph's default values.
+    branch; `store` is the run store, `store_defaults` the graph's default values; `collected`
+    holds, for each `[*]` reference of a join, the values it collects, in order.
     """
     resolved: dict[str, str] = {}
     for key, value in template_inputs.items():
@@ -43,6 +56,8 @@ def resolve_inputs(
             raise PlanningError(f"Input '{key}' of node {node_identifier} must be a string")
 
         def lookup(ref: Ref, key: str = key) -> str:
+            if isinstance(ref, OutputRef) and ref.collect:
+                return _collected(node_identifier, key, ref, collected or {})
             return _lookup(node_identifier, key, ref, outputs, store, store_defaults)
 
         try:
@@ -87,6 +102,14 @@ def _lookup(
             f"{ref.field}, which is a {type(value).__name__}, not a string"
         )
     return value
+
+
+def _collected(
+    node_identifier: str, key: str, ref: OutputRef, collected: Mapping[OutputRef, list[Any]]
+) -> str:
+    if ref not in collected:
+        raise PlanningError(f"Input '{key}' of node {node_identifier}: nothing was collected for {ref}")
+    return json.dumps(collected[ref])
 
 
 def root_inputs(

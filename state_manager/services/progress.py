@@ -29,7 +29,13 @@ from state_manager.db import queries
 from state_manager.db.documents import GraphTemplate, Run, State
 from state_manager.domain.effects import Effect, after_spawn
 from state_manager.domain.models import NodeTemplate, RetryPolicy
-from state_manager.domain.planning import PlanningError, referenced_identifiers, resolve_inputs
+from state_manager.domain.placeholders import OutputRef
+from state_manager.domain.planning import (
+    PlanningError,
+    collected_refs,
+    referenced_identifiers,
+    resolve_inputs,
+)
 from state_manager.domain.retry import retry_delay_ms
 from state_manager.domain.status import FAILED, Event, JoinVerdict, StateStatus, join_verdict
 from state_manager.errors import TooLarge
@@ -169,8 +175,16 @@ async def _advance_executed(ctx: AppContext, state: State, graph: GraphTemplate 
         plan = await _plan(state, graph)
     except PlanningError as exc:  # the graph changed under the run: nothing can follow
         return await _next_failed(state, str(exc), None) or state
-    copies: list[State] = []
+    # The state's own next states first, then its copies': claims then follow fan-out order.
     created: list[State] = []
+    own_failure: tuple[str, str | None] | None = None
+    try:
+        created += plan.children_of(ctx, state)
+    except PlanningError as exc:
+        own_failure = (str(exc), None)
+    except TooLarge as exc:
+        own_failure = (exc.detail, TOO_LARGE)
+    copies: list[State] = []
     for index, outputs in enumerate(state.fanout_outputs, start=1):
         copy = _fanout_copy(state, index, outputs)
         try:
@@ -182,13 +196,6 @@ async def _advance_executed(ctx: AppContext, state: State, graph: GraphTemplate 
         else:
             created += children
         copies.append(copy)
-    own_failure: tuple[str, str | None] | None = None
-    try:
-        created += plan.children_of(ctx, state)
-    except PlanningError as exc:
-        own_failure = (str(exc), None)
-    except TooLarge as exc:
-        own_failure = (exc.detail, TOO_LARGE)
     if state.run_cancelled:  # nothing new in a cancelled run
         copies, created = [], []
     await _insert_all(ctx, state, copies + created)
@@ -245,6 +252,7 @@ def _fanout_copy(state: State, index: int, outputs: dict[str, Any]) -> State:
             "status": StateStatus.SUCCESS,
             "outputs": outputs,
             "fanout_outputs": [],
+            "output_index": index,
             "spawn_key": f"{state.id}:fanout:{index}",
             "fanout_id": str(uuid4()),
             "retry_count": 0,
@@ -351,6 +359,7 @@ def _new_state(
         graph_name=origin.graph_name,
         graph_namespace=origin.graph_namespace,
         graph_version=graph.version,
+        fanout_path=[*origin.fanout_path, origin.output_index],
         run_id=origin.run_id,
         inputs=inputs,
         parents=parents,
@@ -499,6 +508,34 @@ async def _evaluate_join(
     return key if await _create_join(ctx, graph, join, anchor, key, error) else None
 
 
+async def _collect(anchor: State, join_identifier: str, refs: set[OutputRef]) -> dict[OutputRef, list[Any]]:
+    """For each `${{ x.outputs.f[*] }}` of a join: field f of every successful x below the anchor,
+    in fan-out order (nested fan-outs by their index path). Failed and pruned branches are left
+    out (a join under ALL_SUCCESS runs only when there are none).
+
+    Raises:
+        PlanningError: A successful state did not output the field.
+    """
+    collected: dict[OutputRef, list[Any]] = {}
+    for identifier in {ref.identifier for ref in refs}:
+        query = {
+            "run_id": anchor.run_id,
+            f"parents.{anchor.identifier}": str(anchor.id),
+            "identifier": identifier,
+            "status": StateStatus.SUCCESS.value,
+        }
+        states = sorted(await queries.find_states(query), key=lambda s: [*s.fanout_path, s.output_index])
+        for ref in (r for r in refs if r.identifier == identifier):
+            missing = [s.id for s in states if ref.field not in s.outputs]
+            if missing:
+                raise PlanningError(
+                    f"Join {join_identifier} collects {ref}, but {len(missing)} {identifier} state(s) "
+                    f"did not output '{ref.field}' (e.g. {missing[0]})"
+                )
+            collected[ref] = [s.outputs[ref.field] for s in states]
+    return collected
+
+
 async def _create_join(
     ctx: AppContext, graph: GraphTemplate, join: NodeTemplate, anchor: State, key: str, error: str | None
 ) -> bool:
@@ -506,8 +543,14 @@ async def _create_join(
     outputs = await branch_outputs(anchor, referenced_identifiers(join.inputs))
     inputs: dict[str, str] = {}
     try:
+        collected = await _collect(anchor, join.identifier, collected_refs(join.inputs))
         inputs = resolve_inputs(
-            join.identifier, join.inputs, outputs, run.store if run else {}, graph.store_config.default_values
+            join.identifier,
+            join.inputs,
+            outputs,
+            run.store if run else {},
+            graph.store_config.default_values,
+            collected,
         )
     except PlanningError as exc:
         error = error or str(exc)

@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from examples.graphs import chain, cron, fan_out, join, manual_retry, signals, store_and_retry, validation
+from examples.graphs import (
+    chain,
+    cron,
+    fan_out,
+    join,
+    manual_retry,
+    map_reduce,
+    signals,
+    store_and_retry,
+    validation,
+)
 from tests.support.live_server import LiveServer
 
 pytestmark = pytest.mark.e2e
@@ -31,6 +41,11 @@ async def test_fan_out_runs_one_branch_per_output(sdk_env: LiveServer) -> None:
         "reports": ["one=3", "three=5", "two=3"],
         "statuses": ["SUCCESS"],
     }
+
+
+async def test_map_reduce_sums_the_squares_in_order(sdk_env: LiveServer) -> None:
+    result = await map_reduce.main()
+    assert result == {"run": "SUCCESS", "squares": 4, "total": {"total": "30", "squares": "16 1 9 4"}}
 
 
 async def test_join_fires_once_and_never_hangs(sdk_env: LiveServer) -> None:

@@ -130,3 +130,17 @@ def test_render_refuses_non_string_values() -> None:
 def test_render_rejects_malformed_text() -> None:
     with pytest.raises(PlaceholderError, match="not closed"):
         render("${{ store.k", _resolve)
+
+
+def test_a_collecting_reference_is_parsed_with_its_star() -> None:
+    from state_manager.domain.placeholders import OutputRef, PlaceholderError, find_refs
+
+    assert find_refs("${{ square.outputs.sq[*] }}") == [OutputRef("square", "sq", collect=True)]
+    assert find_refs("${{square.outputs.sq [*]}}") == [OutputRef("square", "sq", collect=True)]
+    assert str(OutputRef("square", "sq", collect=True)) == "${{ square.outputs.sq[*] }}"
+    for bad in ("${{ square.outputs.sq[0] }}", "${{ square.outputs.[*] }}"):
+        try:
+            find_refs(bad)
+        except PlaceholderError:
+            continue
+        raise AssertionError(f"{bad} was accepted")
