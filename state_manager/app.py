@@ -17,13 +17,14 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from state_manager import __version__
-from state_manager.api import graphs, nodes, runs, states
+from state_manager.api import debug, graphs, nodes, runs, states
 from state_manager.api.deps import require_api_key
 from state_manager.api.errors import install_error_handlers
 from state_manager.api.guard import RequestGuard
 from state_manager.config import Settings, get_settings
 from state_manager.crypto import SecretCipher
 from state_manager.db.database import open_database
+from state_manager.db.monitoring import install_command_counter
 from state_manager.observability import REQUEST_ID_HEADER, RequestIdMiddleware
 from state_manager.services import crons, recovery
 from state_manager.services.context import AppContext
@@ -95,6 +96,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         namespaced.include_router(module.router)
     app.include_router(namespaced)
     app.include_router(nodes.global_router, prefix="/v0", dependencies=secured)
+    if settings.count_db_commands:  # benchmarks: before the database client exists
+        app.state.db_command_counter = install_command_counter()
+        app.include_router(debug.router, prefix="/v0", dependencies=secured)
 
     install_error_handlers(app)
     app.add_middleware(
