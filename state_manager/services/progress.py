@@ -415,6 +415,8 @@ async def _insert_retry(ctx: AppContext, state: State, graph: GraphTemplate | No
             "manual_retry_request": None,
             "enqueue_after": now_ms() + delay,
             "lease_expires_at": None,
+            "claimed_ms": None,
+            "tuned_lease_ms": None,
             "deadline_ms": None,
             "lease_lost": False,
             "pending_effect": None,

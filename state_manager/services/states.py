@@ -57,10 +57,10 @@ async def load_state(namespace: str, state_id: ObjectId) -> State:
 async def load_held_state(namespace: str, state_id: ObjectId, claim: str | None) -> State:
     """Re-read a state after a conditional write missed; 409 if the caller's claim is not the
     state's current one (a later claim superseded it) or its lease expired."""
-    return held(await load_state(namespace, state_id), claim)
+    return fence(await load_state(namespace, state_id), claim)
 
 
-def held(state: State, claim: str | None) -> State:
+def fence(state: State, claim: str | None) -> State:
     """`state`, or 409 if the caller no longer holds it: see `load_held_state`."""
     if state.status == StateStatus.CANCELLED and state.run_cancelled:
         raise Conflict(
@@ -155,7 +155,7 @@ async def mark_executed(
         updated = await load_state(namespace, state_id)
         if claim is None and updated.lease_lost:
             await leases.observe_late(ctx, updated)  # slow, not dead: its lease grows
-        held(updated, claim)
+        fence(updated, claim)
         if updated.status not in _EXECUTED_STATUSES or not _same_outputs(updated, outputs):
             raise InvalidTransition("State is not queued")
     if updated.pending_effect is not None:
