@@ -257,6 +257,11 @@ async def count_failure(state_id: ObjectId, pending_effect: str) -> int | None:
     return None if doc is None else int(doc["effect_failures"])
 
 
+async def exists(query: dict[str, Any]) -> bool:
+    """Whether any state matches (reads at most one id)."""
+    return await _states().find_one(query, {"_id": 1}) is not None
+
+
 async def statuses(query: dict[str, Any]) -> list[dict[str, Any]]:
     """Only the fields needed to count or judge states."""
     cursor = _states().find(query, {"status": 1, "pending_effect": 1, "run_id": 1, "identifier": 1})

@@ -92,6 +92,7 @@ FAILED = frozenset({S.ERRORED, S.NEXT_CREATED_ERROR, S.TIMEDOUT, S.CANCELLED})
 RETRIED = frozenset({S.RETRY_CREATED})
 # Terminal: nothing more will happen to this state by itself.
 TERMINAL = SUCCEEDED | FAILED | RETRIED
+UNSETTLED = frozenset(StateStatus) - TERMINAL
 
 
 def sources(event: Event) -> frozenset[StateStatus]:

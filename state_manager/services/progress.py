@@ -37,7 +37,7 @@ from state_manager.domain.planning import (
     resolve_inputs,
 )
 from state_manager.domain.retry import retry_delay_ms
-from state_manager.domain.status import FAILED, Event, JoinVerdict, StateStatus, join_verdict
+from state_manager.domain.status import FAILED, UNSETTLED, Event, JoinVerdict, StateStatus, join_verdict
 from state_manager.errors import TooLarge
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import graph_shape, template_for
@@ -456,9 +456,8 @@ async def evaluate_joins(ctx: AppContext, state: State, graph: GraphTemplate | N
     for anchor_identifier, anchor_id in anchors:
         joins = shape.joins_on.get(anchor_identifier, [])
         for join_identifier in joins:
-            key = await _evaluate_join(
-                ctx, graph, shape.by_id[join_identifier], anchor_identifier, anchor_id, joins
-            )
+            join = shape.by_id[join_identifier]
+            key = await _evaluate_join(ctx, graph, join, anchor_identifier, anchor_id, joins, state.run_id)
             if key is not None:
                 created.append(key)
     return created
@@ -471,6 +470,7 @@ async def _evaluate_join(
     anchor_identifier: str,
     anchor_id: str,
     sibling_joins: list[str],
+    run_id: str,
 ) -> str | None:
     """Create the join for one anchor state once everything below the anchor has settled;
     returns its spawn key when this call created it.
@@ -478,31 +478,35 @@ async def _evaluate_join(
     The scope leaves out every join on the same anchor and their descendants: those joins are
     independent of each other, and none waits for another.
     """
+    scope = {
+        "run_id": run_id,
+        f"parents.{anchor_identifier}": anchor_id,
+        "identifier": {"$nin": sibling_joins},
+        **{f"parents.{name}": {"$exists": False} for name in sibling_joins},
+    }
+    # One state still going is enough to wait: found with one probe on the (run_id, status)
+    # index, so a fan-out of n branches costs n probes, not n reads of the whole scope. A retry
+    # whose copy is not written yet is not settled either.
+    going = {
+        "status": {"$in": [s.value for s in UNSETTLED | {StateStatus.RETRY_CREATED}]},
+        "$or": [{"status": {"$ne": StateStatus.RETRY_CREATED.value}}, {"pending_effect": Effect.SPAWN.value}],
+    }
+    if await queries.exists({**scope, **going}):
+        return None
     key = f"{anchor_id}:join:{join.identifier}"
     if await queries.find_one(State, {"spawn_key": key}) is not None:
         return None
     anchor = await queries.find_state(ObjectId(anchor_id))
     if anchor is None or anchor.status != StateStatus.SUCCESS:
         return None
-    scope = await queries.statuses(
-        {
-            "run_id": anchor.run_id,
-            f"parents.{anchor_identifier}": anchor_id,
-            "identifier": {"$nin": sibling_joins},
-            **{f"parents.{name}": {"$exists": False} for name in sibling_joins},
-        }
+    failures = await queries.statuses(
+        {"run_id": anchor.run_id, **scope, "status": {"$in": [s.value for s in FAILED]}}
     )
-    # A state whose children or retry are not written yet is not settled, whatever its status.
-    settled = [
-        StateStatus.CREATED if doc.get("pending_effect") == Effect.SPAWN else doc["status"] for doc in scope
-    ]
     assert join.unites is not None
-    verdict = join_verdict(join.unites.strategy, settled)
-    if verdict == JoinVerdict.WAIT:
-        return None
+    verdict = join_verdict(join.unites.strategy, [doc["status"] for doc in failures])
     error = None
     if verdict == JoinVerdict.FAIL:
-        failed = sorted({doc["identifier"] for doc in scope if doc["status"] in FAILED})
+        failed = sorted({doc["identifier"] for doc in failures})
         error = (
             f"Join {join.identifier} (unites {anchor_identifier}, {join.unites.strategy}) cannot run: "
             f"states below {anchor_identifier} failed: {', '.join(failed)}"
