@@ -11,7 +11,9 @@ def now_ms() -> int:
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now, to the millisecond: what MongoDB keeps, so a value reads back as it was written."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def iso(value: datetime) -> str:

@@ -124,7 +124,8 @@ async def insert_once(state: State) -> bool:
 
 async def insert_many_once(states: list[State]) -> None:
     """Insert states whose `spawn_key`s (and, where set, ids) are deterministic, in one unordered
-    bulk insert; the ones that already exist are skipped, so a second run inserts nothing."""
+    bulk insert; the ones that already exist are skipped, so a second run inserts nothing.
+    Each state this call inserted gets its id; a skipped one keeps the id it had (maybe none)."""
     if not states:
         return
     now = now_ms()
@@ -133,17 +134,22 @@ async def insert_many_once(states: list[State]) -> None:
         state.updated_ms = state.updated_ms or now
         doc = state.model_dump(by_alias=True, exclude={"revision_id"} if state.id else {"id", "revision_id"})
         docs.append(doc)
+    skipped: set[int] = set()
     try:
-        await _states().insert_many(docs, ordered=False)
+        await _states().insert_many(docs, ordered=False)  # adds each new document's _id to it
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
         if any(error.get("code") in _TOO_LARGE_CODES for error in errors):
             raise TooLarge("The store refused a document over its size limit") from exc
         if any(error.get("code") != _DUPLICATE_KEY for error in errors) or not errors:
             raise
+        skipped = {int(error["index"]) for error in errors}
     except DocumentTooLarge as exc:
         _refuse_if_too_large(exc)
         raise
+    for index, (state, doc) in enumerate(zip(states, docs, strict=True)):
+        if index not in skipped:
+            state.id = doc["_id"]
 
 
 def _due(namespace: str, nodes: list[str], now: int) -> dict[str, Any]:
@@ -173,9 +179,9 @@ async def claim(namespace: str, nodes: list[str], lease_ms: int, limit: int) -> 
     """Atomically move up to `limit` of the oldest due CREATED states of these nodes to QUEUED,
     each with a lease and the new claim token, in a constant number of operations.
 
-    One state: one find-and-modify. More: read the oldest due ids, claim those still CREATED
-    with one conditional update, and read back the ones that carry this claim's token; a state
-    another replica claimed in between is simply not among them, so nothing is claimed twice.
+    One state: one find-and-modify. More: read the oldest due states, claim those still CREATED
+    with one conditional update (two operations); only when another replica took some of them in
+    between, read back the ones that carry this claim's token, so nothing is claimed twice.
     """
     now = now_ms()
     token = uuid4().hex
@@ -188,15 +194,20 @@ async def claim(namespace: str, nodes: list[str], lease_ms: int, limit: int) -> 
         )
         claimed = [] if doc is None else [State.model_validate(doc)]
     else:
-        cursor = _states().find(_due(namespace, nodes, now), {"_id": 1}).sort(_OLDEST_DUE_FIRST).limit(limit)
-        ids = [doc["_id"] async for doc in cursor]
-        if not ids:
+        cursor = _states().find(_due(namespace, nodes, now)).sort(_OLDEST_DUE_FIRST).limit(limit)
+        due = [doc async for doc in cursor]
+        if not due:
             return []
-        await _states().update_many(
-            {"_id": {"$in": ids}, "status": StateStatus.CREATED.value}, _claimed(now, lease_ms, token)
+        ids = [doc["_id"] for doc in due]
+        update = _claimed(now, lease_ms, token)
+        result = await _states().update_many(
+            {"_id": {"$in": ids}, "status": StateStatus.CREATED.value}, update
         )
-        found = _states().find({"_id": {"$in": ids}, "claim_token": token}).sort(_OLDEST_DUE_FIRST)
-        claimed = [State.model_validate(doc) async for doc in found]
+        if result.modified_count == len(ids):  # all still CREATED when claimed: what was read, claimed
+            claimed = [State.model_validate({**doc, **update["$set"]}) for doc in due]
+        else:  # another replica took some meanwhile: read back the ones this claim got
+            found = _states().find({"_id": {"$in": ids}, "claim_token": token}).sort(_OLDEST_DUE_FIRST)
+            claimed = [State.model_validate(doc) async for doc in found]
     await _start_deadlines(claimed, now, token)
     return claimed
 

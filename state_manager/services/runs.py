@@ -170,8 +170,8 @@ async def _key_record(
 async def seed_run(ctx: AppContext, run: Run) -> list[State]:
     """Create the run's root states (idempotent: the recovery loop may repeat it)."""
     keys = [f"{run.run_id}:seed:{index}" for index in range(len(run.seeds))]
-    for key, seed in zip(keys, run.seeds, strict=True):
-        await queries.insert_once(_seed_state(run, seed, key))
+    states = [_seed_state(run, seed, key) for key, seed in zip(keys, run.seeds, strict=True)]
+    await queries.insert_many_once(states)
     seeded = await Run.get_motor_collection().find_one_and_update(
         {"run_id": run.run_id}, {"$set": {"seeded": True}}, return_document=ReturnDocument.AFTER
     )
@@ -179,6 +179,8 @@ async def seed_run(ctx: AppContext, run: Run) -> list[State]:
         await queries.cancel_waiting({"spawn_key": {"$in": keys}}, cancelled_reason(run.run_id))
     for namespace in {seed["namespace_name"] for seed in run.seeds}:
         ctx.work.notify(namespace)
+    if all(state.id is not None for state in states):
+        return states  # all written by this call: no need to read them back
     by_key = {s.spawn_key: s for s in await queries.find_states({"spawn_key": {"$in": keys}})}
     return [by_key[key] for key in keys if key in by_key]
 
