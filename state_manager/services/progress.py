@@ -484,15 +484,17 @@ async def _evaluate_join(
         "identifier": {"$nin": sibling_joins},
         **{f"parents.{name}": {"$exists": False} for name in sibling_joins},
     }
-    # One state still going is enough to wait: found with one probe on the (run_id, status)
-    # index, so a fan-out of n branches costs n probes, not n reads of the whole scope. A retry
-    # whose copy is not written yet is not settled either.
-    going = {
-        "status": {"$in": [s.value for s in UNSETTLED | {StateStatus.RETRY_CREATED}]},
-        "$or": [{"status": {"$ne": StateStatus.RETRY_CREATED.value}}, {"pending_effect": Effect.SPAWN.value}],
-    }
-    if await queries.exists({**scope, **going}):
-        return None
+    # One state still going is enough to wait: found with a probe on the (run_id, status) index,
+    # so a fan-out of n branches costs n probes, not n reads of the whole scope. A retry whose
+    # copy is not written yet is not settled either. (Two probes rather than one `$or`, which
+    # the embedded engine evaluates by scanning.)
+    going = [
+        {"status": {"$in": [s.value for s in UNSETTLED]}},
+        {"status": StateStatus.RETRY_CREATED.value, "pending_effect": Effect.SPAWN.value},
+    ]
+    for probe in going:
+        if await queries.exists({**scope, **probe}):
+            return None
     key = f"{anchor_id}:join:{join.identifier}"
     if await queries.find_one(State, {"spawn_key": key}) is not None:
         return None

@@ -271,12 +271,9 @@ async def manual_retry(ctx: AppContext, namespace: str, state_id: ObjectId, fano
 async def heartbeat(ctx: AppContext, namespace: str, state_id: ObjectId, claim: str | None = None) -> int:
     """Extend the lease of a state the caller still holds; returns the new expiry (epoch ms)."""
     expires = now_ms() + ctx.lease_ms
-    held: dict[str, Any] = {
-        "namespace_name": namespace,
-        "status": StateStatus.QUEUED.value,
-        # No lease past the node's timeout.
-        "$or": [{"deadline_ms": None}, {"deadline_ms": {"$gt": now_ms()}}],
-    }
+    # A heartbeat extends the lease only: a node's timeout (deadline_ms) stays where it is, and
+    # the recovery pass fails an attempt past it.
+    held: dict[str, Any] = {"namespace_name": namespace, "status": StateStatus.QUEUED.value}
     if claim is not None:
         held["claim_token"] = claim
     if not await queries.set_fields(state_id, {"lease_expires_at": expires}, held):
