@@ -488,7 +488,7 @@ async def _evaluate_join(
     # so a fan-out of n branches costs n probes, not n reads of the whole scope. A retry whose
     # copy is not written yet is not settled either. (Two probes rather than one `$or`, which
     # the embedded engine evaluates by scanning.)
-    going = [
+    going: list[dict[str, Any]] = [
         {"status": {"$in": [s.value for s in UNSETTLED]}},
         {"status": StateStatus.RETRY_CREATED.value, "pending_effect": Effect.SPAWN.value},
     ]
