@@ -92,6 +92,8 @@ class AppContext:
     templates: TemplateCache = field(default_factory=TemplateCache)
     # (namespace, node) -> (tuned lease in ms or None, when it was read: time.monotonic())
     tuned_leases: dict[tuple[str, str], tuple[int | None, float]] = field(default_factory=dict)
+    # (namespace, node) -> (running times not written yet, when they were last written)
+    lease_samples: dict[tuple[str, str], tuple[list[int], float]] = field(default_factory=dict)
 
     @property
     def lease_ms(self) -> int:

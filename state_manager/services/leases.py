@@ -21,6 +21,7 @@ from state_manager.services.context import AppContext
 log = structlog.get_logger(__name__)
 
 _FRESH_SECONDS = 10.0
+_FLUSH_SECONDS = 1.0
 
 
 def _policy(ctx: AppContext) -> LeasePolicy:
@@ -74,15 +75,26 @@ async def observe_success(ctx: AppContext, state: State) -> None:
     if not ctx.settings.tuned_leases or state.claimed_ms is None:
         return
     took = max(0, now_ms() - state.claimed_ms)
-    window = ctx.settings.tuned_lease_window
-    await NodeStats.get_motor_collection().update_one(
-        {"namespace": state.namespace_name, "node_name": state.node_name},
-        {"$push": {"samples": {"$each": [took], "$slice": -window}}, "$set": {"updated_at": utcnow()}},
-        upsert=True,
-    )
     key = (state.namespace_name, state.node_name)
-    if key in ctx.tuned_leases and ctx.tuned_leases[key][0] is None:
-        del ctx.tuned_leases[key]  # not tuned yet: the next claim looks again (then every 10 s)
+    pending, flushed_at = ctx.lease_samples.get(key, ([], 0.0))
+    pending.append(took)
+    tuned = ctx.tuned_leases.get(key, (None, 0.0))[0] is not None
+    # Until the node is tuned every sample is written at once (so tuning starts promptly);
+    # after that they are written at most once a second per node, in one write.
+    if not tuned or time.monotonic() - flushed_at >= _FLUSH_SECONDS:
+        await NodeStats.get_motor_collection().update_one(
+            {"namespace": state.namespace_name, "node_name": state.node_name},
+            {
+                "$push": {"samples": {"$each": pending, "$slice": -ctx.settings.tuned_lease_window}},
+                "$set": {"updated_at": utcnow()},
+            },
+            upsert=True,
+        )
+        ctx.lease_samples[key] = ([], time.monotonic())
+        if not tuned:
+            ctx.tuned_leases.pop(key, None)  # not tuned yet: the next claim looks again
+    else:
+        ctx.lease_samples[key] = (pending, flushed_at)
     await observe_late(ctx, state, took)
 
 
