@@ -18,7 +18,9 @@ Runtime(namespace="demo", name="worker", nodes=[Greet]).start()
 ```
 
 The runtime reads `EXOSPHERE_STATE_MANAGER_URI` and `EXOSPHERE_API_KEY` unless they are passed
-in. The SDK logs to `logging.getLogger("exospherehost...")` and never configures logging itself.
+in. `execute` may also be a plain `def` for blocking code: the runtime runs it in a worker thread.
+The SDK logs to `logging.getLogger("exospherehost...")`; a runtime that starts serving in a
+program that configured no logging prints its lines to stderr (level: `EXOSPHERE_LOG_LEVEL`).
 """
 
 from ._version import __version__

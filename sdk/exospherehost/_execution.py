@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .errors import ExosphereError
-from .node import BaseNode, needs_secrets
+from .node import BaseNode, RunInThread, needs_secrets
 from .signals import PruneSignal, ReQueueAfterSignal
 
 __all__ = [
@@ -73,10 +73,17 @@ Outcome = Executed | Errored | Pruned | Requeued
 SecretsLoader = Callable[[], Awaitable[Mapping[str, Any]]]
 
 
-async def execute_state(node: type[BaseNode], raw_inputs: Any, load_secrets: SecretsLoader) -> Outcome:
+async def execute_state(
+    node: type[BaseNode],
+    raw_inputs: Any,
+    load_secrets: SecretsLoader,
+    run_in_thread: RunInThread[Any] | None = None,
+) -> Outcome:
     """Validate inputs, fetch secrets if the node needs any, run the node, classify the result.
 
-    Never raises for anything the node or the inputs do (`asyncio.CancelledError` excepted).
+    A node whose `execute` is a plain `def` is called through `run_in_thread` (the runtime's
+    worker threads; `asyncio.to_thread` by default). Never raises for anything the node or the
+    inputs do (`asyncio.CancelledError` excepted).
     """
     try:
         inputs = node.Inputs.model_validate(raw_inputs if raw_inputs is not None else {})
@@ -86,7 +93,7 @@ async def execute_state(node: type[BaseNode], raw_inputs: Any, load_secrets: Sec
     if isinstance(secrets_or_error, Errored):
         return secrets_or_error
     try:
-        result = await node()._execute(inputs, secrets_or_error)
+        result = await node()._execute(inputs, secrets_or_error, run_in_thread)
         outputs = [output.model_dump(mode="json") for output in normalise_outputs(node, result)]
     except PruneSignal as signal:
         if problem := json_problem(signal.data):

@@ -10,11 +10,20 @@ Every call about a claimed state (secrets, heartbeat, the reports) takes the sta
 `claim_token` and sends it as the `x-exosphere-claim-token` header, so that the server can refuse
 (409) a call from a worker whose claim was superseded or whose lease ran out. A state without a
 token (an upstream server) gets no header.
+
+Transport: when `httpx-aiohttp` is installed (a dependency of the SDK) requests go over aiohttp
+under the same httpx API; otherwise over httpx's own transport. Measured against our state manager
+on one machine (benchmarks/RESULTS.md): the aiohttp transport sends ~3x the requests per second and
+spends less than half the client CPU per node execution. A `transport=` given by the caller (e.g.
+`httpx.MockTransport` in tests) is used as is. Connections are kept alive and reused: one client
+(one pool) per `Runtime` / `StateManager` and event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import urllib.request
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -24,7 +33,21 @@ import httpx
 from ._version import __version__
 from .errors import TransportError, error_for_status
 
-__all__ = ["CLAIM_TOKEN_HEADER", "DEFAULT_TIMEOUT", "MAX_ERROR_BYTES", "ApiClient", "AsyncTransport"]
+try:  # the faster transport, when installed
+    import aiohttp
+    from httpx_aiohttp import AiohttpTransport
+except ImportError:  # pragma: no cover - exercised only without the optional packages
+    aiohttp = None  # type: ignore[assignment]
+    AiohttpTransport = None  # type: ignore[assignment,misc]
+
+__all__ = [
+    "CLAIM_TOKEN_HEADER",
+    "DEFAULT_TIMEOUT",
+    "MAX_ERROR_BYTES",
+    "ApiClient",
+    "AsyncTransport",
+    "default_transport",
+]
 
 AsyncTransport = httpx.AsyncBaseTransport
 
@@ -38,6 +61,17 @@ MAX_ERROR_BYTES = 64 * 1024
 """The most UTF-8 bytes of error text sent in an errored report; longer text is truncated."""
 
 _CONNECT_TIMEOUT = 10.0
+
+_MAX_CONNECTIONS = 100
+
+_KEEPALIVE_SECONDS = 4.0
+"""How long an idle connection is kept for reuse: below uvicorn's default keep-alive (5 s), so
+that the client never reuses a connection the server is closing at that moment."""
+
+# Network failures: httpx's, and those the aiohttp transport may let through unmapped.
+_NETWORK_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError,) + (
+    (aiohttp.ClientError,) if aiohttp is not None else ()
+)
 
 _MAX_DETAIL_CHARS = 2000
 
@@ -73,11 +107,15 @@ class ApiClient:
     def _get_client(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop or self._client.is_closed:
+            if self._client is not None and self._loop is not None and not self._client.is_closed:
+                _release_elsewhere(self._client, self._loop)
+            # A new default transport per client: an aiohttp pool belongs to one event loop.
+            transport = self._transport if self._transport is not None else default_transport(self._base_url)
             self._client = httpx.AsyncClient(
                 base_url=self._base_url,
                 headers={"x-api-key": self._api_key, "user-agent": f"exospherehost-python/{__version__}"},
                 timeout=self._timeout,
-                transport=self._transport,
+                transport=transport,
             )
             self._loop = loop
         return self._client
@@ -118,10 +156,11 @@ class ApiClient:
                 headers=headers,
                 timeout=timeouts if timeouts is not None else self._timeout,
             )
-        except httpx.HTTPError as exc:
+        except _NETWORK_ERRORS as exc:
             raise TransportError(f"{method} {path} failed: {type(exc).__name__}: {exc}") from exc
         if not response.is_success:
-            raise error_for_status(response.status_code, _detail(response), method=method, path=path)
+            detail, code = _detail(response), _code(response)
+            raise error_for_status(response.status_code, detail, method=method, path=path, code=code)
         return _decode(response, method, path)
 
     async def request_object(
@@ -225,6 +264,59 @@ class ApiClient:
         return await self.request_object("GET", path)
 
 
+def default_transport(base_url: str | None = None) -> httpx.AsyncBaseTransport:
+    """A new transport for one client: aiohttp's when `httpx-aiohttp` is installed, else httpx's.
+
+    Both keep connections alive (a pool of up to 100; idle ones kept `_KEEPALIVE_SECONDS`), verify
+    TLS like httpx (certifi, or `SSL_CERT_FILE` / `SSL_CERT_DIR`), and, like httpx, honour the
+    environment's `HTTP_PROXY` / `HTTPS_PROXY` / `NO_PROXY` for `base_url`: read once here, not
+    on every request (aiohttp's own `trust_env` looks them up per request, which doubled the
+    client's CPU per request in our measurement).
+    """
+    limits = httpx.Limits(max_connections=_MAX_CONNECTIONS, keepalive_expiry=_KEEPALIVE_SECONDS)
+    if AiohttpTransport is None:
+        return httpx.AsyncHTTPTransport(limits=limits)
+    proxy = _environment_proxy(base_url) if base_url else None
+    return AiohttpTransport(limits=limits, proxy=httpx.Proxy(proxy) if proxy else None)
+
+
+def _environment_proxy(base_url: str) -> str | None:
+    """The proxy the environment names for `base_url`, or None (none set, or `NO_PROXY` matches)."""
+    url = httpx.URL(base_url)
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if not proxy or urllib.request.proxy_bypass(url.host):
+        return None
+    return proxy
+
+
+def _release_elsewhere(client: httpx.AsyncClient, loop: asyncio.AbstractEventLoop) -> None:
+    """Let go of a client bound to another event loop without awaiting anything in this one.
+
+    A loop still running (in another thread) closes it itself. For a closed loop (e.g. after
+    `asyncio.run` returned) the aiohttp session is marked closed and its pool emptied, so that
+    it does not complain about being unclosed when it is collected; its sockets are closed by
+    the garbage collector, as httpx's own transport leaves them. A loop that is neither may run
+    again: the client is left to it.
+    """
+    if loop.is_running():
+        asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+        return
+    if not loop.is_closed():
+        return
+    transport = getattr(client, "_transport", None)
+    session = getattr(transport, "client", None)
+    if aiohttp is None or not isinstance(session, aiohttp.ClientSession):
+        return
+    connector = session.connector
+    session.detach()
+    if connector is not None:
+        # With its loop closed, the connector only marks itself closed and answers a no-op
+        # awaitable; run that to its end here so that it is not reported as never awaited.
+        with contextlib.suppress(Exception):
+            for _ in connector.close().__await__():
+                break
+
+
 def cap_error(error: str) -> str:
     """The error text, truncated (with a marker) to at most `MAX_ERROR_BYTES` UTF-8 bytes.
 
@@ -255,6 +347,16 @@ def _detail(response: httpx.Response) -> Any:
     if isinstance(data, dict) and "detail" in data:
         return data["detail"]
     return data
+
+
+def _code(response: httpx.Response) -> str | None:
+    """The machine-readable `code` of an error answer (sent next to `detail`), or None."""
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    code = data.get("code") if isinstance(data, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def _decode(response: httpx.Response, method: str, path: str) -> Any:

@@ -6,32 +6,53 @@ already reported) or another 4xx is logged and dropped. A report the server refu
 (413), or one that cannot even be built or sent (e.g. a `TypeError` while encoding it), is
 replaced by one errored report, so the state fails visibly instead of waiting out its lease.
 Nothing here raises into the runtime: a failure costs one state, never the process.
+
+A node with `async def execute` runs in its own task on the event loop; one with a plain
+`def execute` runs in one of the runtime's worker threads (`_threads.py`). While it runs, the
+runtime's heartbeat thread (`_heartbeats.py`) keeps the state's lease, even if the event loop
+is blocked.
+
+The server may end an attempt while its node runs: its run was cancelled, or the node's
+`timeout_seconds` passed. It then answers the state's heartbeat, secrets read or report with a
+409 whose `code` is `STATE_CANCELLED` / `STATE_TIMED_OUT`; a state claimed with a `timeout_ms`
+is also stopped here when that time has passed. Either way the node's task is cancelled, one
+line is logged, and nothing more is sent about the state (the server has already decided). A
+`def execute` cannot be interrupted: its worker slot stays taken until it returns (its result
+is dropped), so that the runtime never runs more node code at once than it has workers.
+
+Every state ends with one log line: node, state id, outcome and duration (INFO for executed,
+pruned and requeued; WARNING, or ERROR for a bug in the node, for errored, cancelled and timed out).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeGuard, TypeVar
 
 from ._execution import Errored, Executed, Outcome, Pruned, Requeued, execute_state
+from ._heartbeats import Beat, HeartbeatThread, lease_deadline, next_heartbeat_in
 from ._http import ApiClient
+from ._threads import NodeThreads
 from .errors import (
+    STATE_CANCELLED,
+    STATE_TIMED_OUT,
     ConflictError,
     ExosphereError,
     PayloadTooLargeError,
     ServerError,
-    StateManagerError,
     TransportError,
     format_detail,
 )
-from .node import BaseNode
+from .node import BaseNode, is_sync_node
 
-__all__ = ["CANCEL_REPORT_TIMEOUT", "StateWorker", "lease_deadline", "next_heartbeat_in"]
+__all__ = ["CANCEL_REPORT_TIMEOUT", "StateWorker", "lease_deadline", "next_heartbeat_in", "timeout_deadline"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +63,6 @@ CANCEL_REPORT_TIMEOUT = 5.0
 
 _REPORT_BACKOFF_BASE = 0.2
 _REPORT_BACKOFF_CAP = 10.0
-_MIN_HEARTBEAT_DELAY = 0.05
 
 
 @dataclass(frozen=True)
@@ -54,6 +74,72 @@ class _Claim:
     token: str | None
     lease_deadline: float | None
     """When the lease ends, on the `time.monotonic()` clock; None when the state has no lease."""
+    timeout_deadline: float | None = None
+    """When the node's timeout passes, on the `time.monotonic()` clock; None: no timeout."""
+
+
+@dataclass(frozen=True)
+class RunningNode:
+    """A node running on the event loop, as the blocked-loop warning names it."""
+
+    node_name: str
+    state_id: str
+
+
+_ENDINGS: dict[str, tuple[str, str]] = {
+    STATE_CANCELLED: ("cancelled", "its run was cancelled"),
+    STATE_TIMED_OUT: ("timed out", "the node's timeout passed (the server failed the attempt)"),
+}
+"""The 409 codes with which the server ends an attempt, and how the log line puts them."""
+
+
+class _Attempt:
+    """The execution of one claimed state, which the server may end before the node returns."""
+
+    def __init__(self, claim: _Claim, started: float, threads: NodeThreads) -> None:
+        self.claim = claim
+        self.started = started
+        self.execution: asyncio.Task[Outcome] | None = None
+        self.thread: Future[Any] | None = None
+        """The worker thread's future of a `def execute` node, once submitted."""
+        self.ended: str | None = None
+        """The code that ended the attempt (`STATE_CANCELLED` / `STATE_TIMED_OUT`), if any."""
+        self._threads = threads
+
+    async def run_in_thread(self, fn: Callable[[], T]) -> T:
+        """Run a `def execute` on a worker thread, remembering it (see `wait_for_thread`)."""
+        future = self.thread = self._threads.submit(fn)
+        return await asyncio.wrap_future(future)
+
+    def end(self, code: str) -> None:
+        """Stop the node (unless called from its own task) and log why; only the first call acts."""
+        if self.ended is not None:
+            return
+        self.ended = code
+        _log_ended(self.claim, code, time.monotonic() - self.started, self.thread_running())
+        execution = self.execution
+        if execution is not None and not execution.done() and execution is not asyncio.current_task():
+            execution.cancel()
+
+    def thread_running(self) -> bool:
+        return self.thread is not None and not self.thread.done()
+
+    async def wait_for_thread(self) -> None:
+        """A `def execute` cannot be interrupted: wait until it returns (its result is dropped)."""
+        thread = self.thread
+        if thread is not None and not thread.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(thread)
+            logger.debug("state %s: the stopped node's thread has returned", self.claim.state_id)
+
+    def on_heartbeat_conflict(self, code: str | None) -> None:
+        """A heartbeat got a 409 (called on the event loop by the heartbeat thread)."""
+        if code in _ENDINGS:
+            self.end(code)
+        elif self.ended is None:
+            logger.warning(
+                "state %s: lease lost, heartbeats stopped (the work may run elsewhere)", self.claim.state_id
+            )
 
 
 class StateWorker:
@@ -65,14 +151,18 @@ class StateWorker:
         nodes: dict[str, type[BaseNode]],
         *,
         runtime_name: str,
-        heartbeat_interval: float | None,
+        threads: NodeThreads,
         report_retries: int,
     ) -> None:
         self._api = api
         self._nodes = nodes
         self._runtime_name = runtime_name
-        self._heartbeat_interval = heartbeat_interval
+        self._threads = threads
         self._report_retries = report_retries
+        self.heartbeats: HeartbeatThread | None = None
+        """Set by the runtime while it serves (None: no heartbeats)."""
+        self.running_on_loop: dict[asyncio.Task[Any], RunningNode] = {}
+        """The tasks of the `async def execute` nodes running now (read by the loop watchdog)."""
 
     async def process(self, state: dict[str, Any], received_at: float) -> tuple[Outcome | None, bool]:
         """Run one claimed state and report it.
@@ -95,41 +185,79 @@ class StateWorker:
             node_name=state.get("node_name"),
             token=token if isinstance(token, str) else None,
             lease_deadline=lease_deadline(state, received_at, time.time()),
+            timeout_deadline=timeout_deadline(state, received_at),
         )
+        started = time.monotonic()
         try:
-            outcome = await self._execute_with_heartbeats(claim, state.get("inputs"))
-            _log_outcome(claim, outcome)
+            outcome = await self._execute(claim, state.get("inputs"), started)
+            if outcome is None:  # the server ended the attempt; logged, nothing to report
+                return None, False
+            _log_outcome(claim, outcome, time.monotonic() - started)
             return await self._report(claim, outcome)
         except Exception:  # a bug here must not kill the runtime
             logger.exception("state %s: unexpected failure in the runtime", state_id)
             return None, False
 
-    async def _execute_with_heartbeats(self, claim: _Claim, inputs: Any) -> Outcome:
+    async def _execute(self, claim: _Claim, inputs: Any, started: float) -> Outcome | None:
+        """Run the node in its own task, with heartbeats and its timeout.
+
+        Returns None when the server ended the attempt (already logged). Cancelled itself (at
+        shutdown), it cancels the node, reports the state errored and re-raises.
+        """
         node = self._nodes.get(str(claim.node_name))
         if node is None:
             return Errored(f"Runtime {self._runtime_name} has no node named {claim.node_name!r}")
+        attempt = _Attempt(claim, started, self._threads)
 
         async def load_secrets() -> dict[str, Any]:
             token = claim.token
-            return await self._retrying(lambda: self._api.get_secrets(claim.state_id, claim_token=token))
+            try:
+                return await self._retrying(lambda: self._api.get_secrets(claim.state_id, claim_token=token))
+            except ConflictError as exc:
+                if code := _ending_code(exc):
+                    attempt.end(code)
+                raise
 
-        heartbeat = self._start_heartbeats(claim)
+        execution = attempt.execution = asyncio.create_task(
+            execute_state(node, inputs, load_secrets, attempt.run_in_thread)
+        )
+        if not is_sync_node(node):
+            self.running_on_loop[execution] = RunningNode(node.__name__, claim.state_id)
+        beat = self._start_heartbeats(attempt)
+        timer = None
+        if claim.timeout_deadline is not None:
+            delay = claim.timeout_deadline - time.monotonic()
+            timer = asyncio.get_running_loop().call_later(delay, attempt.end, STATE_TIMED_OUT)
         try:
-            return await execute_state(node, inputs, load_secrets)
+            await asyncio.wait({execution})
         except asyncio.CancelledError:
-            await self._report_cancelled(claim)
+            execution.cancel()
+            await asyncio.wait({execution})
+            if attempt.ended is None:
+                await self._report_cancelled(claim, started)
             raise
         finally:
-            if heartbeat is not None:
-                heartbeat.cancel()
-                await asyncio.wait({heartbeat})
+            self.running_on_loop.pop(execution, None)
+            if timer is not None:
+                timer.cancel()
+            if beat is not None and self.heartbeats is not None:
+                await self.heartbeats.remove(beat)
+        if attempt.ended is not None:
+            await attempt.wait_for_thread()
+            return None
+        if execution.cancelled():  # the node cancelled itself (nobody here asked it to)
+            return Errored(f"Node {node.__name__} was cancelled")
+        return execution.result()
 
     # ------------------------------------------------------------------ reports
 
-    async def _report(self, claim: _Claim, outcome: Outcome) -> tuple[Outcome, bool]:
+    async def _report(self, claim: _Claim, outcome: Outcome) -> tuple[Outcome | None, bool]:
         try:
             await self._retrying(self._report_call(claim, outcome))
         except Exception as exc:
+            if code := _ending_code(exc):
+                _log_ended(claim, code)
+                return None, False
             replacement = _replacement_for_refused_report(claim, outcome, exc)
             if replacement is None:
                 return outcome, False
@@ -157,15 +285,19 @@ class StateWorker:
             return lambda: self._api.requeue_after(state_id, outcome.delay_ms, claim_token=token)
         return lambda: self._api.errored(state_id, outcome.error, claim_token=token)
 
-    async def _report_cancelled(self, claim: _Claim) -> None:
+    async def _report_cancelled(self, claim: _Claim, started: float) -> None:
         """Best effort, one attempt: the node was cancelled at shutdown."""
         message = f"Cancelled: runtime {self._runtime_name} shut down before the node finished"
+        _log_outcome(claim, Errored(message), time.monotonic() - started)
         try:
             await asyncio.wait_for(
                 self._api.errored(claim.state_id, message, claim_token=claim.token), CANCEL_REPORT_TIMEOUT
             )
         except (ExosphereError, TimeoutError) as exc:
-            logger.warning("state %s: could not report the cancellation: %s", claim.state_id, exc)
+            if code := _ending_code(exc):
+                _log_ended(claim, code)
+            else:
+                logger.warning("state %s: could not report the cancellation: %s", claim.state_id, exc)
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         """Await `call()`, retrying network errors and 5xx with exponential back-off."""
@@ -185,65 +317,24 @@ class StateWorker:
 
     # ------------------------------------------------------------------ heartbeats
 
-    def _start_heartbeats(self, claim: _Claim) -> asyncio.Task[None] | None:
+    def _start_heartbeats(self, attempt: _Attempt) -> Beat | None:
         # Only a leased state needs heartbeats; a server without leases (upstream) sends none.
-        interval, deadline = self._heartbeat_interval, claim.lease_deadline
-        if interval is None or deadline is None:
+        deadline = attempt.claim.lease_deadline
+        if self.heartbeats is None or deadline is None:
             return None
-        return asyncio.create_task(self._heartbeat_loop(claim, interval, deadline))
-
-    async def _heartbeat_loop(self, claim: _Claim, interval: float, deadline: float) -> None:
-        while True:
-            await asyncio.sleep(next_heartbeat_in(interval, deadline, time.monotonic()))
-            try:
-                answer = await self._retrying(
-                    lambda: self._api.heartbeat(claim.state_id, claim_token=claim.token)
-                )
-            except ConflictError:
-                logger.warning(
-                    "state %s: lease lost, heartbeats stopped (the work may run elsewhere)", claim.state_id
-                )
-                return
-            except StateManagerError as exc:
-                logger.warning("state %s: heartbeat refused, heartbeats stopped: %s", claim.state_id, exc)
-                return
-            except ExosphereError as exc:
-                logger.warning("state %s: heartbeat failed: %s", claim.state_id, exc)
-            else:
-                renewed = lease_deadline(answer, time.monotonic(), time.time())
-                if renewed is not None:
-                    deadline = renewed
+        claim = attempt.claim
+        return self.heartbeats.add(claim.state_id, claim.token, deadline, attempt.on_heartbeat_conflict)
 
 
-def lease_deadline(answer: Mapping[str, Any], received_at: float, wall_now: float) -> float | None:
-    """When the lease granted in a server answer ends, on the clock `received_at` was read from.
+def timeout_deadline(state: Mapping[str, Any], received_at: float) -> float | None:
+    """When a claimed state's node must be stopped, on the clock `received_at` was read from.
 
-    Args:
-        answer: A claimed state from the enqueue answer, or a heartbeat answer.
-        received_at: `time.monotonic()` when the answer arrived.
-        wall_now: The worker's `time.time()` then; used only for an older server (see below).
-
-    Returns:
-        `received_at + lease_ms` (in seconds): the lease left when the server answered, measured
-        on the worker's monotonic clock, so that a difference between the server's and the
-        worker's wall clocks plays no part. An older server sends only `lease_expires_at` (its
-        wall clock, epoch ms), which is then compared with `wall_now`. None when the answer has
-        neither (an upstream server: the state has no lease).
+    `received_at + timeout_ms` (in seconds): `timeout_ms` is the time the server left until the
+    node's deadline when it answered. None when the state has no `timeout_ms` (no timeout, or an
+    upstream server).
     """
-    lease_ms = answer.get("lease_ms")
-    if _is_number(lease_ms):
-        return received_at + lease_ms / 1000
-    expires_ms = answer.get("lease_expires_at")
-    if _is_number(expires_ms):
-        return received_at + (expires_ms / 1000 - wall_now)
-    return None
-
-
-def next_heartbeat_in(interval: float, deadline: float, now: float) -> float:
-    """Seconds until the next heartbeat: the configured interval, but at least three beats per
-    remaining lease (so a server with a short lease is still kept informed), and never less than
-    50 ms. `deadline` and `now` are read from the same (monotonic) clock."""
-    return max(_MIN_HEARTBEAT_DELAY, min(interval, (deadline - now) / 3))
+    timeout_ms = state.get("timeout_ms")
+    return received_at + timeout_ms / 1000 if _is_number(timeout_ms) else None
 
 
 def _is_number(value: Any) -> TypeGuard[int | float]:
@@ -307,15 +398,66 @@ def _traceback_of(exc: Exception) -> Exception | None:
     return None if isinstance(exc, ExosphereError) else exc
 
 
-def _log_outcome(claim: _Claim, outcome: Outcome) -> None:
+def _ending_code(exc: BaseException) -> str | None:
+    """The code of a 409 with which the server ended the attempt, or None for any other error."""
+    if isinstance(exc, ConflictError) and exc.code in _ENDINGS:
+        return exc.code
+    return None
+
+
+def _log_ended(claim: _Claim, code: str, seconds: float | None = None, thread_running: bool = False) -> None:
+    """The one line for an attempt the server ended (run cancelled, timed out).
+
+    `seconds` is None when the node had already finished and the server refused its report.
+    """
+    word, reason = _ENDINGS[code]
+    if seconds is None:
+        logger.warning(
+            "state %s (node %s): %s before its report arrived: %s; nothing more is reported for it",
+            claim.state_id,
+            claim.node_name,
+            word,
+            reason,
+        )
+        return
+    logger.warning(
+        "state %s (node %s): %s after %.2fs: %s; nothing more is reported for it%s",
+        claim.state_id,
+        claim.node_name,
+        word,
+        seconds,
+        reason,
+        _STILL_RUNNING if thread_running else "",
+    )
+
+
+_STILL_RUNNING = (
+    " (its `def execute` cannot be interrupted: it keeps its worker thread until it returns,"
+    " and its result is dropped)"
+)
+
+
+def _log_outcome(claim: _Claim, outcome: Outcome, seconds: float) -> None:
+    """The one line for a state whose node finished: node, state, outcome, duration."""
+    state_id, node_name = claim.state_id, claim.node_name
     if isinstance(outcome, Errored):
         logger.log(
             outcome.log_level,
-            "state %s: node %s errored: %s",
-            claim.state_id,
-            claim.node_name,
+            "state %s (node %s): errored in %.2fs: %s",
+            state_id,
+            node_name,
+            seconds,
             outcome.error,
             exc_info=outcome.exception,
         )
+    elif isinstance(outcome, Requeued):
+        logger.info(
+            "state %s (node %s): requeued in %.2fs (runs again in %gs)",
+            state_id,
+            node_name,
+            seconds,
+            outcome.delay_ms / 1000,
+        )
     else:
-        logger.debug("state %s: node %s finished: %s", claim.state_id, claim.node_name, _kind(outcome))
+        what = "executed" if isinstance(outcome, Executed) else "pruned"
+        logger.info("state %s (node %s): %s in %.2fs", state_id, node_name, what, seconds)

@@ -24,6 +24,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "STATE_CANCELLED",
+    "STATE_TIMED_OUT",
     "AuthenticationError",
     "BadRequestError",
     "ConflictError",
@@ -35,6 +37,12 @@ __all__ = [
     "StateManagerError",
     "TransportError",
 ]
+
+STATE_CANCELLED = "STATE_CANCELLED"
+"""The `code` of a 409 about a state whose run was cancelled (`StateManager.cancel_run`)."""
+
+STATE_TIMED_OUT = "STATE_TIMED_OUT"
+"""The `code` of a 409 about a state whose attempt the server failed at its node's timeout."""
 
 
 class ExosphereError(Exception):
@@ -50,6 +58,8 @@ class StateManagerError(ExosphereError):
             or the raw response text when the body was not the usual JSON error object.
         method: The HTTP method of the failed request.
         path: The URL path of the failed request.
+        code: The machine-readable `code` the server sent next to `detail` (e.g.
+            `"STATE_CANCELLED"`), or None when it sent none (an upstream server never does).
     """
 
     def __init__(
@@ -59,11 +69,13 @@ class StateManagerError(ExosphereError):
         *,
         method: str = "",
         path: str = "",
+        code: str | None = None,
     ) -> None:
         self.status_code = status_code
         self.detail = detail
         self.method = method
         self.path = path
+        self.code = code
         super().__init__(self._message())
 
     def _message(self) -> str:
@@ -87,7 +99,10 @@ class ConflictError(StateManagerError):
     """The request conflicts with the current state (409).
 
     The runtime sees this when a state's lease was lost (the work was handed to another
-    runtime) or when a report is repeated after the server already recorded one.
+    runtime), when a report is repeated after the server already recorded one, or when the
+    server ended the attempt: `code` is then `"STATE_CANCELLED"` (its run was cancelled) or
+    `"STATE_TIMED_OUT"` (the node's `timeout_seconds` passed). Cancelling a run that already
+    ended is a 409 as well.
     """
 
 
@@ -137,13 +152,18 @@ _ERRORS_BY_STATUS: dict[int, type[StateManagerError]] = {
 }
 
 
-def error_for_status(status_code: int, detail: Any, *, method: str = "", path: str = "") -> StateManagerError:
-    """Build the `StateManagerError` subclass that matches an HTTP status code."""
+def error_for_status(
+    status_code: int, detail: Any, *, method: str = "", path: str = "", code: str | None = None
+) -> StateManagerError:
+    """Build the `StateManagerError` subclass that matches an HTTP status code.
+
+    `code` is the error body's machine-readable `"code"`, if it had one.
+    """
     if status_code >= 500:
         cls: type[StateManagerError] = ServerError
     else:
         cls = _ERRORS_BY_STATUS.get(status_code, StateManagerError)
-    return cls(status_code, detail, method=method, path=path)
+    return cls(status_code, detail, method=method, path=path, code=code)
 
 
 def format_detail(detail: Any) -> str:

@@ -64,6 +64,10 @@ class GraphNodeModel(BaseModel):
             placeholders are resolved by the server.
         next_nodes: Identifiers of the nodes that run after this one.
         unites: Makes this node a join; see `UnitesModel`.
+        timeout_seconds: The most seconds one attempt of this node may take, counted from when
+            a runtime claimed it; the server then fails the attempt (retried under the retry
+            policy, else `TIMEDOUT`) and the runtime stops the node. None: no limit. Sent only
+            when set (upstream servers do not know it).
     """
 
     node_name: str = Field(..., description="Name of the registered node")
@@ -72,6 +76,7 @@ class GraphNodeModel(BaseModel):
     inputs: dict[str, Any] = Field(default_factory=dict, description="Inputs of the node")
     next_nodes: list[str] | None = Field(default=None, description="Identifiers of the next nodes")
     unites: UnitesModel | None = Field(default=None, description="Join configuration")
+    timeout_seconds: int | None = Field(default=None, gt=0, description="Time limit of one attempt")
 
     @field_validator("node_name")
     @classmethod

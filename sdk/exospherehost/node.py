@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeAlias, TypeVar, cast
 
 from pydantic import BaseModel
 
-__all__ = ["BaseNode"]
+__all__ = ["BaseNode", "NodeResult", "is_sync_node"]
+
+T = TypeVar("T")
+
+NodeResult: TypeAlias = BaseModel | Sequence[BaseModel] | None
+"""What `execute` returns: one `Outputs`, a list of them, or None."""
+
+RunInThread = Callable[[Callable[[], T]], Awaitable[T]]
 
 
 class BaseNode(ABC):
@@ -23,8 +31,11 @@ class BaseNode(ABC):
     - `Secrets`: the graph secrets the node needs (fetched only if it declares any).
 
     The runtime creates a new instance per state, sets `self.inputs` and `self.secrets`, and
-    awaits `execute()`. Raise `PruneSignal` or `ReQueueAfterSignal` to steer the run; any other
-    exception reports the state as errored. The node's name is its class name.
+    runs `execute()`: declared with `async def`, it is awaited on the runtime's event loop (it
+    must not block: no `time.sleep`, no blocking I/O, no long CPU work there); declared with a
+    plain `def`, it runs in one of the runtime's worker threads, so it may block as long as it
+    needs. Raise `PruneSignal` or `ReQueueAfterSignal` to steer the run; any other exception
+    reports the state as errored. The node's name is its class name.
 
     Example:
         ```python
@@ -55,8 +66,11 @@ class BaseNode(ABC):
     secrets: BaseModel
 
     @abstractmethod
-    async def execute(self) -> BaseModel | Sequence[BaseModel] | None:
+    def execute(self) -> NodeResult | Awaitable[NodeResult]:
         """Do the work, reading `self.inputs` and `self.secrets`.
+
+        Declare it `async def execute(self)` for code that awaits, or `def execute(self)` for
+        blocking code (run in a worker thread).
 
         Returns:
             An `Outputs` instance, a list of them (one next branch per element), or None
@@ -64,11 +78,25 @@ class BaseNode(ABC):
             still run once, as upstream; raise `PruneSignal` to end the branch instead).
         """
 
-    async def _execute(self, inputs: BaseModel, secrets: BaseModel) -> BaseModel | Sequence[BaseModel] | None:
-        """Set `self.inputs` and `self.secrets`, then await `execute()`."""
+    async def _execute(
+        self, inputs: BaseModel, secrets: BaseModel, run_in_thread: RunInThread[Any] | None = None
+    ) -> NodeResult:
+        """Set `self.inputs` and `self.secrets`, then run `execute()`: awaited when it is a
+        coroutine function, else called through `run_in_thread` (default `asyncio.to_thread`)."""
         self.inputs = inputs
         self.secrets = secrets
-        return await self.execute()
+        if inspect.iscoroutinefunction(self.execute):
+            result = self.execute()
+        else:
+            result = await (run_in_thread or asyncio.to_thread)(self.execute)
+        if inspect.isawaitable(result):  # a coroutine function, or a wrapped one that hides it
+            return cast(NodeResult, await result)
+        return cast(NodeResult, result)
+
+
+def is_sync_node(node: type[BaseNode]) -> bool:
+    """Whether the node's `execute` is a plain `def` (run in a worker thread)."""
+    return not inspect.iscoroutinefunction(node.execute)
 
 
 def needs_secrets(node: type[BaseNode]) -> bool:
@@ -93,10 +121,13 @@ def _node_errors(node: Any) -> list[str]:
     if not (inspect.isclass(node) and issubclass(node, BaseNode)):
         return [f"{name} does not inherit from exospherehost.BaseNode"]
     errors: list[str] = []
+    execute = getattr(node, "execute", None)
     if inspect.isabstract(node):
         errors.append(f"{name} does not implement execute()")
-    elif not inspect.iscoroutinefunction(node.execute):
-        errors.append(f"{name}.execute must be declared with 'async def'")
+    elif not callable(execute):
+        errors.append(f"{name}.execute must be a method declared with 'def' or 'async def'")
+    elif inspect.isgeneratorfunction(execute) or inspect.isasyncgenfunction(execute):
+        errors.append(f"{name}.execute must return its outputs, not yield them")
     for model_name in ("Inputs", "Outputs", "Secrets"):
         errors.extend(_model_errors(name, model_name, getattr(node, model_name, None)))
     return errors

@@ -3,18 +3,32 @@
 ```
 run()
  ├─ register the nodes                                   PUT /nodes/
+ ├─ start the heartbeat thread and the loop watchdog
  ├─ until shutdown() is requested:
  │    wait for a free worker slot
  │    claim min(batch_size, free slots) states           POST /states/enqueue (long-poll)
  │    one task per state (see _worker.py):
- │      inputs ─► secrets ─► execute ─► report           heartbeats while it runs
- └─ drain: running nodes get the grace period, then are cancelled; close the client
+ │      inputs ─► secrets ─► execute ─► report           heartbeats (another thread) meanwhile
+ └─ drain: running nodes get the grace period, then are cancelled; stop the threads, close the client
 ```
 
-Logging goes to the `exospherehost.*` loggers (`logging.getLogger(__name__)` in each module).
-Unlike the upstream SDK, the runtime never configures the root logger or adds handlers, and
-reads no logging variables (`EXOSPHERE_LOG_LEVEL`, `EXOSPHERE_DISABLE_DEFAULT_LOGGING`): how
-logs are shown is the application's choice, e.g. `logging.basicConfig(level=logging.INFO)`.
+Threads, besides the event loop's:
+
+- node threads (`_threads.py`): at most `workers`, running the nodes declared `def execute`;
+- the heartbeat thread (`_heartbeats.py`): keeps the leases of every running state with its own
+  synchronous client, so a node that blocks the event loop does not lose its lease; a 409 is
+  handed back to the loop (`call_soon_threadsafe`), which stops the node;
+- the watchdog (`_watchdog.py`): warns once per episode when the event loop is blocked longer
+  than `blocked_loop_warning`, naming the node.
+
+Under `start()`, the first SIGINT (Ctrl-C) or SIGTERM starts the drain and logs one line; a
+second one cuts it short: running nodes are cancelled at once and reported errored.
+
+Logging goes to the `exospherehost.*` loggers (`logging.getLogger(__name__)` in each module): one
+line when the runtime is connected and serving, one per finished state. When it starts serving
+and nothing is configured (neither the root logger nor `exospherehost` has a handler), the
+runtime attaches one stderr handler to the `exospherehost` logger, at INFO or
+`EXOSPHERE_LOG_LEVEL` (see `_logging.py`); it never touches the root logger.
 """
 
 from __future__ import annotations
@@ -26,13 +40,19 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from ._client import ApiClient
 from ._execution import Errored, Executed, Outcome, Pruned, Requeued
-from ._http import ApiClient, AsyncTransport
+from ._heartbeats import HeartbeatThread
+from ._http import AsyncTransport
+from ._logging import ensure_default_logging
+from ._sync_http import SyncHeartbeatClient
+from ._threads import NodeThreads
+from ._watchdog import LoopWatchdog
 from ._worker import CANCEL_REPORT_TIMEOUT, StateWorker
 from .errors import ExosphereError
 from .node import BaseNode, registration_entry, validate_nodes
@@ -66,7 +86,8 @@ class BatchResult:
         errored: States reported as errored (node exception, bad inputs or secrets, unknown node).
         pruned: States whose node raised `PruneSignal`.
         requeued: States whose node raised `ReQueueAfterSignal`.
-        unreported: Outcomes that could not be reported (logged; the server's lease recovers them).
+        unreported: Outcomes that could not be reported (logged; the server's lease recovers them),
+            and states the server ended while they ran (run cancelled, node timed out).
     """
 
     claimed: int = 0
@@ -94,13 +115,19 @@ class Runtime:
             back-off).
         long_poll_ms: How long the server may hold a poll open waiting for work (0 to 30000);
             0 disables long-polling.
-        heartbeat_interval: Seconds between heartbeats that keep the lease of a running state;
-            None disables heartbeats. Only states the server leased are heartbeated.
+        heartbeat_interval: Seconds between heartbeats that keep the lease of a running state
+            (fewer when the lease is short: at least three per lease); None disables heartbeats.
+            Only states the server leased are heartbeated. They are sent from a thread of their
+            own, so a node blocking the event loop does not stop them.
         report_retries: How many times a report is retried after a network error or a 5xx
             (back-off from 0.2 s doubling to 10 s: the default rides out one to one and a half minutes
             of server downtime, e.g. a restart; after that the server's lease re-delivers the work).
-        shutdown_grace_period: Default seconds `shutdown()` lets running nodes finish before
-            cancelling them.
+        shutdown_grace_period: Default seconds `shutdown()` (or a first Ctrl-C / SIGTERM under
+            `start()`) lets running nodes finish before cancelling them.
+        blocked_loop_warning: Seconds the event loop may be blocked (by a node's code that does
+            not await, e.g. `time.sleep` or CPU work inside `async def execute`) before the
+            runtime logs a warning naming the node (one per blocking episode); None disables
+            the check.
         transport: An httpx transport (e.g. `httpx.MockTransport`) for tests.
 
     Raises:
@@ -129,6 +156,7 @@ class Runtime:
         heartbeat_interval: float | None = 30.0,
         report_retries: int = 15,
         shutdown_grace_period: float = 30.0,
+        blocked_loop_warning: float | None = 1.0,
         transport: AsyncTransport | None = None,
     ) -> None:
         uri = state_manager_uri if state_manager_uri is not None else os.environ.get(URI_ENV)
@@ -137,6 +165,8 @@ class Runtime:
         _check_keywords(
             poll_interval, long_poll_ms, heartbeat_interval, report_retries, shutdown_grace_period
         )
+        if blocked_loop_warning is not None and blocked_loop_warning <= 0:
+            raise ValueError("blocked_loop_warning should be positive (or None to disable the warning)")
         errors = validate_nodes(nodes)
         if errors:
             raise ValueError("Following errors while validating nodes: " + "\n".join(errors))
@@ -150,6 +180,7 @@ class Runtime:
         self._poll_interval = float(poll_interval)
         self._long_poll_ms = long_poll_ms
         self._grace_period = shutdown_grace_period
+        self._uri = uri
         self._api = ApiClient(
             base_url=uri,
             api_key=api_key,
@@ -157,11 +188,21 @@ class Runtime:
             version=state_manage_version,
             transport=transport,
         )
+        self._heartbeat_interval = heartbeat_interval
+        self._heartbeat_client = SyncHeartbeatClient(
+            base_url=uri,
+            api_key=api_key,
+            namespace=namespace,
+            version=state_manage_version,
+            transport=transport,
+        )
+        self._blocked_loop_warning = blocked_loop_warning
+        self._threads = NodeThreads(workers, name=f"exosphere-node-{name}")
         self._worker = StateWorker(
             self._api,
             self._nodes,
             runtime_name=name,
-            heartbeat_interval=heartbeat_interval,
+            threads=self._threads,
             report_retries=report_retries,
         )
         self._phase = _Phase.IDLE
@@ -170,6 +211,7 @@ class Runtime:
         # A runtime runs at most once, so these events only ever serve one event loop.
         self._stop = asyncio.Event()
         self._slot_freed = asyncio.Event()
+        self._stop_now = asyncio.Event()
         self._finished = asyncio.Event()
         self._background: asyncio.Task[None] | None = None
 
@@ -185,33 +227,84 @@ class Runtime:
             RuntimeError: If the runtime is already running or was shut down.
         """
         self._check_phase("run()")
+        ensure_default_logging()
         await self._ensure_registered()
         if self._enter_running():
             await self._serve()
 
     async def _serve(self) -> None:
         try:
-            logger.info("runtime %s/%s serving nodes %s", self._namespace, self._name, sorted(self._nodes))
-            await self._poll_loop()
+            async with self._helper_threads():
+                logger.info(
+                    "connected to the state manager at %s: runtime %s serving namespace %s, nodes %s, "
+                    "%d workers",
+                    self._uri,
+                    self._name,
+                    self._namespace,
+                    ", ".join(sorted(self._nodes)),
+                    self._workers,
+                )
+                try:
+                    await self._poll_loop()
+                finally:
+                    await self._drain()
         finally:
-            await self._drain()
             await self._api.aclose()
+            self._threads.close()
             self._phase = _Phase.STOPPED
             self._finished.set()
             logger.info("runtime %s/%s stopped", self._namespace, self._name)
 
+    @contextlib.asynccontextmanager
+    async def _helper_threads(self) -> AsyncIterator[None]:
+        """The heartbeat thread and the loop watchdog, for as long as states are processed."""
+        loop = asyncio.get_running_loop()
+        heartbeats = None
+        if self._heartbeat_interval is not None:
+            heartbeats = HeartbeatThread(self._heartbeat_client, self._heartbeat_interval)
+            heartbeats.start(loop, self._name)
+        watchdog = None
+        if self._blocked_loop_warning is not None:
+            watchdog = LoopWatchdog(self._blocked_loop_warning, self._describe_loop_blocker)
+            watchdog.start(loop, self._name)
+        self._worker.heartbeats = heartbeats
+        try:
+            yield
+        finally:
+            self._worker.heartbeats = None
+            if watchdog is not None:
+                watchdog.stop()
+            if heartbeats is not None:
+                await heartbeats.close()
+
+    def _describe_loop_blocker(self, task: asyncio.Task[Any] | None) -> str:
+        """Who is blocking the event loop (called from the watchdog thread while it is blocked)."""
+        running = self._worker.running_on_loop.copy()
+        blocker = running.get(task) if task is not None else None
+        if blocker is not None:
+            return f"node {blocker.node_name} (state {blocker.state_id})"
+        nodes = ", ".join(f"{node.node_name} (state {node.state_id})" for node in running.values())
+        where = f"task {task.get_name()!r}" if task is not None else "code outside any task"
+        return f"{where} (async nodes running: {nodes or 'none'})"
+
     def start(self) -> asyncio.Task[None] | None:
         """Run until stopped: the blocking entry point for a worker process.
 
-        Outside an event loop this blocks in `asyncio.run()`. SIGTERM shuts down gracefully and
-        returns; SIGINT (Ctrl-C) drains the same way, then raises `KeyboardInterrupt` (a second
-        Ctrl-C stops at once). Inside a running loop it schedules `run()` and returns the task
-        instead (keep a reference to it).
+        Outside an event loop this blocks in `asyncio.run()`. The first SIGINT (Ctrl-C) or
+        SIGTERM stops claiming and lets running nodes finish within the shutdown grace period
+        (one warning says so); a second one cancels them at once and reports them errored, so
+        their retry policy runs them again. Either way `start()` then returns normally, without
+        a traceback (a process that ends there exits with status 0). Inside a running loop it
+        schedules `run()` and returns the task instead (keep a reference to it); signals are
+        then the application's business.
         """
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            asyncio.run(self._run_with_signal_handlers())
+            # A KeyboardInterrupt can only come from a Ctrl-C before our handlers are installed:
+            # asyncio's own handler then cancelled `run()`, which drained like a shutdown.
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(self._run_with_signal_handlers())
             return None
         return loop.create_task(self.run())
 
@@ -231,11 +324,13 @@ class Runtime:
                 await self._finished.wait()
             return
         self._phase = _Phase.STOPPED
+        self._threads.close()
         await self._api.aclose()
 
     async def __aenter__(self) -> Runtime:
         """Register the nodes, then run in a background task until the block exits."""
         self._check_phase("async with")
+        ensure_default_logging()
         await self._ensure_registered()
         if self._enter_running():
             self._background = asyncio.create_task(self._serve(), name=f"exosphere-runtime-{self._name}")
@@ -268,7 +363,10 @@ class Runtime:
         self._check_phase("run_once()")
         await self._ensure_registered()
         states, received_at = await self._claim(min(self._batch_size, self._workers), 0)
-        results = await asyncio.gather(*(self._worker.process(state, received_at) for state in states))
+        if not states:
+            return BatchResult()
+        async with self._helper_threads():
+            results = await asyncio.gather(*(self._worker.process(state, received_at) for state in states))
         return _summarise(len(states), results)
 
     # ------------------------------------------------------------------ lifecycle helpers
@@ -292,9 +390,28 @@ class Runtime:
 
     async def _run_with_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows, or not the main thread
-            loop.add_signal_handler(signal.SIGTERM, self._request_stop, None)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows, or not the main thread
+                loop.add_signal_handler(signum, self._on_stop_signal)
         await self.run()
+
+    def _on_stop_signal(self) -> None:
+        """SIGINT / SIGTERM under `start()`: the first drains, the second stops now, more are ignored."""
+        running = _count_nodes(len(self._in_flight))
+        if not self._stop.is_set():
+            self._request_stop(None)
+            if self._in_flight:
+                logger.warning(
+                    "Stopping: draining %s (up to %g s); press Ctrl-C again to stop now",
+                    running,
+                    self._grace_period,
+                )
+            else:
+                logger.warning("Stopping: no running nodes")
+        elif not self._stop_now.is_set():
+            self._stop_now.set()
+            if self._in_flight:
+                logger.warning("Stopping now: cancelling %s (each is reported errored)", running)
 
     async def _ensure_registered(self) -> None:
         if self._registered:
@@ -304,10 +421,13 @@ class Runtime:
         self._registered = True
 
     async def _drain(self) -> None:
-        if not self._in_flight:
-            return
-        logger.info("waiting up to %ss for %d running node(s)", self._grace_period, len(self._in_flight))
-        _, pending = await asyncio.wait(set(self._in_flight), timeout=self._grace_period)
+        """Give running nodes the grace period (cut short by `_stop_now`), then cancel the rest;
+        each cancelled node reports its state errored."""
+        if self._in_flight and not self._stop_now.is_set():
+            logger.info("waiting up to %ss for %d running node(s)", self._grace_period, len(self._in_flight))
+            finished = asyncio.wait(set(self._in_flight), timeout=self._grace_period)
+            await _first_of(finished, self._stop_now.wait())
+        pending = {task for task in self._in_flight if not task.done()}
         for task in pending:
             task.cancel()
         if pending:
@@ -395,6 +515,10 @@ async def _first_of(*awaitables: Awaitable[Any]) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.wait(tasks)
+
+
+def _count_nodes(count: int) -> str:
+    return f"{count} running node" + ("" if count == 1 else "s")
 
 
 def _check_arguments(batch_size: int, workers: int, uri: str | None, key: str | None) -> None:

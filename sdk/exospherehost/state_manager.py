@@ -7,18 +7,24 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar, overload
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from ._http import ApiClient, AsyncTransport
+from ._client import ApiClient
+from ._http import AsyncTransport
 from .errors import GraphValidationError
 from .models import CronTrigger, GraphNodeModel, RetryPolicyModel, StoreConfigModel
 
-__all__ = ["StateManager", "TriggerState"]
+__all__ = ["IDEMPOTENCY_KEY_HEADER", "StateManager", "TriggerState"]
+
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+"""The header that carries `trigger(..., idempotency_key=...)`."""
 
 _URI_ENV = "EXOSPHERE_STATE_MANAGER_URI"
 _KEY_ENV = "EXOSPHERE_API_KEY"
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class TriggerState(BaseModel):
@@ -98,15 +104,37 @@ class StateManager:
 
     # ------------------------------------------------------------------ runs
 
+    @overload
+    async def trigger(
+        self,
+        graph_name: str,
+        inputs: Mapping[str, str] | None = None,
+        store: Mapping[str, str] | None = None,
+        start_delay: int = 0,
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]: ...
+
+    @overload
+    async def trigger(
+        self,
+        graph_name: str,
+        state: TriggerState | None = None,
+        states: Sequence[TriggerState] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]: ...
+
     async def trigger(
         self,
         graph_name: str,
         *args: Any,
         state: TriggerState | None = None,
         states: Sequence[TriggerState] | None = None,
-        inputs: dict[str, str] | None = None,
-        store: dict[str, str] | None = None,
+        inputs: Mapping[str, str] | None = None,
+        store: Mapping[str, str] | None = None,
         start_delay: int = 0,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """Start a run of a graph.
 
@@ -120,7 +148,12 @@ class StateManager:
 
         Positional arguments follow whichever upstream order they match, so code written for
         either SDK runs unchanged: `trigger(g, inputs, store, start_delay)` (dicts first) or
-        `trigger(g, state, states)`.
+        `trigger(g, state, states)`. Type checkers see the two forms as two overloads.
+
+        With an `idempotency_key` (keyword only), repeating the same trigger with the same key
+        (e.g. a retry after a timeout) starts no second run: our server answers the first
+        answer again, with the same `run_id`. The same key with other arguments is refused
+        (`BadRequestError`, 422). Keys are the caller's choice, e.g. a UUID or an order number.
 
         Args:
             graph_name: The graph to run.
@@ -129,13 +162,15 @@ class StateManager:
             inputs: Root node inputs (HEAD form).
             store: Initial run store (HEAD form).
             start_delay: Milliseconds before the run starts (HEAD form).
+            idempotency_key: Sent as the `Idempotency-Key` header; see above.
 
         Returns:
             The server's answer, e.g. `{"status": "CREATED", "run_id": ...}`.
 
         Raises:
             ValueError: If both or neither of `state`/`states` are used in the SEED form,
-                `states` is empty, or SEED and HEAD arguments are mixed.
+                `states` is empty, SEED and HEAD arguments are mixed, or `idempotency_key` is
+                empty.
             StateManagerError: If the server refuses (e.g. `NotFoundError`, `BadRequestError`).
             TransportError: If the server cannot be reached.
         """
@@ -150,12 +185,41 @@ class StateManager:
         state, states, inputs, store = named["state"], named["states"], named["inputs"], named["store"]
         start_delay = named["start_delay"]
         if state is None and states is None:
-            body: dict[str, Any] = {"inputs": inputs or {}, "store": store or {}, "start_delay": start_delay}
+            body: dict[str, Any] = {
+                "inputs": dict(inputs or {}),
+                "store": dict(store or {}),
+                "start_delay": start_delay,
+            }
         else:
             if inputs is not None or store is not None or start_delay != 0:
                 raise ValueError("Use either state/states (SEED form) or inputs/store/start_delay, not both")
             body = {"states": [s.model_dump() for s in _seed_states(state, states)]}
-        return await self._api.trigger(graph_name, body)
+        if idempotency_key is not None and not idempotency_key:
+            raise ValueError("idempotency_key should not be empty")
+        headers = None if idempotency_key is None else {IDEMPOTENCY_KEY_HEADER: idempotency_key}
+        path = self._api.path("graph", graph_name, "trigger")
+        return await self._api.request_object("POST", path, body=body, headers=headers)
+
+    async def cancel_run(self, run_id: str) -> dict[str, Any]:
+        """Cancel a run: its states not yet running are `CANCELLED` and none is created any more.
+
+        A state already running is not interrupted by the server; the runtime running it
+        stops its node at its next call about the state (a heartbeat, the secrets read or the
+        report), which the server refuses with a 409 whose `code` is `"STATE_CANCELLED"`.
+        Cancelling a cancelled run again answers the same way.
+
+        Args:
+            run_id: The run to cancel.
+
+        Returns:
+            The server's answer: `{"run_id", "status": "CANCELLED", "cancelled_count"}`.
+
+        Raises:
+            NotFoundError: If the run does not exist in this namespace.
+            ConflictError: If the run already ended (the detail names its status).
+            TransportError: If the server cannot be reached.
+        """
+        return await self._api.request_object("POST", self._api.path("run", run_id, "cancel"))
 
     async def list_runs(self, page: int = 1, size: int = 20) -> dict[str, Any]:
         """One page of the namespace's runs, newest first, with per-status counts.
@@ -189,15 +253,38 @@ class StateManager:
         """
         return await self._api.get_graph(graph_name)
 
+    @overload
     async def upsert_graph(
         self,
         graph_name: str,
-        graph_nodes: Sequence[GraphNodeModel | dict[str, Any]],
-        secrets: dict[str, str],
+        graph_nodes: Sequence[GraphNodeModel | Mapping[str, Any]],
+        secrets: Mapping[str, str],
+        retry_policy: RetryPolicyModel | Mapping[str, Any] | None = None,
+        store_config: StoreConfigModel | Mapping[str, Any] | None = None,
+        triggers: Sequence[CronTrigger | Mapping[str, Any]] | None = None,
+        validation_timeout: float = 60,
+        polling_interval: float = 1,
+    ) -> dict[str, Any]: ...
+
+    @overload
+    async def upsert_graph(
+        self,
+        graph_name: str,
+        graph_nodes: Sequence[GraphNodeModel | Mapping[str, Any]],
+        secrets: Mapping[str, str],
+        validation_timeout: float,
+        polling_interval: float = 1,
+    ) -> dict[str, Any]: ...
+
+    async def upsert_graph(
+        self,
+        graph_name: str,
+        graph_nodes: Sequence[GraphNodeModel | Mapping[str, Any]],
+        secrets: Mapping[str, str],
         *args: Any,
-        retry_policy: RetryPolicyModel | None = None,
-        store_config: StoreConfigModel | None = None,
-        triggers: Sequence[CronTrigger] | None = None,
+        retry_policy: RetryPolicyModel | Mapping[str, Any] | None = None,
+        store_config: StoreConfigModel | Mapping[str, Any] | None = None,
+        triggers: Sequence[CronTrigger | Mapping[str, Any]] | None = None,
         validation_timeout: float = 60,
         polling_interval: float = 1,
     ) -> dict[str, Any]:
@@ -205,16 +292,20 @@ class StateManager:
 
         After `secrets`, positional arguments follow either upstream order: 0.0.3's
         `(retry_policy, store_config, triggers, validation_timeout, polling_interval)` or
-        0.0.2b1's `(validation_timeout, polling_interval)` (a number first).
+        0.0.2b1's `(validation_timeout, polling_interval)` (a number first). Type checkers see
+        the two orders as two overloads.
 
         Args:
             graph_name: The graph's name.
             graph_nodes: The nodes, as `GraphNodeModel`s or plain dicts of the same shape
                 (dicts are validated with `GraphNodeModel` first).
             secrets: Secret values available to the graph's nodes.
-            retry_policy: Automatic retry policy; the server default when None.
-            store_config: Run store configuration; the server default when None.
-            triggers: Cron triggers that start runs on a schedule.
+            retry_policy: Automatic retry policy, a `RetryPolicyModel` or a dict of its fields;
+                the server default when None.
+            store_config: Run store configuration, a `StoreConfigModel` or a dict of its
+                fields; the server default when None.
+            triggers: Cron triggers that start runs on a schedule (`CronTrigger`s or dicts
+                like `{"expression": "0 9 * * *"}`).
             validation_timeout: Seconds to wait while the status is `PENDING`.
             polling_interval: Seconds between status checks.
 
@@ -225,6 +316,8 @@ class StateManager:
             GraphValidationError: If the graph is not valid, or still PENDING at the timeout.
             BadRequestError: If the server rejects the graph outright (e.g. a cycle).
             pydantic.ValidationError: If a dict in `graph_nodes` is not a valid node.
+            ValueError: If `retry_policy`, `store_config` or `triggers` is a dict that does not
+                fit its model (the message names the argument and the fields).
         """
         named: dict[str, Any] = {
             "retry_policy": retry_policy,
@@ -290,18 +383,57 @@ def _seed_states(state: TriggerState | None, states: Sequence[TriggerState] | No
 
 
 def _graph_body(
-    graph_nodes: Sequence[GraphNodeModel | dict[str, Any]],
-    secrets: dict[str, str],
-    retry_policy: RetryPolicyModel | None,
-    store_config: StoreConfigModel | None,
-    triggers: Sequence[CronTrigger] | None,
+    graph_nodes: Sequence[GraphNodeModel | Mapping[str, Any]],
+    secrets: Mapping[str, str],
+    retry_policy: RetryPolicyModel | Mapping[str, Any] | None,
+    store_config: StoreConfigModel | Mapping[str, Any] | None,
+    triggers: Sequence[CronTrigger | Mapping[str, Any]] | None,
 ) -> dict[str, Any]:
     nodes = [GraphNodeModel.model_validate(node) for node in graph_nodes]
-    body: dict[str, Any] = {"secrets": secrets, "nodes": [node.model_dump(mode="json") for node in nodes]}
+    body: dict[str, Any] = {"secrets": dict(secrets), "nodes": [_node_body(node) for node in nodes]}
     if retry_policy is not None:
-        body["retry_policy"] = retry_policy.model_dump(mode="json")
+        body["retry_policy"] = _as_model(RetryPolicyModel, retry_policy, "retry_policy").model_dump(
+            mode="json"
+        )
     if store_config is not None:
-        body["store_config"] = store_config.model_dump(mode="json")
+        body["store_config"] = _as_model(StoreConfigModel, store_config, "store_config").model_dump(
+            mode="json"
+        )
     if triggers is not None:
-        body["triggers"] = [{"type": "CRON", "value": {"expression": t.expression}} for t in triggers]
+        crons = [_as_model(CronTrigger, t, f"triggers[{i}]") for i, t in enumerate(triggers)]
+        body["triggers"] = [{"type": "CRON", "value": {"expression": t.expression}} for t in crons]
     return body
+
+
+def _as_model(model: type[M], value: M | Mapping[str, Any], argument: str) -> M:
+    """`value` itself if it is already a `model`, else a dict validated into one.
+
+    Raises:
+        ValueError: Naming `argument` and every field that does not fit or is unknown, e.g.
+            `Invalid retry_policy: max_retries: Input should be greater than or equal to 0`.
+    """
+    if isinstance(value, model):
+        return value
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"Invalid {argument}: expected a {model.__name__} or a dict of its fields, "
+            f"got {type(value).__name__}"
+        )
+    unknown = sorted(str(key) for key in value if key not in model.model_fields)
+    if unknown:  # a typo would otherwise be dropped silently, and the server default used
+        known = ", ".join(model.model_fields)
+        raise ValueError(f"Invalid {argument}: unknown field(s) {', '.join(unknown)} (known: {known})")
+    try:
+        return model.model_validate(dict(value))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or '(value)'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ValueError(f"Invalid {argument}: {problems}") from None
+
+
+def _node_body(node: GraphNodeModel) -> dict[str, Any]:
+    """The node as sent: `timeout_seconds` only when set, so an upstream server sees its own shape."""
+    unset = {"timeout_seconds"} if node.timeout_seconds is None else None
+    return node.model_dump(mode="json", exclude=unset)

@@ -27,6 +27,9 @@ async def run_node(
 ) -> list[dict[str, Any]]:
     """Validate the node class and its inputs/secrets, run `execute()`, and return its outputs.
 
+    An `async def execute` is awaited; a plain `def execute` runs in a thread
+    (`asyncio.to_thread`), as the runtime runs it in one of its worker threads.
+
     This is what the `Runtime` does with a claimed state, minus the HTTP: the same node rules,
     the same validation of `Inputs` and `Secrets`, the same normalisation of the result.
 

@@ -1,7 +1,8 @@
 """A tiny in-memory stand-in for the state manager, served through `httpx.MockTransport`.
 
 It records every request, hands out queued states on enqueue (holding long-polls until work
-arrives), and answers reports. Tests script failures with `fail(...)`.
+arrives), and answers reports. Tests script failures with `fail(...)`. Heartbeats come from the
+runtime's heartbeat thread (on a private event loop there), so recording is guarded by a lock.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +53,7 @@ class FakeServer:
     abandoned_polls: int = 0
     """Enqueue requests the client gave up on while the server held them."""
     _failures: list[tuple[re.Pattern[str], Responder]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     _next_id: int = 0
     _work: asyncio.Event | None = None
 
@@ -66,9 +69,11 @@ class FakeServer:
         claim_token: str | None = None,
         lease_ms: int | None = None,
         lease_expires_at: int | None = None,
+        timeout_ms: int | None = None,
     ) -> str:
         """Queue a state. `lease=True` gives it the `lease_expires_at` of an older server of ours;
-        `claim_token` and `lease_ms` are what the current server adds; none of them: upstream."""
+        `claim_token`, `lease_ms` and (for a node with a timeout) `timeout_ms` are what the
+        current server adds; none of them: upstream."""
         self._next_id += 1
         state_id = state_id or f"s{self._next_id}"
         state: dict[str, Any] = {
@@ -86,31 +91,43 @@ class FakeServer:
             state["lease_ms"] = lease_ms
         if claim_token is not None:
             state["claim_token"] = claim_token
+        if timeout_ms is not None:
+            state["timeout_ms"] = timeout_ms
         self.states.append(state)
         if self._work is not None:
             self._work.set()
         return state_id
 
     def fail(
-        self, route_pattern: str, status: int | Exception, times: int = 1, detail: Any = "scripted"
+        self,
+        route_pattern: str,
+        status: int | Exception,
+        times: int = 1,
+        detail: Any = "scripted",
+        code: str | None = None,
     ) -> None:
-        """Answer the next `times` requests whose route matches with `status` (or raise it)."""
+        """Answer the next `times` requests whose route matches with `status` (or raise it);
+        `code` adds the machine-readable `"code"` our server sends next to `detail`."""
         pattern = re.compile(route_pattern)
+        body = {"detail": detail} if code is None else {"detail": detail, "code": code}
 
         def respond(_request: httpx.Request) -> httpx.Response | Exception:
             if isinstance(status, Exception):
                 return status
-            return httpx.Response(status, json={"detail": detail})
+            return httpx.Response(status, json=body)
 
-        self._failures.extend([(pattern, respond)] * times)
+        with self._lock:
+            self._failures.extend([(pattern, respond)] * times)
 
     def answer_once(self, route_pattern: str, status: int, body: Any) -> None:
         """Answer the next request whose route matches with this JSON body."""
-        self._failures.append((re.compile(route_pattern), lambda _req: httpx.Response(status, json=body)))
+        with self._lock:
+            self._failures.append((re.compile(route_pattern), lambda _req: httpx.Response(status, json=body)))
 
     def routes(self, suffix: str) -> list[Recorded]:
         """Requests whose route ends with `suffix`, in order."""
-        return [r for r in self.requests if r.route.endswith(suffix)]
+        with self._lock:
+            return [r for r in self.requests if r.route.endswith(suffix)]
 
     # ------------------------------------------------------------------ transport
 
@@ -120,8 +137,9 @@ class FakeServer:
     async def handle(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content) if request.content else None
         recorded = Recorded(request.method, request.url.path, body, request.headers)
-        self.requests.append(recorded)
-        scripted = self._take_failure(recorded.route)
+        with self._lock:
+            self.requests.append(recorded)
+            scripted = self._take_failure(recorded.route)
         if scripted is not None:
             result = scripted(request)
             if isinstance(result, Exception):

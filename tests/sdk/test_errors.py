@@ -17,6 +17,7 @@ from exospherehost import (
     StateManagerError,
     TransportError,
 )
+from exospherehost.errors import error_for_status
 
 from .fake_server import API_KEY, BASE_URL, NAMESPACE
 
@@ -119,3 +120,38 @@ def test_one_manager_works_across_event_loops() -> None:
     second = asyncio.run(sm.get_graph("g"))
 
     assert first == second == {"validation_status": "VALID"}
+
+
+async def test_the_machine_readable_code_of_an_error_body_is_kept() -> None:
+    body = {"detail": "State s1 was cancelled: its run r1 was cancelled", "code": "STATE_CANCELLED"}
+    transport = httpx.MockTransport(lambda _: httpx.Response(409, json=body))
+
+    with pytest.raises(ConflictError) as caught:
+        await manager(transport).get_graph("g")
+
+    assert caught.value.code == "STATE_CANCELLED"
+    assert caught.value.detail == body["detail"]
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(409, json={"detail": "lease lost"}),
+        httpx.Response(409, json={"detail": "lease lost", "code": 7}),
+        httpx.Response(502, text="<html>bad gateway</html>"),
+    ],
+    ids=["no-code", "not-a-string", "not-json"],
+)
+async def test_an_error_without_a_code_has_code_none(response: httpx.Response) -> None:
+    with pytest.raises(StateManagerError) as caught:
+        await manager(httpx.MockTransport(lambda _: response)).get_graph("g")
+
+    assert caught.value.code is None
+
+
+def test_error_for_status_keeps_the_code() -> None:
+    error = error_for_status(409, "cancelled", method="POST", path="/p", code="STATE_CANCELLED")
+
+    assert type(error) is ConflictError
+    assert error.code == "STATE_CANCELLED"
+    assert error_for_status(409, "lease lost").code is None

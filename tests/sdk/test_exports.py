@@ -65,7 +65,8 @@ def test_import_pulls_in_no_server_modules() -> None:
     assert result.stdout.strip() == ""
 
 
-def test_only_the_http_module_imports_httpx() -> None:
+def test_only_the_http_modules_import_httpx() -> None:
+    """`_http` (the async client) and `_sync_http` (the heartbeat thread's client)."""
     code = (
         "import importlib, pkgutil, exospherehost\n"
         "for mod in pkgutil.iter_modules(exospherehost.__path__):\n"
@@ -75,4 +76,4 @@ def test_only_the_http_module_imports_httpx() -> None:
 
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 
-    assert result.stdout.split() == ["_http"]
+    assert sorted(result.stdout.split()) == ["_http", "_sync_http"]

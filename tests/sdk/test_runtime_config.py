@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ def runtime(*nodes: Any, **kwargs: Any) -> Runtime:
         ({"long_poll_ms": -1}, "long_poll_ms should be between 0 and 30000"),
         ({"heartbeat_interval": 0}, "Heartbeat interval should be positive"),
         ({"report_retries": -1}, "Report retries should not be negative"),
+        ({"blocked_loop_warning": 0}, "blocked_loop_warning should be positive"),
     ],
 )
 def test_invalid_arguments_are_refused(kwargs: dict[str, Any], message: str) -> None:
@@ -81,9 +83,14 @@ class NoExecute(BaseNode):
     pass
 
 
-class SyncExecute(BaseNode):
-    def execute(self) -> None:  # type: ignore[override]
-        return None
+class YieldsOutputs(BaseNode):
+    def execute(self) -> Iterator[BaseModel]:  # type: ignore[override]
+        yield self.Outputs()
+
+
+class YieldsOutputsAsync(BaseNode):
+    async def execute(self) -> AsyncIterator[BaseModel]:  # type: ignore[override]
+        yield self.Outputs()
 
 
 @pytest.mark.parametrize(
@@ -103,7 +110,8 @@ class SyncExecute(BaseNode):
             ],
         ),
         (NoExecute, ["NoExecute does not implement execute()"]),
-        (SyncExecute, ["SyncExecute.execute must be declared with 'async def'"]),
+        (YieldsOutputs, ["YieldsOutputs.execute must return its outputs, not yield them"]),
+        (YieldsOutputsAsync, ["YieldsOutputsAsync.execute must return its outputs, not yield them"]),
     ],
 )
 def test_invalid_nodes_are_refused_with_every_problem(node: Any, messages: list[str]) -> None:
