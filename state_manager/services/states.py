@@ -315,7 +315,8 @@ async def expire_lease(ctx: AppContext, state: State, *, timed_out: bool = False
         reason = f"Timed out: node {state.node_name} ran longer than its timeout of {limit:g}s"
         passed = {"deadline_ms": {"$lt": now_ms()}}
     else:
-        reason = f"Lease expired: no report from the worker within {ctx.settings.state_lease_seconds:g}s"
+        lease = (state.tuned_lease_ms or ctx.lease_ms) / 1000  # the lease this claim was given
+        reason = f"Lease expired: no report from the worker within {lease:g}s"
         passed = {"lease_expires_at": {"$lt": now_ms()}}
     fields = {
         "error": reason + ("; the work was re-delivered" if retry else "; no retries left"),

@@ -9,6 +9,7 @@ benchmarks/RESULTS.md has the figure with the default floor.
 from __future__ import annotations
 
 import contextlib
+import re
 import tempfile
 import time
 import uuid
@@ -90,9 +91,10 @@ def test_a_killed_official_runtime_s_claims_are_redelivered_after_the_tuned_leas
             states = api.run_states(namespace, run_id)
             outcome = sorted((s["status"], s["retry_count"]) for s in states)
             assert outcome == [("RETRY_CREATED", 0), ("SUCCESS", 1)], summarize_states(states)
-            assert "Lease expired" in next(s["error"] for s in states if s["status"] == "RETRY_CREATED")
+            error = next(s["error"] for s in states if s["status"] == "RETRY_CREATED")
+            # The claims held a tuned lease (at least the floor), not the fixed 300 s one.
+            lease = float(re.search(r"within ([0-9.]+)s", error).group(1))  # type: ignore[union-attr]
+            assert FLOOR_SECONDS <= lease < 300, error
         print(f"\n{HELD} claims of a killed official runtime finished {recovered_after:.1f}s after the kill")
-        # Far below the 300 s of a fixed lease: the tuned lease (the floor here) plus a recovery pass.
-        assert recovered_after < 120
     finally:
         api.close()
