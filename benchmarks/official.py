@@ -1,8 +1,8 @@
 """The official SDK release's venv (Python >= 3.12), built as the compatibility suite builds it.
 
-Same place and same completion marker as `tests/compat/conftest.py`:
-`<repo>/.cache/compat/exospherehost-<version>/`, complete when its `.compat-ready` file holds the
-version; built once (under the same lock file) and reused by both.
+The one builder of that venv: the compatibility suite (`tests/compat/conftest.py`) uses it too.
+It lives in `<repo>/.cache/compat/exospherehost-<version>/`, is complete when its `.compat-ready`
+file holds the version, and is built once (under a lock file) and reused.
 """
 
 from __future__ import annotations
@@ -62,8 +62,13 @@ def _run(command: list[str], what: str, timeout: float) -> str:
     return completed.stdout
 
 
-def official_sdk_python(version: str = "0.0.3") -> Path:
-    """The interpreter of a venv holding `exospherehost==version`; built on first use."""
+def official_sdk_python(version: str = "0.0.3", interpreter: str | None = None) -> Path:
+    """The interpreter of a venv holding `exospherehost==version`; built on first use (with
+    `interpreter`, or the first Python >= 3.12 found) and reused by the compatibility suite.
+
+    Raises:
+        RuntimeError: No Python >= 3.12, or building the venv failed.
+    """
     venv = CACHE_DIR / f"exospherehost-{version}"
     python = venv / "bin" / "python"
     marker = venv / MARKER_NAME
@@ -73,7 +78,7 @@ def official_sdk_python(version: str = "0.0.3") -> Path:
         if marker.exists() and marker.read_text().strip() == version and python.exists():
             return python
         shutil.rmtree(venv, ignore_errors=True)  # a half-built venv
-        _run([find_python312(), "-m", "venv", str(venv)], f"creating {venv}", 120)
+        _run([interpreter or find_python312(), "-m", "venv", str(venv)], f"creating {venv}", 120)
         _run(
             [
                 str(python),

@@ -10,7 +10,6 @@ one JSON manifest line, and keeps its runtimes alive until we close its stdin.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import subprocess
@@ -28,16 +27,14 @@ if str(REPO_ROOT) not in sys.path:  # `pytest` (unlike `python -m pytest`) does 
 # The shared checks assert outside the test modules; rewrite them too so failures show both sides.
 pytest.register_assert_rewrite("tests.compat.checks")
 
+from benchmarks.official import clean_env, official_sdk_python  # noqa: E402
 from tests.support.api import StateManagerAPI  # noqa: E402
 from tests.support.live_server import LiveServer, start_server  # noqa: E402
 from tests.support.scenario_process import ScenarioProcess, ScenarioRunner, scenario_process  # noqa: E402
 
 COMPAT_DIR = Path(__file__).resolve().parent
 SCENARIOS_DIR = COMPAT_DIR / "scenarios"
-CACHE_DIR = REPO_ROOT / ".cache" / "compat"
-MARKER_NAME = ".compat-ready"
 MIN_PYTHON = (3, 12)
-PIP_TIMEOUT_SECONDS = 600
 LOG_TAIL_LINES = 120
 
 # Read once at import: the root conftest's autouse fixture strips EXOSPHERE_* from each test's env.
@@ -125,53 +122,13 @@ def find_compat_python() -> str:
 # ---------------------------------------------------------------- official SDK venvs
 
 
-def _run_or_fail(command: list[str], what: str, timeout: float) -> str:
-    try:
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{what}: timed out after {timeout:.0f}s: {command}", pytrace=False)
-    if completed.returncode != 0:
-        output = (completed.stdout + completed.stderr)[-4000:]
-        pytest.fail(f"{what} failed (exit {completed.returncode}): {command}\n{output}", pytrace=False)
-    return completed.stdout
-
-
 def sdk_venv_python(version: str) -> Path:
-    """The interpreter of a venv holding ``exospherehost==version``; built on first use, then cached."""
-    venv = CACHE_DIR / f"exospherehost-{version}"
-    python = venv / "bin" / "python"
-    marker = venv / MARKER_NAME
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with (CACHE_DIR / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # several pytest processes may build at once
-        if marker.exists() and marker.read_text().strip() == version and python.exists():
-            return python
-        shutil.rmtree(venv, ignore_errors=True)  # a half-built venv from an interrupted run
-        interpreter = find_compat_python()
-        _run_or_fail([interpreter, "-m", "venv", str(venv)], f"creating the venv {venv}", 120)
-        _run_or_fail(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-input",
-                f"exospherehost=={version}",
-            ],
-            f"pip install exospherehost=={version}",
-            PIP_TIMEOUT_SECONDS,
-        )
-        installed = _run_or_fail(
-            [str(python), "-c", "import exospherehost; print(exospherehost.VERSION)"],
-            f"importing exospherehost {version}",
-            60,
-        ).strip()
-        if installed != version:
-            pytest.fail(f"venv {venv} has exospherehost {installed}, wanted {version}", pytrace=False)
-        marker.write_text(version)
-    return python
+    """The interpreter of a venv holding ``exospherehost==version``: built on first use, then
+    cached (the benchmarks build and reuse the same one, see benchmarks/official.py)."""
+    try:
+        return official_sdk_python(version, find_compat_python())
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        pytest.fail(f"the official SDK {version} venv: {exc}", pytrace=False)
 
 
 # ---------------------------------------------------------------- server and REST client
@@ -205,11 +162,7 @@ def compat_api(compat_server: LiveServer) -> Iterator[StateManagerAPI]:
 def _scenario_env(server: LiveServer, version: str, workdir: Path, extra: dict[str, str]) -> dict[str, str]:
     # Nothing from this repository's Python environment may leak in: our own SDK is also called
     # `exospherehost`, and a PYTHONPATH pointing at ./sdk would shadow the official release.
-    inherited = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("PYTHON", "EXOSPHERE_", "VIRTUAL_ENV", "PYENV_VERSION"))
-    }
+    inherited = clean_env(dict(os.environ))
     tag = version.replace(".", "")
     return {
         **inherited,
