@@ -1,4 +1,5 @@
-"""Effects of a status write: fan-out clones, children, retry copies, joins.
+"""Effects of a status write: fan-out copies, next states and retry copies here, then the joins
+stage (`joins.py`); new states are built in `new_states.py`.
 
 A status write records what must follow it in `pending_effect` (the table is in
 `domain/effects.py`: "spawn", then "joins"); `settle` carries it out. Every state it creates
@@ -15,32 +16,36 @@ reason in `error`, and its joins are evaluated, so nothing waits on it forever.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
 
 import structlog
-from bson import ObjectId
 
 from state_manager.clock import now_ms
 from state_manager.db import queries
 from state_manager.db.documents import GraphTemplate, Run, State
 from state_manager.domain.effects import Effect, after_spawn
 from state_manager.domain.models import NodeTemplate, RetryPolicy
-from state_manager.domain.placeholders import OutputRef
 from state_manager.domain.planning import (
     PlanningError,
-    collected_refs,
     referenced_identifiers,
     resolve_inputs,
 )
 from state_manager.domain.retry import retry_delay_ms
-from state_manager.domain.status import FAILED, UNSETTLED, Event, JoinVerdict, StateStatus, join_verdict
+from state_manager.domain.status import Event, StateStatus
 from state_manager.errors import TooLarge
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import graph_shape, template_for
+from state_manager.services.joins import evaluate_joins, may_settle_a_join
+from state_manager.services.new_states import (
+    branch_outputs,
+    check_size,
+    fanout_copy_id,
+    new_state,
+    state_oid,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -59,9 +64,12 @@ async def settle(ctx: AppContext, state: State) -> State:
     if current.pending_effect == Effect.SPAWN:
         current = await _spawn(ctx, current, graph)
     if current.pending_effect == Effect.JOINS:
-        created = [] if current.run_cancelled else await evaluate_joins(ctx, current, graph)
-        closed = await queries.finish_effect(_id(current), Effect.JOINS, None)
-        await _undo_if_cancelled(closed, created)
+        joins = [] if current.run_cancelled else await evaluate_joins(ctx, current, graph)
+        for join in joins:
+            if join.status == StateStatus.CANCELLED:  # a join that cannot run: its joins above
+                await settle_isolated(ctx, join)
+        closed = await queries.finish_effect(state_oid(current), Effect.JOINS, None)
+        await _undo_if_cancelled(closed, [join.spawn_key for join in joins])
         current = closed or _with_effect(current, None)
     return current
 
@@ -116,7 +124,7 @@ async def _count_failure(ctx: AppContext, state: State, exc: Exception) -> None:
     if isinstance(exc, TooLarge):  # it will never fit: no point in trying again
         await _give_up(ctx, state, exc.detail, TOO_LARGE)
         return
-    failures = await queries.count_failure(_id(state), state.pending_effect)
+    failures = await queries.count_failure(state_oid(state), state.pending_effect)
     if failures is not None and failures >= ctx.settings.effect_attempts:
         reason = f"its effects could not be written after {failures} attempts: {type(exc).__name__}: {exc}"
         await _give_up(ctx, state, reason, EFFECTS)
@@ -133,18 +141,13 @@ async def _give_up(ctx: AppContext, state: State, reason: str, kind: str) -> Non
         "effect_failures": 0,
     }
     failed = await queries.transition(
-        _id(state), Event.EFFECTS_FAILED, fields, extra_filter={"pending_effect": stage}
+        state_oid(state), Event.EFFECTS_FAILED, fields, extra_filter={"pending_effect": stage}
     )
     if failed is None:
         return  # someone else finished or failed it meanwhile
     log.error("effects_abandoned", state_id=str(state.id), run_id=state.run_id, stage=stage, reason=reason)
     if then is not None:
         await settle_isolated(ctx, failed)
-
-
-def _id(state: State) -> ObjectId:
-    assert state.id is not None
-    return ObjectId(str(state.id))
 
 
 async def _spawn(ctx: AppContext, state: State, graph: GraphTemplate | None) -> State:
@@ -154,7 +157,7 @@ async def _spawn(ctx: AppContext, state: State, graph: GraphTemplate | None) -> 
     if state.status == StateStatus.RETRY_CREATED and not state.run_cancelled:
         created.append(await _insert_retry(ctx, state, graph))
     then = after_spawn(state.status)
-    closed = await queries.finish_effect(_id(state), Effect.SPAWN, then)
+    closed = await queries.finish_effect(state_oid(state), Effect.SPAWN, then)
     await _undo_if_cancelled(closed, created)
     return closed or _with_effect(state, then)
 
@@ -206,11 +209,11 @@ async def _advance_executed(ctx: AppContext, state: State, graph: GraphTemplate 
         updated = await _next_failed(state, *own_failure)
     else:
         # Most states settle no join: skip the "joins" stage (one write less per state).
-        then = Effect.JOINS if _may_settle_a_join(state, StateStatus.SUCCESS, plan.graph) else None
-        updated = await queries.transition(_id(state), Event.NEXT_CREATED, {"pending_effect": then})
+        then = Effect.JOINS if may_settle_a_join(state, StateStatus.SUCCESS, plan.graph) else None
+        updated = await queries.transition(state_oid(state), Event.NEXT_CREATED, {"pending_effect": then})
     await _undo_if_cancelled(updated, written)
     if updated is None:  # another settle of the same state moved it on meanwhile
-        updated = await queries.find_state(_id(state))
+        updated = await queries.find_state(state_oid(state))
     return updated or state
 
 
@@ -223,7 +226,7 @@ async def _insert_all(ctx: AppContext, owner: State, states: list[State]) -> Non
     started = time.monotonic()
     for start in range(0, len(states), _INSERT_CHUNK):
         if time.monotonic() - started > ctx.settings.recovery_grace_seconds / 2:
-            await queries.touch(_id(owner), Effect.SPAWN)
+            await queries.touch(state_oid(owner), Effect.SPAWN)
             started = time.monotonic()
         await queries.insert_many_once(states[start : start + _INSERT_CHUNK])
 
@@ -231,17 +234,7 @@ async def _insert_all(ctx: AppContext, owner: State, states: list[State]) -> Non
 async def _next_failed(state: State, reason: str, kind: str | None) -> State | None:
     fields = {"error": reason, "failure_kind": kind}
     log.info("next_states_failed", state_id=str(state.id), run_id=state.run_id, error=reason)
-    return await queries.transition(_id(state), Event.NEXT_FAILED, fields)
-
-
-def fanout_copy_id(state: State, index: int) -> ObjectId:
-    """The id of the `index`-th fan-out copy of `state` (1-based): the same on every settle.
-
-    It keeps the state's creation second (ids stay roughly in creation order) and takes the
-    rest from a hash of the state's id and the index.
-    """
-    digest = hashlib.sha256(f"{state.id}:fanout:{index}".encode()).digest()
-    return ObjectId(_id(state).binary[:4] + digest[:8])
+    return await queries.transition(state_oid(state), Event.NEXT_FAILED, fields)
 
 
 def _fanout_copy(state: State, index: int, outputs: dict[str, Any]) -> State:
@@ -290,8 +283,8 @@ class _Plan:
                 self.graph.store_config.default_values,
             )
             key = f"{state.id}:next:{template.identifier}"
-            child = _new_state(state, self.graph, template, inputs, parents, key)
-            _check_size(ctx, child)
+            child = new_state(state, self.graph, template, inputs, parents, key)
+            check_size(ctx, child)
             children.append(child)
         return children
 
@@ -323,61 +316,6 @@ async def _plan(state: State, graph: GraphTemplate | None) -> _Plan:
 
 def _uses_store(inputs: dict[str, Any]) -> bool:
     return any(isinstance(value, str) and "store." in value for value in inputs.values())
-
-
-def _check_size(ctx: AppContext, state: State) -> None:
-    """Raise TooLarge when `state` would be over the store's document limit.
-
-    Only a state whose text is big enough to come near the limit is encoded to measure it.
-    """
-    limit = ctx.settings.max_document_bytes
-    text = sum(len(k) + len(str(v)) for k, v in state.inputs.items()) + sum(
-        len(k) + len(v) for k, v in state.parents.items()
-    )
-    if 4 * text + 64 * 1024 < limit:  # UTF-8 takes at most 4 bytes a character
-        return
-    size = queries.encoded_size(state.model_dump(exclude={"id", "revision_id"}))
-    if size > limit:
-        raise TooLarge(
-            f"The inputs of node {state.identifier} would make a state of {size} bytes, over the "
-            f"store's limit of {limit} bytes"
-        )
-
-
-def _new_state(
-    origin: State,
-    graph: GraphTemplate,
-    template: NodeTemplate,
-    inputs: dict[str, str],
-    parents: dict[str, str],
-    key: str,
-) -> State:
-    return State(
-        node_name=template.node_name,
-        namespace_name=template.namespace,
-        identifier=template.identifier,
-        graph_name=origin.graph_name,
-        graph_namespace=origin.graph_namespace,
-        graph_version=graph.version,
-        fanout_path=[*origin.fanout_path, origin.output_index],
-        run_id=origin.run_id,
-        inputs=inputs,
-        parents=parents,
-        spawn_key=key,
-        enqueue_after=now_ms(),
-        timeout_ms=template.timeout_seconds * 1000 if template.timeout_seconds else None,
-        fanout_id=str(uuid4()),
-    )
-
-
-async def branch_outputs(current: State, needed: set[str]) -> dict[str, dict[str, Any]]:
-    """Outputs by identifier of `current` and of the ancestors in `needed` on its branch."""
-    outputs: dict[str, dict[str, Any]] = {current.identifier: current.outputs}
-    ids = [ObjectId(current.parents[name]) for name in needed if name in current.parents]
-    if ids:
-        for ancestor in await queries.find_states({"_id": {"$in": ids}}):
-            outputs[ancestor.identifier] = ancestor.outputs
-    return outputs
 
 
 def manual_retry_key(state: State, fanout_id: str) -> str:
@@ -426,161 +364,3 @@ async def _insert_retry(ctx: AppContext, state: State, graph: GraphTemplate | No
         ctx.work.notify(retry.namespace_name)
         log.info("retry_created", state_id=str(state.id), retry_count=count, delay_ms=delay)
     return key
-
-
-def _anchors(state: State, status: StateStatus) -> list[tuple[str, str]]:
-    """(identifier, state id) of the states whose joins a state in `status` may settle."""
-    anchors = list(state.parents.items())
-    if status == StateStatus.SUCCESS:
-        anchors.append((state.identifier, str(state.id)))
-    return anchors
-
-
-def _may_settle_a_join(state: State, status: StateStatus, graph: GraphTemplate) -> bool:
-    shape = graph_shape(graph)
-    return any(identifier in shape.joins_on for identifier, _ in _anchors(state, status))
-
-
-async def evaluate_joins(ctx: AppContext, state: State, graph: GraphTemplate | None) -> list[str]:
-    """Re-evaluate every join whose `unites` anchor is this state or one of its ancestors (and,
-    for a fan-out, each of its copies: they were written with it); the spawn keys of the joins
-    it created."""
-    if graph is None:
-        return []
-    created: list[str] = []
-    shape = graph_shape(graph)
-    anchors = _anchors(state, state.status)
-    if state.identifier in shape.joins_on:
-        copies = range(1, len(state.fanout_outputs) + 1)
-        anchors += [(state.identifier, str(fanout_copy_id(state, index))) for index in copies]
-    for anchor_identifier, anchor_id in anchors:
-        joins = shape.joins_on.get(anchor_identifier, [])
-        for join_identifier in joins:
-            join = shape.by_id[join_identifier]
-            key = await _evaluate_join(ctx, graph, join, anchor_identifier, anchor_id, joins, state.run_id)
-            if key is not None:
-                created.append(key)
-    return created
-
-
-async def _evaluate_join(
-    ctx: AppContext,
-    graph: GraphTemplate,
-    join: NodeTemplate,
-    anchor_identifier: str,
-    anchor_id: str,
-    sibling_joins: list[str],
-    run_id: str,
-) -> str | None:
-    """Create the join for one anchor state once everything below the anchor has settled;
-    returns its spawn key when this call created it.
-
-    The scope leaves out every join on the same anchor and their descendants: those joins are
-    independent of each other, and none waits for another.
-    """
-    scope = {
-        "run_id": run_id,
-        f"parents.{anchor_identifier}": anchor_id,
-        "identifier": {"$nin": sibling_joins},
-        **{f"parents.{name}": {"$exists": False} for name in sibling_joins},
-    }
-    # One state still going is enough to wait: found with a probe on the (run_id, status) index,
-    # so a fan-out of n branches costs n probes, not n reads of the whole scope. A retry whose
-    # copy is not written yet is not settled either. (Two probes rather than one `$or`, which
-    # the embedded engine evaluates by scanning.)
-    going: list[dict[str, Any]] = [
-        {"status": {"$in": [s.value for s in UNSETTLED]}},
-        {"status": StateStatus.RETRY_CREATED.value, "pending_effect": Effect.SPAWN.value},
-    ]
-    for probe in going:
-        if await queries.exists({**scope, **probe}):
-            return None
-    key = f"{anchor_id}:join:{join.identifier}"
-    if await queries.find_one(State, {"spawn_key": key}) is not None:
-        return None
-    anchor = await queries.find_state(ObjectId(anchor_id))
-    if anchor is None or anchor.status != StateStatus.SUCCESS:
-        return None
-    failures = await queries.statuses(
-        {"run_id": anchor.run_id, **scope, "status": {"$in": [s.value for s in FAILED]}}
-    )
-    assert join.unites is not None
-    verdict = join_verdict(join.unites.strategy, [doc["status"] for doc in failures])
-    error = None
-    if verdict == JoinVerdict.FAIL:
-        failed = sorted({doc["identifier"] for doc in failures})
-        error = (
-            f"Join {join.identifier} (unites {anchor_identifier}, {join.unites.strategy}) cannot run: "
-            f"states below {anchor_identifier} failed: {', '.join(failed)}"
-        )
-    return key if await _create_join(ctx, graph, join, anchor, key, error) else None
-
-
-async def _collect(anchor: State, join_identifier: str, refs: set[OutputRef]) -> dict[OutputRef, list[Any]]:
-    """For each `${{ x.outputs.f[*] }}` of a join: field f of every successful x below the anchor,
-    in fan-out order (nested fan-outs by their index path). Failed and pruned branches are left
-    out (a join under ALL_SUCCESS runs only when there are none).
-
-    Raises:
-        PlanningError: A successful state did not output the field.
-    """
-    collected: dict[OutputRef, list[Any]] = {}
-    for identifier in {ref.identifier for ref in refs}:
-        query = {
-            "run_id": anchor.run_id,
-            f"parents.{anchor.identifier}": str(anchor.id),
-            "identifier": identifier,
-            "status": StateStatus.SUCCESS.value,
-        }
-        states = sorted(await queries.find_states(query), key=lambda s: [*s.fanout_path, s.output_index])
-        for ref in (r for r in refs if r.identifier == identifier):
-            missing = [s.id for s in states if ref.field not in s.outputs]
-            if missing:
-                raise PlanningError(
-                    f"Join {join_identifier} collects {ref}, but {len(missing)} {identifier} state(s) "
-                    f"did not output '{ref.field}' (e.g. {missing[0]})"
-                )
-            collected[ref] = [s.outputs[ref.field] for s in states]
-    return collected
-
-
-async def _create_join(
-    ctx: AppContext, graph: GraphTemplate, join: NodeTemplate, anchor: State, key: str, error: str | None
-) -> bool:
-    run = await queries.find_one(Run, {"run_id": anchor.run_id})
-    outputs = await branch_outputs(anchor, referenced_identifiers(join.inputs))
-    inputs: dict[str, str] = {}
-    try:
-        collected = await _collect(anchor, join.identifier, collected_refs(join.inputs))
-        inputs = resolve_inputs(
-            join.identifier,
-            join.inputs,
-            outputs,
-            run.store if run else {},
-            graph.store_config.default_values,
-            collected,
-        )
-    except PlanningError as exc:
-        error = error or str(exc)
-    parents = {**anchor.parents, anchor.identifier: str(anchor.id)}
-    state = _new_state(anchor, graph, join, inputs, parents, key)
-    state.does_unites = True
-    try:
-        _check_size(ctx, state)
-    except TooLarge as exc:
-        # Too large to store with its inputs: created without them, CANCELLED, with the reason.
-        error, state.inputs = exc.detail, {}
-    if error is not None:
-        # A join that cannot run is created CANCELLED with the reason; it keeps its inputs so
-        # that an operator's manual retry can run it once the branches are fixed.
-        state.status = StateStatus.CANCELLED
-        state.error = error
-        state.pending_effect = Effect.JOINS
-    if not await queries.insert_once(state):
-        return False
-    log.info("join_created", join=join.identifier, run_id=anchor.run_id, status=state.status.value)
-    if error is None:
-        ctx.work.notify(state.namespace_name)
-    else:
-        await settle_isolated(ctx, state)
-    return True

@@ -1,0 +1,188 @@
+"""The joins stage: create a join once everything below its anchor has settled.
+
+A join (`unites`) is re-evaluated whenever a state in its scope settles, so it fires or fails,
+never hangs (decision 0004). While anything in the scope is still going, one indexed probe is
+enough to wait; the scope is read only to decide a join that can be decided.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from bson import ObjectId
+
+from state_manager.db import queries
+from state_manager.db.documents import GraphTemplate, Run, State
+from state_manager.domain.effects import Effect
+from state_manager.domain.models import NodeTemplate
+from state_manager.domain.placeholders import OutputRef
+from state_manager.domain.planning import (
+    PlanningError,
+    collected_refs,
+    referenced_identifiers,
+    resolve_inputs,
+)
+from state_manager.domain.status import FAILED, UNSETTLED, JoinVerdict, StateStatus, join_verdict
+from state_manager.errors import TooLarge
+from state_manager.services.context import AppContext
+from state_manager.services.graphs import graph_shape
+from state_manager.services.new_states import branch_outputs, check_size, fanout_copy_id, new_state
+
+log = structlog.get_logger(__name__)
+
+
+def _anchors(state: State, status: StateStatus) -> list[tuple[str, str]]:
+    """(identifier, state id) of the states whose joins a state in `status` may settle."""
+    anchors = list(state.parents.items())
+    if status == StateStatus.SUCCESS:
+        anchors.append((state.identifier, str(state.id)))
+    return anchors
+
+
+def may_settle_a_join(state: State, status: StateStatus, graph: GraphTemplate) -> bool:
+    shape = graph_shape(graph)
+    return any(identifier in shape.joins_on for identifier, _ in _anchors(state, status))
+
+
+async def evaluate_joins(ctx: AppContext, state: State, graph: GraphTemplate | None) -> list[State]:
+    """Re-evaluate every join whose `unites` anchor is this state or one of its ancestors (and,
+    for a fan-out, each of its copies: they were written with it); the joins it created."""
+    if graph is None:
+        return []
+    created: list[State] = []
+    shape = graph_shape(graph)
+    anchors = _anchors(state, state.status)
+    if state.identifier in shape.joins_on:
+        copies = range(1, len(state.fanout_outputs) + 1)
+        anchors += [(state.identifier, str(fanout_copy_id(state, index))) for index in copies]
+    for anchor_identifier, anchor_id in anchors:
+        joins = shape.joins_on.get(anchor_identifier, [])
+        for join_identifier in joins:
+            join = shape.by_id[join_identifier]
+            made = await _evaluate_join(ctx, graph, join, anchor_identifier, anchor_id, joins, state.run_id)
+            if made is not None:
+                created.append(made)
+    return created
+
+
+async def _evaluate_join(
+    ctx: AppContext,
+    graph: GraphTemplate,
+    join: NodeTemplate,
+    anchor_identifier: str,
+    anchor_id: str,
+    sibling_joins: list[str],
+    run_id: str,
+) -> State | None:
+    """Create the join for one anchor state once everything below the anchor has settled;
+    returns it when this call created it.
+
+    The scope leaves out every join on the same anchor and their descendants: those joins are
+    independent of each other, and none waits for another.
+    """
+    scope = {
+        "run_id": run_id,
+        f"parents.{anchor_identifier}": anchor_id,
+        "identifier": {"$nin": sibling_joins},
+        **{f"parents.{name}": {"$exists": False} for name in sibling_joins},
+    }
+    # One state still going is enough to wait: found with a probe on the (run_id, status) index,
+    # so a fan-out of n branches costs n probes, not n reads of the whole scope. A retry whose
+    # copy is not written yet is not settled either. (Two probes rather than one `$or`, which
+    # the embedded engine evaluates by scanning.)
+    going: list[dict[str, Any]] = [
+        {"status": {"$in": [s.value for s in UNSETTLED]}},
+        {"status": StateStatus.RETRY_CREATED.value, "pending_effect": Effect.SPAWN.value},
+    ]
+    for probe in going:
+        if await queries.exists({**scope, **probe}):
+            return None
+    key = f"{anchor_id}:join:{join.identifier}"
+    if await queries.find_one(State, {"spawn_key": key}) is not None:
+        return None
+    anchor = await queries.find_state(ObjectId(anchor_id))
+    if anchor is None or anchor.status != StateStatus.SUCCESS:
+        return None
+    failures = await queries.statuses(
+        {"run_id": anchor.run_id, **scope, "status": {"$in": [s.value for s in FAILED]}}
+    )
+    assert join.unites is not None
+    verdict = join_verdict(join.unites.strategy, [doc["status"] for doc in failures])
+    error = None
+    if verdict == JoinVerdict.FAIL:
+        failed = sorted({doc["identifier"] for doc in failures})
+        error = (
+            f"Join {join.identifier} (unites {anchor_identifier}, {join.unites.strategy}) cannot run: "
+            f"states below {anchor_identifier} failed: {', '.join(failed)}"
+        )
+    return await _create_join(ctx, graph, join, anchor, key, error)
+
+
+async def _collect(anchor: State, join_identifier: str, refs: set[OutputRef]) -> dict[OutputRef, list[Any]]:
+    """For each `${{ x.outputs.f[*] }}` of a join: field f of every successful x below the anchor,
+    in fan-out order (nested fan-outs by their index path). Failed and pruned branches are left
+    out (a join under ALL_SUCCESS runs only when there are none).
+
+    Raises:
+        PlanningError: A successful state did not output the field.
+    """
+    collected: dict[OutputRef, list[Any]] = {}
+    for identifier in {ref.identifier for ref in refs}:
+        query = {
+            "run_id": anchor.run_id,
+            f"parents.{anchor.identifier}": str(anchor.id),
+            "identifier": identifier,
+            "status": StateStatus.SUCCESS.value,
+        }
+        states = sorted(await queries.find_states(query), key=lambda s: [*s.fanout_path, s.output_index])
+        for ref in (r for r in refs if r.identifier == identifier):
+            missing = [s.id for s in states if ref.field not in s.outputs]
+            if missing:
+                raise PlanningError(
+                    f"Join {join_identifier} collects {ref}, but {len(missing)} {identifier} state(s) "
+                    f"did not output '{ref.field}' (e.g. {missing[0]})"
+                )
+            collected[ref] = [s.outputs[ref.field] for s in states]
+    return collected
+
+
+async def _create_join(
+    ctx: AppContext, graph: GraphTemplate, join: NodeTemplate, anchor: State, key: str, error: str | None
+) -> State | None:
+    """Insert the join (CANCELLED, with the reason, when it cannot run); None if it existed."""
+    run = await queries.find_one(Run, {"run_id": anchor.run_id})
+    outputs = await branch_outputs(anchor, referenced_identifiers(join.inputs))
+    inputs: dict[str, str] = {}
+    try:
+        collected = await _collect(anchor, join.identifier, collected_refs(join.inputs))
+        inputs = resolve_inputs(
+            join.identifier,
+            join.inputs,
+            outputs,
+            run.store if run else {},
+            graph.store_config.default_values,
+            collected,
+        )
+    except PlanningError as exc:
+        error = error or str(exc)
+    parents = {**anchor.parents, anchor.identifier: str(anchor.id)}
+    state = new_state(anchor, graph, join, inputs, parents, key)
+    state.does_unites = True
+    try:
+        check_size(ctx, state)
+    except TooLarge as exc:
+        # Too large to store with its inputs: created without them, CANCELLED, with the reason.
+        error, state.inputs = exc.detail, {}
+    if error is not None:
+        # A join that cannot run is created CANCELLED with the reason; it keeps its inputs so
+        # that an operator's manual retry can run it once the branches are fixed.
+        state.status = StateStatus.CANCELLED
+        state.error = error
+        state.pending_effect = Effect.JOINS
+    if not await queries.insert_once(state):
+        return None
+    log.info("join_created", join=join.identifier, run_id=anchor.run_id, status=state.status.value)
+    if error is None:
+        ctx.work.notify(state.namespace_name)
+    return state
