@@ -81,6 +81,7 @@ class State(Document):
     enqueue_after: int = 0
     lease_expires_at: int | None = None
     claimed_ms: int | None = None  # when the current (or last) attempt was claimed
+    ended_ms: int | None = None  # when it ended: reported, failed, timed out or cancelled
     tuned_lease_ms: int | None = None  # the lease it was given, when tuned (domain/leases.py)
     timeout_ms: int | None = None  # the template node's timeout_seconds, in ms
     deadline_ms: int | None = None  # claim time + timeout_ms: when the attempt times out
@@ -137,6 +138,7 @@ class Run(Document):
     namespace_name: str
     graph_name: str
     graph_version: int = 0
+    triggered_by: str = "api"  # "api" or "cron"
     store: dict[str, str] = Field(default_factory=dict)
     # Root states to create; kept on the run so that a crash between writing the run and
     # writing its states is completed by the recovery loop.

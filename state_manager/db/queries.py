@@ -14,7 +14,7 @@ from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError, 
 from state_manager.clock import now_ms, utcnow
 from state_manager.db.documents import Run, State
 from state_manager.domain.effects import pending_after
-from state_manager.domain.status import Event, StateStatus, sources, target
+from state_manager.domain.status import ENDS_ATTEMPT, Event, StateStatus, sources, target
 from state_manager.errors import TooLarge
 
 D = TypeVar("D", bound=Document)
@@ -95,6 +95,8 @@ async def transition(
         query.update(extra_filter)
     # The effect this write owes comes from the effects table unless the caller says otherwise.
     update = stamp({"pending_effect": pending_after(event), **(fields or {}), "status": target(event).value})
+    if event in ENDS_ATTEMPT:
+        update["ended_ms"] = update["updated_ms"]
     try:
         doc = await _states().find_one_and_update(
             query, {"$set": update}, return_document=ReturnDocument.AFTER
@@ -309,12 +311,14 @@ async def finish_run(run: Run, final: dict[str, Any]) -> None:
 
 
 CANCELLED_FIELDS = {"status": StateStatus.CANCELLED.value, "lease_expires_at": None, "pending_effect": None}
+# (`cancel_waiting` also stamps `ended_ms`.)
 
 
 async def cancel_waiting(query: dict[str, Any], error: str) -> int:
     """Cancel the CREATED and QUEUED states matching `query`; how many were cancelled."""
     waiting = {**query, "status": {"$in": [StateStatus.CREATED.value, StateStatus.QUEUED.value]}}
-    result = await _states().update_many(waiting, {"$set": stamp({**CANCELLED_FIELDS, "error": error})})
+    fields = stamp({**CANCELLED_FIELDS, "error": error})
+    result = await _states().update_many(waiting, {"$set": {**fields, "ended_ms": fields["updated_ms"]}})
     return int(result.modified_count)
 
 

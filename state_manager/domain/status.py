@@ -93,6 +93,18 @@ RETRIED = frozenset({S.RETRY_CREATED})
 # Terminal: nothing more will happen to this state by itself.
 TERMINAL = SUCCEEDED | FAILED | RETRIED
 UNSETTLED = frozenset(StateStatus) - TERMINAL
+# The events that end an attempt (its node reported, failed, timed out or was cancelled).
+ENDS_ATTEMPT = frozenset(
+    {
+        Event.EXECUTED,
+        Event.ERRORED_RETRY,
+        Event.ERRORED,
+        Event.LEASE_EXPIRED_RETRY,
+        Event.LEASE_EXPIRED,
+        Event.PRUNE,
+        Event.CANCEL,
+    }
+)
 
 
 def sources(event: Event) -> frozenset[StateStatus]:

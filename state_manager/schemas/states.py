@@ -149,6 +149,8 @@ def state_item(state: Any) -> dict[str, Any]:
         "retry_count": state.retry_count,
         "fanout_id": state.fanout_id,
         "enqueue_after": state.enqueue_after,
+        "claimed_ms": state.claimed_ms,
+        "ended_ms": state.ended_ms,
         "does_unites": state.does_unites,
         "created_at": _iso(state.created_at),
         "updated_at": _iso(state.updated_at),

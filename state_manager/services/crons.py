@@ -51,7 +51,9 @@ async def _fire(ctx: AppContext, schedule: CronSchedule) -> None:
     run_id = str(uuid5(NAMESPACE_URL, f"exosphere-cron:{schedule.id}:{schedule.next_fire_ms}"))
     error: str | None = None
     try:
-        await trigger_graph(ctx, schedule.namespace, schedule.graph_name, TriggerRequest(), run_id=run_id)
+        await trigger_graph(
+            ctx, schedule.namespace, schedule.graph_name, TriggerRequest(), run_id=run_id, triggered_by="cron"
+        )
     except DomainError as exc:
         error = exc.detail
         log.warning(

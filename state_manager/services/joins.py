@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 from bson import ObjectId
 
+from state_manager.clock import now_ms
 from state_manager.db import queries
 from state_manager.db.documents import GraphTemplate, Run, State
 from state_manager.domain.effects import Effect
@@ -179,6 +180,7 @@ async def _create_join(
         # that an operator's manual retry can run it once the branches are fixed.
         state.status = StateStatus.CANCELLED
         state.error = error
+        state.ended_ms = now_ms()
         state.pending_effect = Effect.JOINS
     if not await queries.insert_once(state):
         return None

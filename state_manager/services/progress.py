@@ -354,6 +354,7 @@ async def _insert_retry(ctx: AppContext, state: State, graph: GraphTemplate | No
             "enqueue_after": now_ms() + delay,
             "lease_expires_at": None,
             "claimed_ms": None,
+            "ended_ms": None,
             "tuned_lease_ms": None,
             "deadline_ms": None,
             "lease_lost": False,

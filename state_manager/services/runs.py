@@ -78,7 +78,12 @@ def _root_seed(graph: GraphTemplate, shape: GraphShape, body: TriggerRequest, wh
 
 
 async def trigger_graph(
-    ctx: AppContext, namespace: str, graph_name: str, body: TriggerRequest, run_id: str | None = None
+    ctx: AppContext,
+    namespace: str,
+    graph_name: str,
+    body: TriggerRequest,
+    run_id: str | None = None,
+    triggered_by: str = "api",
 ) -> tuple[Run, list[State]]:
     """Start a run: SEED form seeds the given identifiers, HEAD form starts the root."""
     graph = await _valid_graph(ctx, namespace, graph_name)
@@ -97,6 +102,7 @@ async def trigger_graph(
         namespace_name=namespace,
         graph_name=graph_name,
         graph_version=graph.version,
+        triggered_by=triggered_by,
         store=body.store,
         seeds=seeds,
         created_ms=now_ms(),
