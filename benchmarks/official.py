@@ -20,7 +20,8 @@ MARKER_NAME = ".compat-ready"
 MIN_PYTHON = (3, 12)
 
 
-def _python_version(executable: str) -> tuple[int, int] | None:
+def python_version(executable: str) -> tuple[int, int] | None:
+    """(major, minor) of a Python interpreter, or None when it does not run."""
     try:
         completed = subprocess.run(
             [executable, "-c", "import sys; print(*sys.version_info[:2])"],
@@ -45,7 +46,7 @@ def find_python312() -> str:
         candidates += [str(p / "bin" / "python3.12") for p in sorted((root / "versions").glob("3.12*"))]
     candidates.append(shutil.which("python3.12") or "")
     for candidate in filter(None, candidates):
-        version = _python_version(candidate)
+        version = python_version(candidate)
         if version is not None and version >= MIN_PYTHON:
             return candidate
     raise RuntimeError(

@@ -27,7 +27,7 @@ if str(REPO_ROOT) not in sys.path:  # `pytest` (unlike `python -m pytest`) does 
 # The shared checks assert outside the test modules; rewrite them too so failures show both sides.
 pytest.register_assert_rewrite("tests.compat.checks")
 
-from benchmarks.official import clean_env, official_sdk_python  # noqa: E402
+from benchmarks.official import clean_env, official_sdk_python, python_version  # noqa: E402
 from tests.support.api import StateManagerAPI  # noqa: E402
 from tests.support.live_server import LiveServer, start_server  # noqa: E402
 from tests.support.scenario_process import ScenarioProcess, ScenarioRunner, scenario_process  # noqa: E402
@@ -45,23 +45,6 @@ _LOGS: dict[str, Path] = {}
 
 
 # ---------------------------------------------------------------- Python 3.12 interpreter
-
-
-def _python_version(executable: str) -> tuple[int, int] | None:
-    try:
-        completed = subprocess.run(
-            [executable, "-c", "import sys; print(*sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if completed.returncode != 0:
-        return None
-    major, minor = completed.stdout.split()
-    return int(major), int(minor)
 
 
 def _pyenv_candidates() -> Iterator[str]:
@@ -94,7 +77,7 @@ def find_compat_python() -> str:
     """A Python >= 3.12 interpreter for the official SDKs; fails the test run if there is none."""
     explicit = _EXPLICIT_PYTHON
     if explicit:
-        version = _python_version(explicit)
+        version = python_version(explicit)
         if version is None or version < MIN_PYTHON:
             pytest.fail(
                 f"EXOSPHERE_COMPAT_PYTHON={explicit!r} is not a working Python >= 3.12 (got {version}); "
@@ -107,7 +90,7 @@ def find_compat_python() -> str:
     if which:
         candidates.append(which)
     for candidate in candidates:
-        version = _python_version(candidate)
+        version = python_version(candidate)
         if version is not None and version >= MIN_PYTHON:
             return candidate
     pytest.fail(
