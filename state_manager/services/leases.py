@@ -11,7 +11,6 @@ import time
 
 import structlog
 from bson import ObjectId
-from pymongo import ReturnDocument
 
 from state_manager.clock import now_ms, utcnow
 from state_manager.db.documents import NodeStats, State
@@ -105,16 +104,12 @@ async def observe_late(ctx: AppContext, state: State, took: int | None = None) -
     took = took if took is not None else max(0, now_ms() - state.claimed_ms)
     if took <= state.tuned_lease_ms:
         return
-    stats = await NodeStats.get_motor_collection().find_one(
-        {"namespace": state.namespace_name, "node_name": state.node_name}
-    )
-    current = 0 if stats is None else int(stats.get("grown_ms", 0))
-    grown = grown_lease_ms(_policy(ctx), took, current)
-    await NodeStats.get_motor_collection().find_one_and_update(
+    # `$max` keeps the larger of what is stored and this run's need: one write, no read.
+    grown = grown_lease_ms(_policy(ctx), took, 0)
+    await NodeStats.get_motor_collection().update_one(
         {"namespace": state.namespace_name, "node_name": state.node_name},
         {"$max": {"grown_ms": grown}, "$set": {"updated_at": utcnow()}},
         upsert=True,
-        return_document=ReturnDocument.AFTER,
     )
     ctx.tuned_leases.pop((state.namespace_name, state.node_name), None)
     log.warning(
