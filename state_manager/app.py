@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from state_manager import __version__
-from state_manager.api import debug, graphs, nodes, runs, states
+from state_manager.api import debug, graphs, nodes, queues, runs, states
 from state_manager.api.deps import require_api_key
 from state_manager.api.errors import install_error_handlers
 from state_manager.api.guard import RequestGuard
@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     secured = [Depends(require_api_key)]
     namespaced = APIRouter(prefix="/v0/namespace/{namespace_name}", dependencies=secured)
-    for module in (nodes, graphs, states, runs):
+    for module in (nodes, graphs, states, runs, queues):
         namespaced.include_router(module.router)
     app.include_router(namespaced)
     app.include_router(nodes.global_router, prefix="/v0", dependencies=secured)

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     # pass reads at a time.
     effect_attempts: int = Field(default=5, ge=1, le=1000)
     recovery_batch_size: int = Field(default=200, ge=1, le=10_000)
+    # Queue health (GET /queues, the dashboard): a node is "stalled" when states have been due
+    # for longer than this and no runtime asked for its work in this time.
+    queue_stall_seconds: float = Field(default=30.0, gt=0)
     # Limits: a request body over `max_request_bytes` is refused (413) before it is read; a
     # document over `max_document_bytes` (MongoDB's own limit by default) is never written.
     max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=1024**3)

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
+from state_manager.api.deps import Context
 from state_manager.clock import iso
-from state_manager.schemas.runs import run_graph_view
+from state_manager.domain.status import RunStatus, StateStatus
+from state_manager.errors import BadRequest
+from state_manager.schemas.runs import (
+    RetryFailedResult,
+    RunDetail,
+    RunGraphView,
+    RunPage,
+    StatePage,
+    StateView,
+    run_graph_view,
+)
 from state_manager.schemas.states import state_item
-from state_manager.services import runs
+from state_manager.services import run_views, runs
 
 router = APIRouter(tags=["runs"])
 
@@ -65,3 +77,128 @@ async def cancel_run(namespace_name: str, run_id: str) -> dict[str, Any]:
     call. Repeating it answers the same; a run that already ended is 409."""
     run = await runs.cancel_run(namespace_name, run_id)
     return {"run_id": run.run_id, "status": "CANCELLED", "cancelled_count": run.cancelled_count}
+
+
+# --- Reading and steering runs (the dashboard's and the CLI's calls) ----------------------------
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "A parameter is malformed (a cursor, a time, an id)"},
+    401: {"description": "Missing or wrong API key"},
+    404: {"description": "No such run (or state) in this namespace"},
+}
+
+
+def _epoch_ms(value: str | None, name: str) -> int | None:
+    """`since`/`until`: epoch milliseconds or an ISO 8601 time (UTC when it names no zone)."""
+    if value is None or value == "":
+        return None
+    if value.lstrip("-").isdigit():
+        return int(value)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BadRequest(f"{name} must be epoch milliseconds or an ISO 8601 time, not {value!r}") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+@router.get(
+    "/runs",
+    response_model=RunPage,
+    summary="Search runs",
+    responses={**_ERRORS, 422: {"description": "A filter has a value outside its set"}},
+)
+async def search_runs(
+    namespace_name: str,
+    graph: Annotated[str | None, Query(description="only runs of this graph")] = None,
+    status: Annotated[RunStatus | None, Query(description="only runs in this stored status")] = None,
+    since: Annotated[str | None, Query(description="created at or after: epoch ms or ISO 8601")] = None,
+    until: Annotated[str | None, Query(description="created at or before: epoch ms or ISO 8601")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> RunPage:
+    """Runs of the namespace, newest first, with their stored status (PENDING, RUNNING, SUCCESS,
+    FAILED, CANCELLED), counts per state status, times (epoch ms) and duration. Page with
+    `next_cursor`; null on the last page."""
+    return await run_views.search_runs(
+        namespace_name,
+        graph=graph,
+        status=status.value if status else None,
+        since_ms=_epoch_ms(since, "since"),
+        until_ms=_epoch_ms(until, "until"),
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@router.get("/run/{run_id}", response_model=RunDetail, summary="Get a run", responses=_ERRORS)
+async def get_run(namespace_name: str, run_id: str) -> RunDetail:
+    """One run: its status, counts per state status, times, graph, how it was triggered (api or
+    cron) and its store."""
+    return await run_views.run_detail(namespace_name, run_id)
+
+
+@router.get(
+    "/run/{run_id}/states",
+    response_model=StatePage,
+    summary="List a run's states, paged",
+    responses={**_ERRORS, 422: {"description": "An unknown state status"}},
+)
+async def list_run_states(
+    namespace_name: str,
+    run_id: str,
+    status: Annotated[StateStatus | None, Query(description="only states in this status")] = None,
+    identifier: Annotated[str | None, Query(description="only states of this template node")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> StatePage:
+    """A run's states, oldest first, with every time (epoch ms: due, claimed, ended, lease
+    expiry, deadline) and retry count. Page with `next_cursor`."""
+    return await run_views.state_page(
+        namespace_name,
+        run_id,
+        status=status.value if status else None,
+        identifier=identifier,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@router.get(
+    "/run/{run_id}/graph",
+    response_model=RunGraphView,
+    summary="A run's template graph with status counts",
+    responses={**_ERRORS, 422: {"description": "An unknown view"}},
+)
+async def run_template_graph(
+    context: Context,
+    namespace_name: str,
+    run_id: str,
+    view: Annotated[  # noqa: ARG001 - checked by its type: the one view there is
+        Literal["template"], Query(description="only `template` for now")
+    ] = "template",
+) -> RunGraphView:
+    """The template's DAG for this run: one node per template node (a fan-out is one node), each
+    with the number of its states in each status and an overall status (NOT_STARTED, PENDING,
+    RUNNING, SUCCESS, FAILED, CANCELLED), and the edges between them."""
+    return await run_views.template_graph(context, namespace_name, run_id)
+
+
+@router.post(
+    "/run/{run_id}/retry-failed",
+    response_model=RetryFailedResult,
+    summary="Retry every failed state of a run",
+    responses={**_ERRORS, 409: {"description": "The run was cancelled"}},
+)
+async def retry_failed(context: Context, namespace_name: str, run_id: str) -> RetryFailedResult:
+    """A manual retry of every ERRORED, TIMEDOUT or NEXT_CREATED_ERROR state of the run, once
+    each: repeating the call creates nothing new for states it already retried."""
+    return await run_views.retry_failed(context, namespace_name, run_id)
+
+
+@router.get("/state/{state_id}/view", response_model=StateView, summary="Get a state", responses=_ERRORS)
+async def get_state(namespace_name: str, state_id: str) -> StateView:
+    """One state of a graph in this namespace, with its inputs, outputs, prune data, full error,
+    parents, retry count and every time (epoch ms)."""
+    return run_views.state_view(await run_views.find_state(namespace_name, state_id))

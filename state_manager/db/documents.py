@@ -151,7 +151,19 @@ class Run(Document):
     revision: int = 0
     cancelled_at: int | None = None  # epoch ms; the run's status is then CANCELLED
     cancelled_count: int = 0  # states cancelled by it
+    # Stored status (domain/status.RunStatus), kept by services/run_status.py: PENDING, RUNNING
+    # from the first claim of one of its states, then SUCCESS / FAILED / CANCELLED.
+    status: str = "PENDING"
+    started_ms: int | None = None  # first claim of one of its states
+    finished_ms: int | None = None  # when it ended; None while it may still change
+    counts: dict[str, int] = Field(default_factory=dict)  # states per status, once finished
+    # When the recovery pass should next check this run in case its end was missed (a crash
+    # between a state's last write and the run's); moved further out each time.
+    check_after_ms: int = 0
     created_ms: int = 0
+    # Orders runs newest first and pages them: creation time (13 digits of epoch ms), then the
+    # run id, so it is unique and a cursor is the last key seen (services/run_views.py).
+    sort_key: str = ""
     created_at: datetime = Field(default_factory=utcnow)
 
     class Settings:
@@ -163,6 +175,17 @@ class Run(Document):
                 name="namespace_created_at_index",
             ),
             IndexModel([("seeded", 1), ("created_ms", 1)], name="unseeded"),
+            # The filtered listing: newest first, on `sort_key`.
+            IndexModel([("namespace_name", 1), ("sort_key", pymongo.DESCENDING)], name="namespace_newest"),
+            IndexModel(
+                [("namespace_name", 1), ("status", 1), ("sort_key", pymongo.DESCENDING)],
+                name="namespace_status_newest",
+            ),
+            IndexModel(
+                [("namespace_name", 1), ("graph_name", 1), ("sort_key", pymongo.DESCENDING)],
+                name="namespace_graph_newest",
+            ),
+            IndexModel([("final", 1), ("check_after_ms", 1)], name="open_runs"),
         ]
 
 
@@ -191,12 +214,14 @@ class CronSchedule(Document):
 
 
 class NodeStats(Document):
-    """Observed running times of one node in one namespace (the last few), for tuned leases."""
+    """Per node and namespace: its observed running times (the last few), for tuned leases, and
+    when a runtime last asked for its work (written at most every few seconds per replica)."""
 
     namespace: str
     node_name: str
     samples: list[int] = Field(default_factory=list)  # ms from claim to a successful report
     grown_ms: int = 0  # raised when a report came after its tuned lease had run out
+    last_poll_ms: int | None = None  # when a runtime last asked for this node's work
     updated_at: datetime = Field(default_factory=utcnow)
 
     class Settings:

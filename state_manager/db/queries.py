@@ -14,7 +14,7 @@ from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError, 
 from state_manager.clock import now_ms, utcnow
 from state_manager.db.documents import Run, State
 from state_manager.domain.effects import pending_after
-from state_manager.domain.status import ENDS_ATTEMPT, Event, StateStatus, sources, target
+from state_manager.domain.status import ENDS_ATTEMPT, UNSETTLED, Event, StateStatus, sources, target
 from state_manager.errors import TooLarge
 
 D = TypeVar("D", bound=Document)
@@ -295,19 +295,54 @@ async def run_tallies(run_ids: list[str]) -> dict[str, tuple[dict[StateStatus, i
     return tallies
 
 
+async def identifier_tallies(run_id: str) -> dict[str, dict[StateStatus, int]]:
+    """For each identifier of the run: how many of its states are in each status."""
+    key = {"$concat": ["$identifier", "|", "$status"]}
+    pipeline = [{"$match": {"run_id": run_id}}, {"$group": {"_id": key, "n": {"$sum": 1}}}]
+    tallies: dict[str, dict[StateStatus, int]] = {}
+    async for group in _states().aggregate(pipeline):
+        identifier, status = str(group["_id"]).rsplit("|", 1)
+        tallies.setdefault(identifier, {})[StateStatus(status)] = int(group["n"])
+    return tallies
+
+
 async def reopen_run(run_id: str) -> None:
-    """Something will happen in this run again (a manual retry, new states): forget its final
-    counts, and make a listing that read it before this write unable to store stale ones."""
-    await Run.get_motor_collection().update_one(
-        {"run_id": run_id}, {"$inc": {"revision": 1}, "$set": {"final": None}}
+    """Something will happen in this run again (a manual retry, new states): forget its end,
+    and make a finish that read it before this write unable to store stale counts."""
+    runs = Run.get_motor_collection()
+    reopened: dict[str, Any] = {"final": None, "finished_ms": None, "counts": {}, "status": "RUNNING"}
+    result = await runs.update_one(
+        {"run_id": run_id, "cancelled_at": None}, {"$inc": {"revision": 1}, "$set": reopened}
+    )
+    if result.matched_count == 0:  # a cancelled run stays CANCELLED
+        await runs.update_one({"run_id": run_id}, {"$inc": {"revision": 1}, "$set": {"final": None}})
+
+
+async def finish_run(run: Run, fields: dict[str, Any]) -> bool:
+    """Store the end of a run (its counts and status), unless it was reopened since it was read
+    or another process stored it already."""
+    result = await Run.get_motor_collection().update_one(
+        {"run_id": run.run_id, "revision": run.revision, "final": None}, {"$set": fields}
+    )
+    return bool(result.modified_count)
+
+
+async def mark_runs_started(run_ids: list[str], when: int) -> None:
+    """PENDING -> RUNNING for these runs (a state of each was just claimed)."""
+    await Run.get_motor_collection().update_many(
+        {"run_id": {"$in": run_ids}, "status": "PENDING"}, {"$set": {"status": "RUNNING", "started_ms": when}}
     )
 
 
-async def finish_run(run: Run, final: dict[str, Any]) -> None:
-    """Store the counts of a run that has finished, unless it was reopened since it was read."""
-    await Run.get_motor_collection().update_one(
-        {"run_id": run.run_id, "revision": run.revision, "final": None}, {"$set": {"final": final}}
-    )
+async def run_may_change(run_id: str) -> bool:
+    """Whether anything in the run can still happen: a state not yet settled, or one that still
+    owes an effect. The first probe answers for most calls (a run still going has an unsettled
+    state, found through the run/status index); the second runs only near the end."""
+    unsettled = {"run_id": run_id, "status": {"$in": [s.value for s in UNSETTLED]}}
+    if await _states().find_one(unsettled, {"_id": 1}) is not None:
+        return True
+    owing = {"run_id": run_id, "pending_effect": {"$ne": None}}
+    return await _states().find_one(owing, {"_id": 1}) is not None
 
 
 CANCELLED_FIELDS = {"status": StateStatus.CANCELLED.value, "lease_expires_at": None, "pending_effect": None}

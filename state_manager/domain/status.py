@@ -170,3 +170,52 @@ def join_verdict(strategy: str, statuses: Iterable[StateStatus]) -> JoinVerdict:
     if strategy == "ALL_SUCCESS" and any(s in FAILED for s in seen):
         return JoinVerdict.FAIL
     return JoinVerdict.FIRE
+
+
+class RunStatus(StrEnum):
+    """A run's stored status (the dashboard's and the CLI's)."""
+
+    PENDING = "PENDING"  # nothing of it has been claimed yet (e.g. a delayed start)
+    RUNNING = "RUNNING"  # a state was claimed; the run has not ended
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+FINAL_RUN_STATUSES = frozenset({RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+def stored_run_status(counted: str, *, started: bool, cancelled: bool) -> RunStatus:
+    """The stored status from `run_status`'s answer (PENDING, SUCCESS or FAILED): a cancelled run
+    is CANCELLED, and a run still going is RUNNING once one of its states was claimed."""
+    if cancelled:
+        return RunStatus.CANCELLED
+    if counted == "PENDING":
+        return RunStatus.RUNNING if started else RunStatus.PENDING
+    return RunStatus(counted)
+
+
+def upstream_run_status(status: str) -> str:
+    """How `GET /runs/{page}/{size}` shows a stored status: upstream knows no RUNNING."""
+    return "PENDING" if status == RunStatus.RUNNING else status
+
+
+def node_status(counts: Mapping[StateStatus, int]) -> str:
+    """The status of one template node in a run, from the counts of its states:
+
+    NOT_STARTED (no state yet), RUNNING (one is claimed or reported), PENDING (only waiting
+    ones), FAILED (a failure nobody retried, and nothing still to happen), CANCELLED (only
+    cancelled ones, or some cancelled), SUCCESS (all succeeded or were pruned; retried attempts do not count).
+    """
+    present = {status for status, n in counts.items() if n}
+    if not present:
+        return "NOT_STARTED"
+    if present & {S.QUEUED, S.EXECUTED}:
+        return "RUNNING"
+    if S.CREATED in present:
+        return "PENDING"
+    if present & (FAILED - {S.CANCELLED}):
+        return "FAILED"
+    if S.CANCELLED in present:
+        return "CANCELLED"
+    return "SUCCESS" if present & SUCCEEDED else "PENDING"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
 
 from state_manager.clock import iso
 from state_manager.db.documents import State
@@ -57,3 +59,116 @@ def run_graph_view(namespace: str, run_id: str, states: list[State]) -> dict[str
         "edge_count": len(edges),
         "execution_summary": summary,
     }
+
+
+# --- Runs, states and queues as the dashboard and the CLI read them --------------------------
+
+RunStatusName = Literal["PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED"]
+NodeStatusName = Literal["NOT_STARTED", "PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED"]
+
+
+class RunSummary(BaseModel):
+    """A run with its stored status, counts and times (epoch ms)."""
+
+    run_id: str
+    namespace: str
+    graph_name: str
+    graph_version: int
+    status: RunStatusName = Field(description="PENDING until a state is claimed, then RUNNING, then final")
+    triggered_by: str = Field(description='"api" or "cron"')
+    created_at: str
+    created_ms: int
+    started_ms: int | None = Field(description="when a state of the run was first claimed")
+    finished_ms: int | None = Field(description="when the run ended (succeeded, failed or was cancelled)")
+    duration_ms: int = Field(description="from creation to the end, or to now for a run still going")
+    counts: dict[str, int] = Field(description="number of states in each state status (non-zero only)")
+    total_count: int
+    success_count: int
+    pending_count: int
+    errored_count: int
+    retried_count: int
+    cancelled_count: int
+
+
+class RunDetail(RunSummary):
+    store: dict[str, str]
+    cancelled_at: int | None
+
+
+class RunPage(BaseModel):
+    namespace: str
+    runs: list[RunSummary]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last")
+
+
+class StateView(BaseModel):
+    """One state with every time the dashboard shows (epoch ms) and its retry count."""
+
+    id: str
+    node_name: str
+    namespace_name: str
+    identifier: str
+    graph_name: str
+    graph_version: int
+    run_id: str
+    status: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    data: dict[str, Any]
+    error: str | None
+    parents: dict[str, str]
+    retry_count: int
+    fanout_id: str
+    manual_retry_fanout_id: str
+    fanout_path: list[int]
+    output_index: int
+    does_unites: bool
+    enqueue_after: int = Field(description="when it is (or was) due")
+    claimed_ms: int | None
+    ended_ms: int | None
+    lease_expires_at: int | None
+    deadline_ms: int | None
+    created_ms: int
+    updated_ms: int
+    created_at: str
+    updated_at: str
+
+
+class StatePage(BaseModel):
+    run_id: str
+    states: list[StateView]
+    next_cursor: str | None
+
+
+class GraphNodeView(BaseModel):
+    identifier: str
+    node_name: str
+    namespace: str
+    status: NodeStatusName
+    counts: dict[str, int]
+    total: int
+    next_nodes: list[str]
+    unites: str | None
+
+
+class GraphEdge(BaseModel):
+    source: str
+    target: str
+
+
+class RunGraphView(BaseModel):
+    """The template's DAG of a run, each node with the counts of its states by status."""
+
+    run_id: str
+    graph_name: str
+    graph_version: int
+    status: RunStatusName
+    nodes: list[GraphNodeView]
+    edges: list[GraphEdge]
+
+
+class RetryFailedResult(BaseModel):
+    run_id: str
+    retried: int = Field(description="failed states retried by this call")
+    state_ids: list[str] = Field(description="the new states")
+    status: RunStatusName

@@ -34,8 +34,9 @@ from state_manager.domain.planning import (
     resolve_inputs,
 )
 from state_manager.domain.retry import retry_delay_ms
-from state_manager.domain.status import Event, StateStatus
+from state_manager.domain.status import TERMINAL, Event, StateStatus
 from state_manager.errors import TooLarge
+from state_manager.services import run_status
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import graph_shape, template_for
 from state_manager.services.joins import evaluate_joins, may_settle_a_join
@@ -71,6 +72,8 @@ async def settle(ctx: AppContext, state: State) -> State:
         closed = await queries.finish_effect(state_oid(current), Effect.JOINS, None)
         await _undo_if_cancelled(closed, [join.spawn_key for join in joins])
         current = closed or _with_effect(current, None)
+        if closed is not None and closed.status in TERMINAL:
+            await run_status.finish_if_done(closed.run_id)
     return current
 
 

@@ -20,6 +20,7 @@ from state_manager.clock import now_ms
 from state_manager.db import queries
 from state_manager.db.documents import Run, State
 from state_manager.domain.status import StateStatus
+from state_manager.services import run_status
 from state_manager.services.context import AppContext
 from state_manager.services.progress import settle_isolated
 from state_manager.services.runs import seed_run
@@ -36,6 +37,7 @@ class RecoveryReport:
     timed_out: int = 0
     effects_completed: int = 0
     runs_seeded: int = 0
+    runs_finished: int = 0  # runs whose end a crash made the settles miss
     failures: int = 0
 
 
@@ -86,6 +88,7 @@ async def recover_once(ctx: AppContext) -> RecoveryReport:
                 report.runs_seeded += 1
             else:
                 report.failures += 1
+    report.runs_finished = await run_status.sweep(ctx.settings.recovery_batch_size)
     return report
 
 

@@ -23,6 +23,7 @@ from state_manager.domain.planning import PlanningError, missing_store_keys, roo
 from state_manager.domain.status import tally
 from state_manager.errors import BadRequest, Conflict, NotFound, Unprocessable
 from state_manager.schemas.states import CreateStatesRequest, TriggerRequest, TriggerStateIn
+from state_manager.services import run_status
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import VALID, find_graph, graph_shape
 from state_manager.services.progress import cancelled_reason
@@ -105,8 +106,10 @@ async def trigger_graph(
         triggered_by=triggered_by,
         store=body.store,
         seeds=seeds,
-        created_ms=now_ms(),
+        created_ms=when - body.start_delay,
+        check_after_ms=when + run_status.FIRST_CHECK_MS,
     )
+    run.sort_key = run_status.sort_key(run)
     try:
         await queries.insert(run)
     except DuplicateKeyError as exc:
@@ -226,7 +229,9 @@ async def create_states(
         graph_version=graph.version,
         seeded=True,
         created_ms=now_ms(),
+        check_after_ms=now_ms() + run_status.FIRST_CHECK_MS,
     )
+    run.sort_key = run_status.sort_key(run)
     if existing is None:
         with contextlib.suppress(DuplicateKeyError):
             await queries.insert(run)
@@ -263,7 +268,7 @@ async def list_runs(namespace: str, page: int, size: int) -> tuple[int, list[dic
             statuses, pending = tallies.get(run.run_id, ({}, False))
             counts = tally(statuses, effects_pending=pending or not run.seeded)
             if counts["status"] != "PENDING":
-                await queries.finish_run(run, counts)
+                await run_status.finish(run, tallies.get(run.run_id, ({}, False)))
         if run.cancelled_at is not None:
             counts = {**counts, "status": CANCELLED}
         items.append(
@@ -299,9 +304,13 @@ async def cancel_run(namespace: str, run_id: str) -> Run:
         status = (await run_status_now(run))["status"]
         if status != "PENDING":
             raise Conflict(f"Run {run_id} has already ended: it is {status}")
+        now = now_ms()
         await Run.get_motor_collection().update_one(
             {"run_id": run_id, "cancelled_at": None},
-            {"$set": {"cancelled_at": now_ms(), "final": None}, "$inc": {"revision": 1}},
+            {
+                "$set": {"cancelled_at": now, "final": None, "status": CANCELLED, "finished_ms": now},
+                "$inc": {"revision": 1},
+            },
         )
     await queries.mark_run_cancelled(run_id)
     cancelled = await queries.cancel_waiting({"run_id": run_id}, cancelled_reason(run_id))
@@ -310,6 +319,8 @@ async def cancel_run(namespace: str, run_id: str) -> Run:
     )
     log.info("run_cancelled", namespace=namespace, run_id=run_id, cancelled=cancelled)
     cancelled_run: Run = Run.model_validate(doc)
+    # Its counts are stored once nothing in it can change (a state still reporting may settle).
+    await run_status.finish_if_done(run_id)
     return cancelled_run
 
 

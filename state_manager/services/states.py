@@ -27,7 +27,7 @@ from state_manager.domain.models import RetryPolicy
 from state_manager.domain.retry import retries_left
 from state_manager.domain.status import Event, StateStatus
 from state_manager.errors import Conflict, InvalidTransition, NotFound, TooLarge, Unprocessable
-from state_manager.services import leases
+from state_manager.services import leases, queues, run_status
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import find_graph, template_for
 from state_manager.services.progress import EFFECTS, TOO_LARGE, manual_retry_key, settle_or_count
@@ -105,6 +105,7 @@ async def enqueue(
     as the client left is put back.
     """
     deadline = now_ms() + wait_ms
+    await queues.record_poll(ctx, namespace, nodes)
     while True:
         seen = ctx.work.generation(namespace)
         claimed = await queries.claim(namespace, nodes, ctx.lease_ms, batch_size)
@@ -115,6 +116,9 @@ async def enqueue(
             return []
         remaining = deadline - now_ms()
         if claimed or remaining <= 0 or ctx.work.closing:
+            await run_status.mark_started(ctx.started_runs, {state.run_id for state in claimed})
+            if wait_ms > 0:
+                await queues.record_poll(ctx, namespace, nodes)  # still asking at the end of a long-poll
             return claimed
         await ctx.work.wait(namespace, min(remaining / 1000, ctx.settings.long_poll_tick_seconds), seen)
         if gone is not None and await gone():

@@ -1,0 +1,130 @@
+"""Queue health: per node, the due backlog and its age, delayed and claimed states, and when a
+runtime last asked for the node's work.
+
+Polls are recorded on `NodeStats.last_poll_ms`, at most once every `POLL_RECORD_MS` per node
+and process (an enqueue call records at its start and at its end, so a runtime waiting in a
+long-poll counts as asking). The counts are three small aggregations over the states that wait
+(CREATED) or run (QUEUED), through the enqueue index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from state_manager.clock import now_ms
+from state_manager.db.documents import NodeStats, RegisteredNode, State
+from state_manager.domain.status import StateStatus
+from state_manager.schemas.queues import QueueRow, QueuesView
+from state_manager.services.context import AppContext
+
+POLL_RECORD_MS = 5_000
+
+
+async def record_poll(ctx: AppContext, namespace: str, nodes: list[str]) -> None:
+    """A runtime asked for these nodes' work now."""
+    now = now_ms()
+    due = [node for node in nodes if now - ctx.polls_recorded.get((namespace, node), 0) >= POLL_RECORD_MS]
+    collection = NodeStats.get_motor_collection()
+    for node in due:
+        ctx.polls_recorded[(namespace, node)] = now
+        await collection.update_one(
+            {"namespace": namespace, "node_name": node}, {"$max": {"last_poll_ms": now}}, upsert=True
+        )
+
+
+@dataclass
+class _Counts:
+    due: int = 0
+    oldest_due_ms: int | None = None
+    delayed: int = 0
+    claimed: int = 0
+    last_poll_ms: int | None = None
+    registered: bool = False
+
+
+async def _grouped(match: dict[str, Any], oldest: bool) -> dict[tuple[str, str], tuple[int, int | None]]:
+    """(namespace, node) -> (how many states match, the smallest `enqueue_after` if `oldest`)."""
+    group: dict[str, Any] = {"_id": {"$concat": ["$namespace_name", "|", "$node_name"]}, "n": {"$sum": 1}}
+    if oldest:
+        group["oldest"] = {"$min": "$enqueue_after"}
+    found: dict[tuple[str, str], tuple[int, int | None]] = {}
+    async for row in State.get_motor_collection().aggregate([{"$match": match}, {"$group": group}]):
+        namespace, node = str(row["_id"]).split("|", 1)
+        found[(namespace, node)] = (int(row["n"]), row.get("oldest"))
+    return found
+
+
+async def _counts(namespace: str | None, now: int) -> dict[tuple[str, str], _Counts]:
+    where: dict[str, Any] = {} if namespace is None else {"namespace_name": namespace}
+    created, queued = StateStatus.CREATED.value, StateStatus.QUEUED.value
+    rows: dict[tuple[str, str], _Counts] = {}
+
+    def row(key: tuple[str, str]) -> _Counts:
+        return rows.setdefault(key, _Counts())
+
+    for key, (n, oldest) in (
+        await _grouped({**where, "status": created, "enqueue_after": {"$lte": now}}, True)
+    ).items():
+        row(key).due, row(key).oldest_due_ms = n, oldest
+    for key, (n, _) in (
+        await _grouped({**where, "status": created, "enqueue_after": {"$gt": now}}, False)
+    ).items():
+        row(key).delayed = n
+    for key, (n, _) in (await _grouped({**where, "status": queued}, False)).items():
+        row(key).claimed = n
+    node_where = {} if namespace is None else {"namespace": namespace}
+    async for doc in RegisteredNode.get_motor_collection().find(node_where, {"namespace": 1, "name": 1}):
+        row((doc["namespace"], doc["name"])).registered = True
+    polls = {**node_where, "last_poll_ms": {"$ne": None}}
+    async for doc in NodeStats.get_motor_collection().find(
+        polls, {"namespace": 1, "node_name": 1, "last_poll_ms": 1}
+    ):
+        key = (doc["namespace"], doc["node_name"])
+        if key in rows:
+            rows[key].last_poll_ms = doc["last_poll_ms"]
+    return rows
+
+
+def _row(node: str, counts: _Counts, now: int, stall_ms: int) -> QueueRow:
+    def age(ms: int | None) -> float | None:
+        return None if ms is None else max(0, now - ms) / 1000
+
+    polled_recently = counts.last_poll_ms is not None and now - counts.last_poll_ms <= stall_ms
+    # Stalled: work has been due for longer than the threshold and nobody asked for it meanwhile.
+    waiting_long = counts.oldest_due_ms is not None and now - counts.oldest_due_ms > stall_ms
+    return QueueRow(
+        node_name=node,
+        registered=counts.registered,
+        due=counts.due,
+        oldest_due_ms=counts.oldest_due_ms,
+        oldest_due_age_seconds=age(counts.oldest_due_ms),
+        delayed=counts.delayed,
+        claimed=counts.claimed,
+        last_poll_ms=counts.last_poll_ms,
+        last_poll_age_seconds=age(counts.last_poll_ms),
+        stalled=counts.due > 0 and waiting_long and not polled_recently,
+    )
+
+
+async def queue_health(ctx: AppContext, namespace: str) -> QueuesView:
+    """Every registered node of the namespace, and every node that has states waiting or running."""
+    now = now_ms()
+    stall_ms = int(ctx.settings.queue_stall_seconds * 1000)
+    rows = await _counts(namespace, now)
+    return QueuesView(
+        namespace=namespace,
+        stall_after_seconds=ctx.settings.queue_stall_seconds,
+        now_ms=now,
+        nodes=[_row(node, counts, now, stall_ms) for (_, node), counts in sorted(rows.items())],
+    )
+
+
+async def all_queues(ctx: AppContext) -> list[tuple[str, QueueRow]]:
+    """`queue_health` of every namespace at once: (namespace, row) pairs."""
+    now = now_ms()
+    stall_ms = int(ctx.settings.queue_stall_seconds * 1000)
+    rows = await _counts(None, now)
+    return [
+        (namespace, _row(node, counts, now, stall_ms)) for (namespace, node), counts in sorted(rows.items())
+    ]

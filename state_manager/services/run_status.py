@@ -1,0 +1,121 @@
+"""A run's stored status: PENDING, RUNNING from the first claim of one of its states, then
+SUCCESS, FAILED or CANCELLED, with when it started and finished and its counts.
+
+- `mark_started` after a claim (once per run and process: a small cache skips runs it has
+  marked already);
+- `finish_if_done` after a state settles (its last effect written): when nothing in the run can
+  still happen, the run's counts, status and end time are stored, once (a conditional write on
+  the run's `revision`, which every reopening bumps);
+- `sweep` in the recovery pass: a crash between a state's last write and `finish_if_done` would
+  leave a run open; open runs are checked now and then (further apart as they age) and finished.
+
+Two settles that end a run's last two states at once cannot both miss the end: each probes
+after its own closing write, so the later probe sees both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from state_manager.clock import now_ms
+from state_manager.db import queries
+from state_manager.db.documents import Run
+from state_manager.domain.status import StateStatus, stored_run_status, tally
+
+log = structlog.get_logger(__name__)
+
+FIRST_CHECK_MS = 60_000  # a run is first checked by the sweep this long after it was created
+LONGEST_CHECK_MS = 3_600_000
+_STARTED_CACHE_SIZE = 10_000
+
+Tallied = tuple[dict[StateStatus, int], bool]
+
+
+def sort_key(run: Run) -> str:
+    """`Run.sort_key`: creation time, then run id (unique, ordered like creation)."""
+    return f"{run.created_ms:013d}:{run.run_id}"
+
+
+def key_bound(epoch_ms: int) -> str:
+    """The smallest sort key of a run created at `epoch_ms`."""
+    return f"{epoch_ms:013d}:"
+
+
+async def mark_started(started: set[str], run_ids: set[str]) -> None:
+    """Mark these runs RUNNING (if they were PENDING); `started` is the process's cache of runs
+    already marked."""
+    new = sorted(run_ids - started)
+    if not new:
+        return
+    await queries.mark_runs_started(new, now_ms())
+    if len(started) + len(new) > _STARTED_CACHE_SIZE:
+        started.clear()
+    started.update(new)
+
+
+async def finish_if_done(run_id: str) -> Run | None:
+    """Store the run's end if nothing in it can still happen; the finished run, or None."""
+    if await queries.run_may_change(run_id):
+        return None
+    run = await queries.find_one(Run, {"run_id": run_id})
+    if run is None or run.final is not None:
+        return None
+    return await finish(run)
+
+
+async def finish(run: Run, tallied: Tallied | None = None) -> Run | None:
+    """Store the run's counts, status and end time if it has ended (from `tallied`, or counted
+    now); the finished run, or None if it has not ended or changed since it was read."""
+    statuses, pending = tallied or (await queries.run_tallies([run.run_id])).get(run.run_id, ({}, False))
+    counted = tally(statuses, effects_pending=pending or not run.seeded)
+    if counted["status"] == "PENDING":
+        return None
+    cancelled = run.cancelled_at is not None
+    status = stored_run_status(str(counted["status"]), started=True, cancelled=cancelled)
+    fields: dict[str, Any] = {
+        "final": counted,
+        "counts": {s.value: n for s, n in statuses.items() if n},
+        "status": status.value,
+        "finished_ms": run.finished_ms or now_ms(),
+    }
+    if not await queries.finish_run(run, fields):
+        return None
+    log.info(
+        "run_finished",
+        namespace=run.namespace_name,
+        graph=run.graph_name,
+        run_id=run.run_id,
+        status=status.value,
+        states=counted["total_count"],
+        failed=counted["errored_count"],
+        duration_ms=fields["finished_ms"] - run.created_ms,
+    )
+    finished: Run = run.model_copy(update=fields)
+    return finished
+
+
+def next_check_ms(run: Run, now: int) -> int:
+    """When the sweep looks at an open run again: half its age from now, within limits."""
+    return now + min(max((now - run.created_ms) // 2, FIRST_CHECK_MS), LONGEST_CHECK_MS)
+
+
+async def sweep(batch_size: int) -> int:
+    """Check the open runs that are due for a check; how many were finished."""
+    now = now_ms()
+    due = {"final": None, "seeded": True, "check_after_ms": {"$not": {"$gt": now}}}
+    runs = await Run.find(due).sort("check_after_ms").limit(batch_size).to_list()
+    if not runs:
+        return 0
+    tallies = await queries.run_tallies([run.run_id for run in runs])
+    finished = 0
+    for run in runs:
+        if await finish(run, tallies.get(run.run_id, ({}, False))) is not None:
+            finished += 1
+            log.warning("run_end_recovered", run_id=run.run_id, graph=run.graph_name)
+            continue
+        await Run.get_motor_collection().update_one(
+            {"_id": run.id, "final": None}, {"$set": {"check_after_ms": next_check_ms(run, now)}}
+        )
+    return finished

@@ -1,0 +1,297 @@
+"""Runs and their states as the dashboard and the CLI read them, and the run-wide retry.
+
+Listings are cursor-paged on `_id` (newest runs first, a run's states oldest first), so a page
+costs the same however deep it is and a fan-out of thousands is never one response. A finished
+run's counts are stored on it; a run still going is counted with one aggregation.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+
+from state_manager.clock import iso, now_ms
+from state_manager.db import queries
+from state_manager.db.documents import Run, State
+from state_manager.domain.status import (
+    RunStatus,
+    StateStatus,
+    node_status,
+    stored_run_status,
+    tally,
+)
+from state_manager.errors import BadRequest, Conflict, InvalidTransition, NotFound
+from state_manager.schemas.runs import (
+    GraphEdge,
+    GraphNodeView,
+    RetryFailedResult,
+    RunDetail,
+    RunGraphView,
+    RunPage,
+    RunSummary,
+    StatePage,
+    StateView,
+)
+from state_manager.services import run_status
+from state_manager.services.context import AppContext
+from state_manager.services.graphs import template_for
+from state_manager.services.states import manual_retry
+
+# Failed states an operator's "retry failed" retries (a cancelled state was stopped on purpose).
+RETRYABLE = (StateStatus.ERRORED, StateStatus.TIMEDOUT, StateStatus.NEXT_CREATED_ERROR)
+Tallied = tuple[dict[StateStatus, int], bool]
+_RUN_CURSOR = re.compile(r"\d{13}:.{1,300}")
+
+
+def _cursor(raw: str | None) -> ObjectId | None:
+    if raw is None:
+        return None
+    try:
+        return ObjectId(raw)
+    except (InvalidId, TypeError) as exc:
+        raise BadRequest(f"Invalid cursor {raw!r}: pass the next_cursor of the previous page") from exc
+
+
+async def _run(namespace: str, run_id: str) -> Run:
+    run = await queries.find_one(Run, {"run_id": run_id, "namespace_name": namespace})
+    if run is None:
+        raise NotFound(f"Run {run_id} not found in namespace {namespace}")
+    return run
+
+
+async def _now_counts(run: Run, tallied: Tallied | None) -> tuple[Run, dict[StateStatus, int]]:
+    """The run as stored, finished now if it has ended; and its counts per state status."""
+    if run.final is not None:
+        return run, {StateStatus(s): n for s, n in run.counts.items()}
+    tallied = tallied or (await queries.run_tallies([run.run_id])).get(run.run_id, ({}, False))
+    finished = await run_status.finish(run, tallied)
+    return finished or run, tallied[0]
+
+
+def _summary_fields(run: Run, counts: dict[StateStatus, int]) -> dict[str, Any]:
+    grouped = tally(counts)
+    status = run.status
+    if run.final is None:  # still open: the stored status, but CANCELLED wins
+        status = stored_run_status(
+            "PENDING", started=run.started_ms is not None, cancelled=run.cancelled_at is not None
+        )
+    return {
+        "run_id": run.run_id,
+        "namespace": run.namespace_name,
+        "graph_name": run.graph_name,
+        "graph_version": run.graph_version,
+        "status": status,
+        "triggered_by": run.triggered_by,
+        "created_at": iso(run.created_at),
+        "created_ms": run.created_ms,
+        "started_ms": run.started_ms,
+        "finished_ms": run.finished_ms,
+        "duration_ms": max(0, (run.finished_ms or now_ms()) - run.created_ms),
+        "counts": {status.value: n for status, n in sorted(counts.items()) if n},
+        "total_count": grouped["total_count"],
+        "success_count": grouped["success_count"],
+        "pending_count": grouped["pending_count"],
+        "errored_count": grouped["errored_count"],
+        "retried_count": grouped["retried_count"],
+        "cancelled_count": counts.get(StateStatus.CANCELLED, 0),
+    }
+
+
+async def search_runs(
+    namespace: str,
+    *,
+    graph: str | None = None,
+    status: str | None = None,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> RunPage:
+    """Runs of a namespace, newest first, filtered by graph, stored status and creation time."""
+    query: dict[str, Any] = {"namespace_name": namespace}
+    if graph:
+        query["graph_name"] = graph
+    if status:
+        query["status"] = RunStatus(status).value
+    keys: dict[str, str] = {}
+    if since_ms is not None:
+        keys["$gte"] = run_status.key_bound(since_ms)
+    if until_ms is not None:
+        keys["$lt"] = run_status.key_bound(until_ms + 1)
+    if cursor is not None:
+        if not _RUN_CURSOR.fullmatch(cursor):
+            raise BadRequest(f"Invalid cursor {cursor!r}: pass the next_cursor of the previous page")
+        keys["$lt"] = min(cursor, keys.get("$lt", cursor))
+    if keys:
+        query["sort_key"] = keys
+    runs = await Run.find(query).sort("-sort_key").limit(limit + 1).to_list()
+    more, runs = len(runs) > limit, runs[:limit]
+    open_ids = [run.run_id for run in runs if run.final is None]
+    tallies = await queries.run_tallies(open_ids) if open_ids else {}
+    items = []
+    for run in runs:
+        current, counts = await _now_counts(
+            run, tallies.get(run.run_id, ({}, False)) if run.final is None else None
+        )
+        items.append(RunSummary(**_summary_fields(current, counts)))
+    return RunPage(namespace=namespace, runs=items, next_cursor=runs[-1].sort_key if more and runs else None)
+
+
+async def run_detail(namespace: str, run_id: str) -> RunDetail:
+    run, counts = await _now_counts(await _run(namespace, run_id), None)
+    return RunDetail(**_summary_fields(run, counts), store=run.store, cancelled_at=run.cancelled_at)
+
+
+def state_view(state: State) -> StateView:
+    return StateView(
+        id=str(state.id),
+        node_name=state.node_name,
+        namespace_name=state.namespace_name,
+        identifier=state.identifier,
+        graph_name=state.graph_name,
+        graph_version=state.graph_version,
+        run_id=state.run_id,
+        status=state.status.value,
+        inputs=state.inputs,
+        outputs=state.outputs,
+        data=state.data,
+        error=state.error,
+        parents=state.parents,
+        retry_count=state.retry_count,
+        fanout_id=state.fanout_id,
+        manual_retry_fanout_id=state.manual_retry_fanout_id,
+        fanout_path=state.fanout_path,
+        output_index=state.output_index,
+        does_unites=state.does_unites,
+        enqueue_after=state.enqueue_after,
+        claimed_ms=state.claimed_ms,
+        ended_ms=state.ended_ms,
+        lease_expires_at=state.lease_expires_at,
+        deadline_ms=state.deadline_ms,
+        created_ms=int(state.created_at.timestamp() * 1000),
+        updated_ms=state.updated_ms,
+        created_at=iso(state.created_at),
+        updated_at=iso(state.updated_at),
+    )
+
+
+async def state_page(
+    namespace: str,
+    run_id: str,
+    *,
+    status: str | None = None,
+    identifier: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> StatePage:
+    """A page of a run's states, oldest first."""
+    await _run(namespace, run_id)
+    query: dict[str, Any] = {"run_id": run_id, "graph_namespace": namespace}
+    if status:
+        query["status"] = StateStatus(status).value
+    if identifier:
+        query["identifier"] = identifier
+    after = _cursor(cursor)
+    if after is not None:
+        query["_id"] = {"$gt": after}
+    found = await queries.find_states(query, sort=[("_id", 1)], limit=limit + 1)
+    more, found = len(found) > limit, found[:limit]
+    return StatePage(
+        run_id=run_id,
+        states=[state_view(s) for s in found],
+        next_cursor=str(found[-1].id) if more and found else None,
+    )
+
+
+async def find_state(namespace: str, state_id: str) -> State:
+    """A state of a graph in `namespace`, by id."""
+    try:
+        oid = ObjectId(state_id)
+    except (InvalidId, TypeError) as exc:
+        raise BadRequest(f"Invalid state id {state_id!r}") from exc
+    found = await queries.find_one(State, {"_id": oid, "graph_namespace": namespace})
+    if found is None:
+        raise NotFound(f"State {state_id} not found in namespace {namespace}")
+    return found
+
+
+async def template_graph(ctx: AppContext, namespace: str, run_id: str) -> RunGraphView:
+    """The run's template DAG, each node with the counts of its states by status (a fan-out is
+    one node with all its copies counted)."""
+    run, counts = await _now_counts(await _run(namespace, run_id), None)
+    summary_status = _summary_fields(run, counts)["status"]
+    graph = await template_for(ctx, namespace, run.graph_name, run.graph_version)
+    per_node = await queries.identifier_tallies(run_id)
+    nodes: list[GraphNodeView] = []
+    known: set[str] = set()
+    for node in graph.nodes if graph is not None else []:
+        known.add(node.identifier)
+        node_counts = per_node.get(node.identifier, {})
+        nodes.append(
+            GraphNodeView(
+                identifier=node.identifier,
+                node_name=node.node_name,
+                namespace=node.namespace,
+                status=node_status(node_counts),
+                counts={s.value: n for s, n in sorted(node_counts.items()) if n},
+                total=sum(node_counts.values()),
+                next_nodes=list(node.next_nodes or []),
+                unites=node.unites.identifier if node.unites else None,
+            )
+        )
+    for identifier, node_counts in sorted(per_node.items()):  # states of nodes the template no longer has
+        if identifier not in known:
+            nodes.append(
+                GraphNodeView(
+                    identifier=identifier,
+                    node_name=identifier,
+                    namespace=namespace,
+                    status=node_status(node_counts),
+                    counts={s.value: n for s, n in sorted(node_counts.items()) if n},
+                    total=sum(node_counts.values()),
+                    next_nodes=[],
+                    unites=None,
+                )
+            )
+    present = {node.identifier for node in nodes}
+    edges = [
+        GraphEdge(source=node.identifier, target=target)
+        for node in nodes
+        for target in node.next_nodes
+        if target in present
+    ]
+    return RunGraphView(
+        run_id=run.run_id,
+        graph_name=run.graph_name,
+        graph_version=run.graph_version,
+        status=summary_status,
+        nodes=nodes,
+        edges=edges,
+    )
+
+
+async def retry_failed(ctx: AppContext, namespace: str, run_id: str) -> RetryFailedResult:
+    """Retry every failed state of the run once. Each retry is keyed by the failed state, so a
+    repeated call (or two at once) retries nothing twice."""
+    run = await _run(namespace, run_id)
+    if run.cancelled_at is not None:
+        raise Conflict(f"Run {run_id} was cancelled: its states cannot be retried")
+    failed = await queries.find_states(
+        {"run_id": run_id, "graph_namespace": namespace, "status": {"$in": [s.value for s in RETRYABLE]}},
+        sort=[("_id", 1)],
+    )
+    created: list[str] = []
+    for state in failed:
+        assert state.id is not None
+        try:
+            retry = await manual_retry(
+                ctx, state.namespace_name, ObjectId(str(state.id)), f"retry-failed:{state.id}"
+            )
+        except (Conflict, InvalidTransition):
+            continue  # retried meanwhile by another call
+        created.append(str(retry.id))
+    detail = await run_detail(namespace, run_id)
+    return RetryFailedResult(run_id=run_id, retried=len(created), state_ids=created, status=detail.status)
