@@ -7,6 +7,7 @@ enough to wait; the scope is read only to decide a join that can be decided.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -46,12 +47,18 @@ def may_settle_a_join(state: State, status: StateStatus, graph: GraphTemplate) -
     return any(identifier in shape.joins_on for identifier, _ in _anchors(state, status))
 
 
-async def evaluate_joins(ctx: AppContext, state: State, graph: GraphTemplate | None) -> list[State]:
+@dataclass
+class JoinsEvaluated:
+    created: list[State] = field(default_factory=list)  # the joins this call created
+    waiting: bool = False  # a join still waits for a state that is going: the run goes on
+
+
+async def evaluate_joins(ctx: AppContext, state: State, graph: GraphTemplate | None) -> JoinsEvaluated:
     """Re-evaluate every join whose `unites` anchor is this state or one of its ancestors (and,
-    for a fan-out, each of its copies: they were written with it); the joins it created."""
+    for a fan-out, each of its copies: they were written with it)."""
+    outcome = JoinsEvaluated()
     if graph is None:
-        return []
-    created: list[State] = []
+        return outcome
     shape = graph_shape(graph)
     anchors = _anchors(state, state.status)
     if state.identifier in shape.joins_on:
@@ -61,10 +68,13 @@ async def evaluate_joins(ctx: AppContext, state: State, graph: GraphTemplate | N
         joins = shape.joins_on.get(anchor_identifier, [])
         for join_identifier in joins:
             join = shape.by_id[join_identifier]
-            made = await _evaluate_join(ctx, graph, join, anchor_identifier, anchor_id, joins, state.run_id)
+            made, waiting = await _evaluate_join(
+                ctx, graph, join, anchor_identifier, anchor_id, joins, state.run_id
+            )
+            outcome.waiting = outcome.waiting or waiting
             if made is not None:
-                created.append(made)
-    return created
+                outcome.created.append(made)
+    return outcome
 
 
 async def _evaluate_join(
@@ -75,9 +85,9 @@ async def _evaluate_join(
     anchor_id: str,
     sibling_joins: list[str],
     run_id: str,
-) -> State | None:
+) -> tuple[State | None, bool]:
     """Create the join for one anchor state once everything below the anchor has settled;
-    returns it when this call created it.
+    returns it when this call created it, and whether the join still waits.
 
     The scope leaves out every join on the same anchor and their descendants: those joins are
     independent of each other, and none waits for another.
@@ -98,13 +108,13 @@ async def _evaluate_join(
     ]
     for probe in going:
         if await queries.exists({**scope, **probe}):
-            return None
+            return None, True
     key = f"{anchor_id}:join:{join.identifier}"
     if await queries.find_one(State, {"spawn_key": key}) is not None:
-        return None
+        return None, False
     anchor = await queries.find_state(ObjectId(anchor_id))
     if anchor is None or anchor.status != StateStatus.SUCCESS:
-        return None
+        return None, False
     failures = await queries.statuses(
         {"run_id": anchor.run_id, **scope, "status": {"$in": [s.value for s in FAILED]}}
     )
@@ -117,7 +127,7 @@ async def _evaluate_join(
             f"Join {join.identifier} (unites {anchor_identifier}, {join.unites.strategy}) cannot run: "
             f"states below {anchor_identifier} failed: {', '.join(failed)}"
         )
-    return await _create_join(ctx, graph, join, anchor, key, error)
+    return await _create_join(ctx, graph, join, anchor, key, error), False
 
 
 async def _collect(anchor: State, join_identifier: str, refs: set[OutputRef]) -> dict[OutputRef, list[Any]]:

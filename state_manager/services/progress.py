@@ -39,7 +39,7 @@ from state_manager.errors import TooLarge
 from state_manager.services import run_status
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import graph_shape, template_for
-from state_manager.services.joins import evaluate_joins, may_settle_a_join
+from state_manager.services.joins import JoinsEvaluated, evaluate_joins, may_settle_a_join
 from state_manager.services.new_states import (
     branch_outputs,
     check_size,
@@ -62,18 +62,24 @@ async def settle(ctx: AppContext, state: State) -> State:
     state as it is afterwards."""
     graph = await template_for(ctx, state.graph_namespace, state.graph_name, state.graph_version)
     current = state
+    evaluated = JoinsEvaluated()
     if current.pending_effect == Effect.SPAWN:
         current = await _spawn(ctx, current, graph)
     if current.pending_effect == Effect.JOINS:
-        joins = [] if current.run_cancelled else await evaluate_joins(ctx, current, graph)
+        if not current.run_cancelled:
+            evaluated = await evaluate_joins(ctx, current, graph)
+        joins = evaluated.created
         for join in joins:
             if join.status == StateStatus.CANCELLED:  # a join that cannot run: its joins above
                 await settle_isolated(ctx, join)
         closed = await queries.finish_effect(state_oid(current), Effect.JOINS, None)
         await _undo_if_cancelled(closed, [join.spawn_key for join in joins])
         current = closed or _with_effect(current, None)
-        if closed is not None and closed.status in TERMINAL:
-            await run_status.finish_if_done(closed.run_id)
+    # The run may have ended with this state, once nothing is owed for it (a join that still
+    # waits says the run goes on). Probed after the closing write: see run_status.py.
+    ended = state.pending_effect is not None and current.pending_effect is None and current.status in TERMINAL
+    if ended and not evaluated.waiting:
+        await run_status.finish_if_done(current.run_id)
     return current
 
 

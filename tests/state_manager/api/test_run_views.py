@@ -311,3 +311,42 @@ async def test_queues_show_due_delayed_and_claimed_work_and_when_a_runtime_last_
     assert alpha["oldest_due_age_seconds"] >= 0 and not alpha["stalled"]
     assert rows["Idle"]["due"] == 0 and rows["Idle"]["last_poll_ms"] is None and not rows["Idle"]["stalled"]
     assert rows["Beta"]["due"] == 0 and view["stall_after_seconds"] == 30
+
+
+async def _stored(run_id: str) -> Run:
+    run = await Run.find_one({"run_id": run_id})
+    assert run is not None
+    return run
+
+
+async def test_the_last_report_stores_the_runs_end_without_anyone_reading_it(api: Api) -> None:
+    await api.setup("g", chain(retry_policy=NO_RETRY), ALPHA, BETA)
+    good = (await api.trigger("g"))["run_id"]
+    await Worker(api, "Alpha").execute()
+    assert (await _stored(good)).status == "RUNNING"
+    await Worker(api, "Beta").execute()
+    bad = (await api.trigger("g"))["run_id"]
+    await Worker(api, "Alpha").fail()
+
+    finished, failed = await _stored(good), await _stored(bad)
+    assert (finished.status, finished.counts) == ("SUCCESS", {"SUCCESS": 2}) and finished.finished_ms
+    assert (failed.status, failed.counts) == ("FAILED", {"ERRORED": 1}) and failed.finished_ms
+
+
+async def test_a_fan_out_with_a_join_ends_when_the_join_does(api: Api) -> None:
+    fan_in = graph(
+        template("a", "Alpha", {"x": "go"}, ["b"]),
+        template("b", "Beta", {"x": "${{ a.outputs.y }}"}, ["c"]),
+        template("c", "Gamma", {"x": "${{ b.outputs.y[*] }}"}, unites="a"),
+    )
+    await api.setup("g", fan_in, ALPHA, BETA, node("Gamma"))
+    run_id = (await api.trigger("g"))["run_id"]
+    await Worker(api, "Alpha").execute()
+    await Worker(api, "Beta").execute([{"y": str(i)} for i in range(4)])  # b fans out to 4
+    assert (await _stored(run_id)).status == "RUNNING"  # the join is due, not done
+
+    join = await Worker(api, "Gamma").execute()
+
+    assert join["inputs"] == {"x": '["0", "1", "2", "3"]'}
+    stored = await _stored(run_id)
+    assert stored.status == "SUCCESS" and stored.counts == {"SUCCESS": 6}
