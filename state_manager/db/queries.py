@@ -11,9 +11,10 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError, OperationFailure
 
+from state_manager import metrics
 from state_manager.clock import now_ms, utcnow
 from state_manager.db.documents import Run, State
-from state_manager.domain.effects import pending_after
+from state_manager.domain.effects import Effect, pending_after
 from state_manager.domain.status import ENDS_ATTEMPT, UNSETTLED, Event, StateStatus, sources, target
 from state_manager.errors import TooLarge
 
@@ -104,7 +105,7 @@ async def transition(
     except (DocumentTooLarge, OperationFailure) as exc:
         _refuse_if_too_large(exc)
         raise
-    return None if doc is None else State.model_validate(doc)
+    return None if doc is None else metrics.transitioned(event, State.model_validate(doc))
 
 
 async def set_fields(state_id: ObjectId, fields: dict[str, Any], expect: dict[str, Any]) -> bool:
@@ -121,6 +122,7 @@ async def insert_once(state: State) -> bool:
         await insert(state)
     except DuplicateKeyError:
         return False
+    metrics.states_created([state])
     return True
 
 
@@ -152,6 +154,7 @@ async def insert_many_once(states: list[State]) -> None:
     for index, (state, doc) in enumerate(zip(states, docs, strict=True)):
         if index not in skipped:
             state.id = doc["_id"]
+    metrics.states_created(state for index, state in enumerate(states) if index not in skipped)
 
 
 def _due(namespace: str, nodes: list[str], now: int) -> dict[str, Any]:
@@ -281,28 +284,56 @@ async def statuses(query: dict[str, Any]) -> list[dict[str, Any]]:
     return [doc async for doc in cursor]
 
 
+# Counting by status: one `$group` on a plain field per status present, rather than one group
+# on a compound key. MongoDB does either in the server; the embedded engine runs a group on a
+# plain field as SQL but evaluates a compound key document by document, which made a listing
+# of a run of 2,000 states take ~65 ms instead of ~5.
+
+
+async def distinct_values(model: type[Document], match: dict[str, Any], field: str) -> list[Any]:
+    """The values of `field` among the documents matching `match`. (Not `distinct`: the embedded
+    engine's `distinct` ignores operator conditions such as `$in` in its filter.)"""
+    pipeline = [{"$match": match}, {"$group": {"_id": f"${field}"}}]
+    return [row["_id"] async for row in model.get_motor_collection().aggregate(pipeline)]
+
+
+async def _count_by(match: dict[str, Any], field: str) -> dict[StateStatus, dict[str, int]]:
+    """For each status among the states matching `match`: how many have each value of `field`."""
+    found: dict[StateStatus, dict[str, int]] = {}
+    for status in await distinct_values(State, match, "status"):
+        pipeline = [
+            {"$match": {**match, "status": status}},
+            {"$group": {"_id": f"${field}", "n": {"$sum": 1}}},
+        ]
+        found[StateStatus(status)] = {
+            str(row["_id"]): int(row["n"]) async for row in _states().aggregate(pipeline)
+        }
+    return found
+
+
 async def run_tallies(run_ids: list[str]) -> dict[str, tuple[dict[StateStatus, int], bool]]:
     """For each run: how many of its states are in each status, and whether any still owes an
-    effect; one aggregation, no state documents read back."""
-    key = {"$concat": ["$run_id", "|", "$status", "|", {"$ifNull": ["$pending_effect", ""]}]}
-    pipeline = [{"$match": {"run_id": {"$in": run_ids}}}, {"$group": {"_id": key, "n": {"$sum": 1}}}]
+    effect; no state documents read back."""
+    match = {"run_id": {"$in": run_ids}}
     tallies: dict[str, tuple[dict[StateStatus, int], bool]] = {}
-    async for group in _states().aggregate(pipeline):
-        run_id, status, effect = str(group["_id"]).rsplit("|", 2)
-        counts, pending = tallies.get(run_id, ({}, False))
-        counts[StateStatus(status)] = counts.get(StateStatus(status), 0) + int(group["n"])
-        tallies[run_id] = (counts, pending or bool(effect))
+    for status, per_run in (await _count_by(match, "run_id")).items():
+        for run_id, n in per_run.items():
+            tallies.setdefault(run_id, ({}, False))[0][status] = n
+    owing = await distinct_values(
+        State, {**match, "pending_effect": {"$in": [e.value for e in Effect]}}, "run_id"
+    )
+    for run_id in owing:
+        counts, _ = tallies.get(run_id, ({}, False))
+        tallies[run_id] = (counts, True)
     return tallies
 
 
 async def identifier_tallies(run_id: str) -> dict[str, dict[StateStatus, int]]:
     """For each identifier of the run: how many of its states are in each status."""
-    key = {"$concat": ["$identifier", "|", "$status"]}
-    pipeline = [{"$match": {"run_id": run_id}}, {"$group": {"_id": key, "n": {"$sum": 1}}}]
     tallies: dict[str, dict[StateStatus, int]] = {}
-    async for group in _states().aggregate(pipeline):
-        identifier, status = str(group["_id"]).rsplit("|", 1)
-        tallies.setdefault(identifier, {})[StateStatus(status)] = int(group["n"])
+    for status, per_identifier in (await _count_by({"run_id": run_id}, "identifier")).items():
+        for identifier, n in per_identifier.items():
+            tallies.setdefault(identifier, {})[status] = n
     return tallies
 
 
@@ -354,6 +385,7 @@ async def cancel_waiting(query: dict[str, Any], error: str) -> int:
     waiting = {**query, "status": {"$in": [StateStatus.CREATED.value, StateStatus.QUEUED.value]}}
     fields = stamp({**CANCELLED_FIELDS, "error": error})
     result = await _states().update_many(waiting, {"$set": {**fields, "ended_ms": fields["updated_ms"]}})
+    metrics.states_cancelled(result.modified_count)
     return int(result.modified_count)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from state_manager.clock import now_ms
+from state_manager.db import queries
 from state_manager.db.documents import NodeStats, RegisteredNode, State
 from state_manager.domain.status import StateStatus
 from state_manager.schemas.queues import QueueRow, QueuesView
@@ -43,46 +44,39 @@ class _Counts:
     registered: bool = False
 
 
-async def _grouped(match: dict[str, Any], oldest: bool) -> dict[tuple[str, str], tuple[int, int | None]]:
-    """(namespace, node) -> (how many states match, the smallest `enqueue_after` if `oldest`)."""
-    group: dict[str, Any] = {"_id": {"$concat": ["$namespace_name", "|", "$node_name"]}, "n": {"$sum": 1}}
+async def _grouped(match: dict[str, Any], oldest: bool) -> dict[str, tuple[int, int | None]]:
+    """node -> (how many states match, the smallest `enqueue_after` if `oldest`). Grouped on a
+    plain field, which the embedded engine runs as SQL (see db/queries.py)."""
+    group: dict[str, Any] = {"_id": "$node_name", "n": {"$sum": 1}}
     if oldest:
         group["oldest"] = {"$min": "$enqueue_after"}
-    found: dict[tuple[str, str], tuple[int, int | None]] = {}
+    found: dict[str, tuple[int, int | None]] = {}
     async for row in State.get_motor_collection().aggregate([{"$match": match}, {"$group": group}]):
-        namespace, node = str(row["_id"]).split("|", 1)
-        found[(namespace, node)] = (int(row["n"]), row.get("oldest"))
+        found[str(row["_id"])] = (int(row["n"]), row.get("oldest"))
     return found
 
 
-async def _counts(namespace: str | None, now: int) -> dict[tuple[str, str], _Counts]:
-    where: dict[str, Any] = {} if namespace is None else {"namespace_name": namespace}
+async def _counts(namespace: str, now: int) -> dict[str, _Counts]:
     created, queued = StateStatus.CREATED.value, StateStatus.QUEUED.value
-    rows: dict[tuple[str, str], _Counts] = {}
+    rows: dict[str, _Counts] = {}
 
-    def row(key: tuple[str, str]) -> _Counts:
-        return rows.setdefault(key, _Counts())
+    def row(node: str) -> _Counts:
+        return rows.setdefault(node, _Counts())
 
-    for key, (n, oldest) in (
-        await _grouped({**where, "status": created, "enqueue_after": {"$lte": now}}, True)
-    ).items():
-        row(key).due, row(key).oldest_due_ms = n, oldest
-    for key, (n, _) in (
-        await _grouped({**where, "status": created, "enqueue_after": {"$gt": now}}, False)
-    ).items():
-        row(key).delayed = n
-    for key, (n, _) in (await _grouped({**where, "status": queued}, False)).items():
-        row(key).claimed = n
-    node_where = {} if namespace is None else {"namespace": namespace}
-    async for doc in RegisteredNode.get_motor_collection().find(node_where, {"namespace": 1, "name": 1}):
-        row((doc["namespace"], doc["name"])).registered = True
-    polls = {**node_where, "last_poll_ms": {"$ne": None}}
-    async for doc in NodeStats.get_motor_collection().find(
-        polls, {"namespace": 1, "node_name": 1, "last_poll_ms": 1}
-    ):
-        key = (doc["namespace"], doc["node_name"])
-        if key in rows:
-            rows[key].last_poll_ms = doc["last_poll_ms"]
+    due = {"namespace_name": namespace, "status": created, "enqueue_after": {"$lte": now}}
+    for node, (n, oldest) in (await _grouped(due, True)).items():
+        row(node).due, row(node).oldest_due_ms = n, oldest
+    later = {"namespace_name": namespace, "status": created, "enqueue_after": {"$gt": now}}
+    for node, (n, _) in (await _grouped(later, False)).items():
+        row(node).delayed = n
+    for node, (n, _) in (await _grouped({"namespace_name": namespace, "status": queued}, False)).items():
+        row(node).claimed = n
+    async for doc in RegisteredNode.get_motor_collection().find({"namespace": namespace}, {"name": 1}):
+        row(doc["name"]).registered = True
+    polls = {"namespace": namespace, "last_poll_ms": {"$ne": None}}
+    async for doc in NodeStats.get_motor_collection().find(polls, {"node_name": 1, "last_poll_ms": 1}):
+        if doc["node_name"] in rows:
+            rows[doc["node_name"]].last_poll_ms = doc["last_poll_ms"]
     return rows
 
 
@@ -116,15 +110,16 @@ async def queue_health(ctx: AppContext, namespace: str) -> QueuesView:
         namespace=namespace,
         stall_after_seconds=ctx.settings.queue_stall_seconds,
         now_ms=now,
-        nodes=[_row(node, counts, now, stall_ms) for (_, node), counts in sorted(rows.items())],
+        nodes=[_row(node, counts, now, stall_ms) for node, counts in sorted(rows.items())],
     )
 
 
 async def all_queues(ctx: AppContext) -> list[tuple[str, QueueRow]]:
-    """`queue_health` of every namespace at once: (namespace, row) pairs."""
-    now = now_ms()
-    stall_ms = int(ctx.settings.queue_stall_seconds * 1000)
-    rows = await _counts(None, now)
-    return [
-        (namespace, _row(node, counts, now, stall_ms)) for (namespace, node), counts in sorted(rows.items())
-    ]
+    """`queue_health` of every namespace that has nodes or waiting work: (namespace, row) pairs."""
+    waiting = {"status": {"$in": [StateStatus.CREATED.value, StateStatus.QUEUED.value]}}
+    namespaces = set(await queries.distinct_values(State, waiting, "namespace_name"))
+    namespaces |= set(await RegisteredNode.get_motor_collection().distinct("namespace"))
+    found: list[tuple[str, QueueRow]] = []
+    for namespace in sorted(namespaces):
+        found += [(namespace, row) for row in (await queue_health(ctx, namespace)).nodes]
+    return found
