@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(2, f"error: {exc}\n")
     if problem := _store_conflict(settings):
         parser.exit(2, f"error: {problem}\n")
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if settings.development:
         log.warning("development_mode", message=DEVELOPMENT_WARNING)
     _stop_on_sigterm()
@@ -254,7 +254,8 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
-        access_log=False,
+        log_config=None,  # uvicorn's lines go through configure_logging's handler: same format
+        access_log=False,  # one `http_request` line per request instead (observability.RequestLog)
         # Open requests get this long to finish; long-polls are answered at once (see _Server).
         timeout_graceful_shutdown=3,
     )

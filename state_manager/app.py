@@ -16,16 +16,25 @@ import structlog
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from state_manager import __version__
-from state_manager.api import debug, graphs, nodes, queues, runs, states
+from state_manager import __version__, metrics
+from state_manager.api import debug, graphs, health, nodes, queues, runs, states
 from state_manager.api.deps import require_api_key
+from state_manager.api.docs import install_api_docs
 from state_manager.api.errors import install_error_handlers
 from state_manager.api.guard import RequestGuard
+from state_manager.api.metrics import router as metrics_router
+from state_manager.api.openapi_docs import API_DESCRIPTION, TAGS
 from state_manager.config import Settings, get_settings
 from state_manager.crypto import SecretCipher
 from state_manager.db.database import open_database
 from state_manager.db.monitoring import install_command_counter
-from state_manager.observability import REQUEST_ID_HEADER, RequestIdMiddleware
+from state_manager.observability import (
+    REQUEST_ID_HEADER,
+    RequestIdMiddleware,
+    RequestLog,
+    StallWatch,
+    install_tracing,
+)
 from state_manager.services import crons, recovery
 from state_manager.services.context import AppContext
 
@@ -50,9 +59,11 @@ def _store_kind(settings: Settings) -> str:
 
 def _lifespan(context: AppContext) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings = context.settings
         client = await open_database(settings)
+        metrics.activate(app.state.metrics)  # the background loops' hooks update this app's series
+        stalls = StallWatch(lambda: app.state.metrics.queue_rows(context))
         tasks: list[asyncio.Task[None]] = []
         if settings.background_loops:
             tasks = [
@@ -63,6 +74,9 @@ def _lifespan(context: AppContext) -> Callable[[FastAPI], Any]:
                 ),
                 asyncio.create_task(
                     _every(settings.cron_interval_seconds, "cron", lambda: crons.fire_due(context))
+                ),
+                asyncio.create_task(
+                    _every(min(max(settings.queue_stall_seconds / 2, 1), 30), "stall_watch", stalls.check)
                 ),
             ]
         log.info("state_manager_started", version=__version__, store=_store_kind(settings))
@@ -83,13 +97,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.refuse_public_secrets()
     context = AppContext(settings=settings, cipher=SecretCipher(settings.encryption_key))
-    app = FastAPI(title="Exosphere state manager", version=__version__, lifespan=_lifespan(context))
+    app = FastAPI(
+        title="Exosphere state manager",
+        version=__version__,
+        description=API_DESCRIPTION,
+        openapi_tags=TAGS,
+        docs_url=None,  # served from vendored assets by install_api_docs, not from a CDN
+        redoc_url=None,
+        lifespan=_lifespan(context),
+    )
     app.state.context = context
+    app.state.metrics = metrics.Metrics(__version__)
 
-    @app.get("/health", tags=["health"])
-    async def health() -> dict[str, str]:
-        return {"message": "OK"}
-
+    app.include_router(health.router)
     secured = [Depends(require_api_key)]
     namespaced = APIRouter(prefix="/v0/namespace/{namespace_name}", dependencies=secured)
     for module in (nodes, graphs, states, runs, queues):
@@ -100,6 +120,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db_command_counter = install_command_counter()
         app.include_router(debug.router, prefix="/v0", dependencies=secured)
 
+    app.include_router(metrics_router)
+    install_api_docs(app)
     install_error_handlers(app)
     app.add_middleware(
         CORSMiddleware,
@@ -124,5 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         api_key=settings.state_manager_secret.get_secret_value(),
         max_body_bytes=settings.max_request_bytes,
     )
+    app.add_middleware(RequestLog, app_metrics=app.state.metrics, routes=app.router.routes)
     app.add_middleware(RequestIdMiddleware)
+    app.state.tracer_provider = install_tracing(app, settings.otel_exporter_otlp_endpoint)
     return app

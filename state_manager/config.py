@@ -6,6 +6,7 @@ import base64
 import binascii
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +51,13 @@ class Settings(BaseSettings):
     cors_origins: str = DEFAULT_CORS_ORIGINS
     mode: str = "production"
     log_level: str = "INFO"
+    # json: one JSON object per line (uvicorn's lines too); console: readable lines for a terminal.
+    log_format: Literal["json", "console"] = "json"
+    # GET /metrics answers without the API key (e.g. scraped on a private network).
+    metrics_public: bool = False
+    # OpenTelemetry traces (requests and database commands) over OTLP/HTTP, e.g.
+    # http://collector:4318; needs the `otel` extra. Unset: no tracing.
+    otel_exporter_otlp_endpoint: str | None = None
 
     # The store when MONGO_URI is unset (DESIGN §5, docs/decisions/0010-embedded-store.md):
     # `python -m state_manager` runs the embedded engine (nx-27017) as a child process with its

@@ -9,10 +9,12 @@ Both answer `{"commands": {name: count}, "total": N}`. The counter is the app's
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
 
+from state_manager.api.openapi_docs import errors
 from state_manager.db.monitoring import CommandCounter
 
 router = APIRouter(prefix="/debug", tags=["debug"])
@@ -30,15 +32,25 @@ async def _counter(request: Request) -> CommandCounter:
 Counter = Annotated[CommandCounter, Depends(_counter)]
 
 
-def _answer(counts: dict[str, int]) -> dict[str, Any]:
-    return {"commands": dict(sorted(counts.items())), "total": sum(counts.values())}
+class CommandCounts(BaseModel):
+    commands: dict[str, int] = Field(description="Count per database command name (find, update, ...)")
+    total: int
 
 
-@router.get("/db-commands")
-async def db_commands(counter: Counter) -> dict[str, Any]:
+_OFF = errors(404, e404="Command counting is off (COUNT_DB_COMMANDS)")
+
+
+def _answer(counts: dict[str, int]) -> CommandCounts:
+    return CommandCounts(commands=dict(sorted(counts.items())), total=sum(counts.values()))
+
+
+@router.get("/db-commands", summary="Database commands sent", responses=_OFF)
+async def db_commands(counter: Counter) -> CommandCounts:
+    """The database commands this server process sent since it started or since the last reset."""
     return _answer(counter.snapshot())
 
 
-@router.post("/db-commands/reset")
-async def reset_db_commands(counter: Counter) -> dict[str, Any]:
+@router.post("/db-commands/reset", summary="Reset the command counts", responses=_OFF)
+async def reset_db_commands(counter: Counter) -> CommandCounts:
+    """Set the counts to zero; answers the counts it cleared."""
     return _answer(counter.reset())

@@ -17,6 +17,7 @@ from state_manager.errors import (
     Unprocessable,
 )
 from state_manager.observability import REQUEST_ID_HEADER, current_request_id
+from state_manager.schemas.errors import ErrorBody, InternalErrorBody, ValidationErrorBody, ValidationIssue
 
 log = structlog.get_logger(__name__)
 
@@ -29,7 +30,7 @@ STATUS_BY_ERROR: dict[type[DomainError], int] = {
     Unprocessable: 422,
 }
 
-INTERNAL_ERROR_BODY = {"success": False, "detail": "internal server error"}
+INTERNAL_ERROR_BODY = InternalErrorBody().model_dump()
 
 
 def _status_for(exc: DomainError) -> int:
@@ -41,7 +42,7 @@ def _status_for(exc: DomainError) -> int:
 
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    content = {"detail": exc.detail} if exc.code is None else {"detail": exc.detail, "code": exc.code}
+    content = ErrorBody(detail=exc.detail, code=exc.code).content()
     return JSONResponse(status_code=_status_for(exc), content=content)
 
 
@@ -49,8 +50,8 @@ async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
     """422 naming each bad field. The offending values are not echoed: they may be secrets, or
     text that cannot even be encoded in the answer."""
     assert isinstance(exc, RequestValidationError)
-    detail = [{"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
-    return JSONResponse(status_code=422, content={"detail": detail})
+    issues = [ValidationIssue(type=e["type"], loc=list(e["loc"]), msg=e["msg"]) for e in exc.errors()]
+    return JSONResponse(status_code=422, content=ValidationErrorBody(detail=issues).model_dump())
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

@@ -15,7 +15,6 @@ router = APIRouter(tags=["runs"])
     "/queues",
     response_model=QueuesView,
     summary="Queue health per node",
-    responses={401: {"description": "Missing or wrong API key"}},
 )
 async def queue_health(context: Context, namespace_name: str) -> QueuesView:
     """For every registered node of the namespace and every node with work: the due backlog and

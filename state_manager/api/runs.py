@@ -7,15 +7,22 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 
-from state_manager.api.deps import Context
+from state_manager.api.deps import Context, StateId
+from state_manager.api.openapi_docs import errors
 from state_manager.clock import iso
 from state_manager.domain.status import RunStatus, StateStatus
 from state_manager.errors import BadRequest
 from state_manager.schemas.runs import (
+    CancelRunResponse,
+    NamespaceStates,
     RetryFailedResult,
     RunDetail,
     RunGraphView,
+    RunList,
     RunPage,
+    RunStateGraph,
+    RunStates,
+    StateItem,
     StatePage,
     StateView,
     run_graph_view,
@@ -26,8 +33,15 @@ from state_manager.services import run_views, runs
 router = APIRouter(tags=["runs"])
 
 
-@router.get("/states/")
+@router.get(
+    "/states/",
+    response_model=NamespaceStates,
+    summary="List every state of the namespace (SEED)",
+)
 async def list_states(namespace_name: str) -> dict[str, Any]:
+    """Every state of every run of graphs in this namespace, oldest first, with the run ids that
+    have any. Kept for SEED-era clients; prefer `GET /runs` and `GET /run/{run_id}/states`, which
+    are paged."""
     found = await runs.namespace_states(namespace_name)
     return {
         "namespace": namespace_name,
@@ -37,8 +51,10 @@ async def list_states(namespace_name: str) -> dict[str, Any]:
     }
 
 
-@router.get("/states/run/{run_id}")
+@router.get("/states/run/{run_id}", response_model=RunStates, summary="List a run's states (SEED)")
 async def run_states(namespace_name: str, run_id: str) -> dict[str, Any]:
+    """Every state of one run, oldest first (an unknown run has none). Kept for SEED-era
+    clients; `GET /run/{run_id}/states` pages and filters them."""
     found = await runs.run_states(namespace_name, run_id)
     return {
         "namespace": namespace_name,
@@ -48,44 +64,64 @@ async def run_states(namespace_name: str, run_id: str) -> dict[str, Any]:
     }
 
 
-@router.get("/states/run/{run_id}/graph")
+@router.get(
+    "/states/run/{run_id}/graph",
+    response_model=RunStateGraph,
+    summary="A run's states as a graph (SEED)",
+)
 async def run_graph(namespace_name: str, run_id: str) -> dict[str, Any]:
+    """One node per state and an edge from each state's direct parent, with the number of states
+    in every status. For the template's graph with counts per node, see
+    `GET /run/{run_id}/graph`."""
     return run_graph_view(namespace_name, run_id, await runs.run_states(namespace_name, run_id))
 
 
-@router.get("/runs/{page}/{size}")
+@router.get(
+    "/runs/{page}/{size}",
+    response_model=RunList,
+    summary="List runs by page (HEAD)",
+    responses=errors(422),
+)
 async def list_runs(
     namespace_name: str,
     page: Annotated[int, Path(ge=1, le=1_000_000_000, description="1-based page number")],
     size: Annotated[int, Path(ge=1, le=1000)],
 ) -> dict[str, Any]:
+    """Runs newest first with their counts and status, as upstream HEAD lists them: a run that
+    is running shows as PENDING here (`GET /runs` shows RUNNING, filters and pages by cursor)."""
     total, items = await runs.list_runs(namespace_name, page, size)
     for item in items:
         item["created_at"] = iso(item["created_at"])
     return {"namespace": namespace_name, "total": total, "page": page, "size": size, "runs": items}
 
 
-@router.get("/graph/{graph_name}/run/{run_id}/node/{node_id}")
+@router.get(
+    "/graph/{graph_name}/run/{run_id}/node/{node_id}",
+    response_model=StateItem,
+    summary="Get one state of a run (HEAD)",
+    responses=errors(400, 404, e400="The node id is not a state id", e404="No such state in this run"),
+)
 async def node_details(namespace_name: str, graph_name: str, run_id: str, node_id: str) -> dict[str, Any]:
+    """One state (`node_id` is its id) of a run of this graph. `GET /state/{state_id}/view`
+    gives the same with every time."""
     return state_item(await runs.node_details(namespace_name, graph_name, run_id, node_id))
 
 
-@router.post("/run/{run_id}/cancel")
-async def cancel_run(namespace_name: str, run_id: str) -> dict[str, Any]:
+@router.post(
+    "/run/{run_id}/cancel",
+    response_model=CancelRunResponse,
+    summary="Cancel a run",
+    responses=errors(404, 409, e404="No such run in this namespace", e409="The run has already ended"),
+)
+async def cancel_run(namespace_name: str, run_id: str) -> CancelRunResponse:
     """Cancel a run: its waiting states (created, delayed or claimed) become CANCELLED, and
     nothing new starts in it. A worker still running one of its states gets 409 for its next
     call. Repeating it answers the same; a run that already ended is 409."""
     run = await runs.cancel_run(namespace_name, run_id)
-    return {"run_id": run.run_id, "status": "CANCELLED", "cancelled_count": run.cancelled_count}
+    return CancelRunResponse(run_id=run.run_id, status="CANCELLED", cancelled_count=run.cancelled_count)
 
 
 # --- Reading and steering runs (the dashboard's and the CLI's calls) ----------------------------
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "A parameter is malformed (a cursor, a time, an id)"},
-    401: {"description": "Missing or wrong API key"},
-    404: {"description": "No such run (or state) in this namespace"},
-}
 
 
 def _epoch_ms(value: str | None, name: str) -> int | None:
@@ -107,7 +143,7 @@ def _epoch_ms(value: str | None, name: str) -> int | None:
     "/runs",
     response_model=RunPage,
     summary="Search runs",
-    responses={**_ERRORS, 422: {"description": "A filter has a value outside its set"}},
+    responses=errors(400, 422, e400="A malformed cursor or time", e422="A filter outside its set"),
 )
 async def search_runs(
     namespace_name: str,
@@ -132,7 +168,7 @@ async def search_runs(
     )
 
 
-@router.get("/run/{run_id}", response_model=RunDetail, summary="Get a run", responses=_ERRORS)
+@router.get("/run/{run_id}", response_model=RunDetail, summary="Get a run", responses=errors(404))
 async def get_run(namespace_name: str, run_id: str) -> RunDetail:
     """One run: its status, counts per state status, times, graph, how it was triggered (api or
     cron) and its store."""
@@ -143,7 +179,14 @@ async def get_run(namespace_name: str, run_id: str) -> RunDetail:
     "/run/{run_id}/states",
     response_model=StatePage,
     summary="List a run's states, paged",
-    responses={**_ERRORS, 422: {"description": "An unknown state status"}},
+    responses=errors(
+        400,
+        404,
+        422,
+        e400="A malformed cursor",
+        e404="No such run in this namespace",
+        e422="An unknown state status or a limit out of range",
+    ),
 )
 async def list_run_states(
     namespace_name: str,
@@ -169,7 +212,7 @@ async def list_run_states(
     "/run/{run_id}/graph",
     response_model=RunGraphView,
     summary="A run's template graph with status counts",
-    responses={**_ERRORS, 422: {"description": "An unknown view"}},
+    responses=errors(404, 422, e404="No such run in this namespace", e422="An unknown view"),
 )
 async def run_template_graph(
     context: Context,
@@ -189,7 +232,7 @@ async def run_template_graph(
     "/run/{run_id}/retry-failed",
     response_model=RetryFailedResult,
     summary="Retry every failed state of a run",
-    responses={**_ERRORS, 409: {"description": "The run was cancelled"}},
+    responses=errors(404, 409, e404="No such run in this namespace", e409="The run was cancelled"),
 )
 async def retry_failed(context: Context, namespace_name: str, run_id: str) -> RetryFailedResult:
     """A manual retry of every ERRORED, TIMEDOUT or NEXT_CREATED_ERROR state of the run, once
@@ -197,8 +240,13 @@ async def retry_failed(context: Context, namespace_name: str, run_id: str) -> Re
     return await run_views.retry_failed(context, namespace_name, run_id)
 
 
-@router.get("/state/{state_id}/view", response_model=StateView, summary="Get a state", responses=_ERRORS)
-async def get_state(namespace_name: str, state_id: str) -> StateView:
+@router.get(
+    "/state/{state_id}/view",
+    response_model=StateView,
+    summary="Get a state",
+    responses=errors(404, 422, e404="No such state of a graph in this namespace", e422="Not a state id"),
+)
+async def get_state(namespace_name: str, state_id: StateId) -> StateView:
     """One state of a graph in this namespace, with its inputs, outputs, prune data, full error,
     parents, retry count and every time (epoch ms)."""
     return run_views.state_view(await run_views.find_state(namespace_name, state_id))

@@ -144,11 +144,21 @@ class TriggerIn(BaseModel):
 
 
 class UpsertGraphRequest(RequestBody):
-    secrets: dict[str, str]
-    nodes: list[NodeTemplateIn]
-    retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
-    store_config: StoreConfigIn = Field(default_factory=StoreConfigIn)
-    triggers: list[TriggerIn] = Field(default_factory=list)
+    secrets: dict[str, str] = Field(
+        description="Name to value, stored encrypted; only a worker holding a state of this graph "
+        "reads them back. Each upsert replaces the graph's secrets with the ones it lists."
+    )
+    nodes: list[NodeTemplateIn] = Field(description="The template nodes; exactly one is the root")
+    retry_policy: RetryPolicy = Field(
+        default_factory=RetryPolicy, description="How failed states are retried (delays in ms)"
+    )
+    store_config: StoreConfigIn = Field(
+        default_factory=StoreConfigIn,
+        description="Keys every trigger must put in the run store, and defaults for others",
+    )
+    triggers: list[TriggerIn] = Field(
+        default_factory=list, description="Cron schedules that trigger the graph (HEAD form, defaults)"
+    )
 
     @field_validator("secrets")
     @classmethod
@@ -171,3 +181,17 @@ class GraphResponse(BaseModel):
     updated_at: str
     validation_status: str
     validation_errors: list[str]
+
+
+class GraphListItem(GraphResponse):
+    """A template in the listing: as get answers it, plus its database id."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str = Field(alias="_id")
+
+
+class GraphList(BaseModel):
+    namespace: str
+    count: int
+    templates: list[GraphListItem]

@@ -172,3 +172,107 @@ class RetryFailedResult(BaseModel):
     retried: int = Field(description="failed states retried by this call")
     state_ids: list[str] = Field(description="the new states")
     status: RunStatusName
+
+
+# --- The upstream read calls' answers (their JSON is what the official SDKs know) -------------
+
+
+class StateItem(BaseModel):
+    """A state in SEED's listings and HEAD's node details."""
+
+    id: str
+    node_name: str
+    namespace_name: str
+    identifier: str
+    graph_name: str
+    graph_version: int
+    run_id: str
+    status: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    data: dict[str, Any]
+    error: str | None
+    parents: dict[str, str]
+    retry_count: int
+    fanout_id: str
+    enqueue_after: int
+    claimed_ms: int | None
+    ended_ms: int | None
+    does_unites: bool
+    created_at: str
+    updated_at: str
+
+
+class NamespaceStates(BaseModel):
+    namespace: str
+    count: int
+    states: list[StateItem]
+    run_ids: list[str]
+
+
+class RunStates(BaseModel):
+    namespace: str
+    run_id: str
+    count: int
+    states: list[StateItem]
+
+
+class RunGraphNode(BaseModel):
+    id: str
+    node_name: str
+    identifier: str
+    status: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    error: str | None
+    created_at: str
+    updated_at: str
+    position: None
+
+
+class RunGraphLink(BaseModel):
+    id: str
+    source: str
+    target: str
+    source_output: str
+    target_input: str
+
+
+class RunStateGraph(BaseModel):
+    """SEED's run graph: one node per state, an edge from each state's direct parent."""
+
+    namespace: str
+    run_id: str
+    graph_name: str
+    root_states: list[RunGraphNode]
+    nodes: list[RunGraphNode]
+    edges: list[RunGraphLink]
+    node_count: int
+    edge_count: int
+    execution_summary: dict[str, int] = Field(description="states per status, every status listed")
+
+
+class RunListItem(BaseModel):
+    run_id: str
+    graph_name: str
+    success_count: int
+    pending_count: int
+    errored_count: int
+    retried_count: int
+    total_count: int
+    status: str = Field(description="PENDING (also while running), SUCCESS, FAILED or CANCELLED")
+    created_at: str
+
+
+class RunList(BaseModel):
+    namespace: str
+    total: int
+    page: int
+    size: int
+    runs: list[RunListItem]
+
+
+class CancelRunResponse(BaseModel):
+    run_id: str
+    status: Literal["CANCELLED"]
+    cancelled_count: int = Field(description="states this run's cancel cancelled")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -17,8 +17,8 @@ MAX_DELAY_MS = 10 * 365 * 24 * 3600 * 1000
 class TriggerStateIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    identifier: str
-    inputs: dict[str, str] = Field(default_factory=dict)
+    identifier: str = Field(description="A node of the graph template to start")
+    inputs: dict[str, str] = Field(default_factory=dict, description="That node's inputs")
 
     @field_validator("inputs")
     @classmethod
@@ -34,10 +34,23 @@ class TriggerRequest(RequestBody):
     the template inputs overridden by `inputs` (HEAD). An empty body is a HEAD trigger.
     """
 
-    states: list[TriggerStateIn] | None = Field(default=None, min_length=1)
-    inputs: dict[str, str] = Field(default_factory=dict)
-    store: dict[str, str] = Field(default_factory=dict)
-    start_delay: int = Field(default=0, ge=0, le=MAX_DELAY_MS, description="delay in milliseconds")
+    states: list[TriggerStateIn] | None = Field(
+        default=None,
+        min_length=1,
+        description="SEED form: the template nodes to start, each with its inputs. Leave it out "
+        "for the HEAD form.",
+    )
+    inputs: dict[str, str] = Field(
+        default_factory=dict,
+        description="HEAD form: inputs of the root node, over the ones its template gives",
+    )
+    store: dict[str, str] = Field(
+        default_factory=dict,
+        description="The run's store, read by `${{ store.key }}` inputs; must hold the graph's required keys",
+    )
+    start_delay: int = Field(
+        default=0, ge=0, le=MAX_DELAY_MS, description="Milliseconds before the first state is due"
+    )
 
     @field_validator("inputs", "store")
     @classmethod
@@ -47,13 +60,13 @@ class TriggerRequest(RequestBody):
 
 
 class CreateStatesRequest(RequestBody):
-    run_id: str = Field(min_length=1)
+    run_id: str = Field(min_length=1, description="The run to add them to; created on first use")
     states: list[TriggerStateIn] = Field(min_length=1)
 
 
 class EnqueueRequest(RequestBody):
-    nodes: list[str] = Field(min_length=1)
-    batch_size: int = Field(ge=1, le=1000)
+    nodes: list[str] = Field(min_length=1, description="Names of the nodes this runtime runs")
+    batch_size: int = Field(ge=1, le=1000, description="At most this many states are claimed")
     wait_ms: int | None = Field(
         default=None,
         ge=0,
@@ -64,7 +77,9 @@ class EnqueueRequest(RequestBody):
 
 
 class ExecutedRequest(RequestBody):
-    outputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]] = Field(
+        description="The node's outputs. More than one fans out: each next node runs once per output."
+    )
 
     @field_validator("outputs")
     @classmethod
@@ -75,11 +90,11 @@ class ExecutedRequest(RequestBody):
 
 
 class ErroredRequest(RequestBody):
-    error: str
+    error: str = Field(description="What went wrong; kept on the state")
 
 
 class PruneRequest(RequestBody):
-    data: dict[str, Any]
+    data: dict[str, Any] = Field(description="Why the branch ends here; kept on the state")
 
 
 class ReEnqueueAfterRequest(RequestBody):
@@ -87,7 +102,9 @@ class ReEnqueueAfterRequest(RequestBody):
 
 
 class ManualRetryRequest(RequestBody):
-    fanout_id: str
+    fanout_id: str = Field(
+        description="Names this retry: the same value again is refused (409) instead of retrying twice"
+    )
 
     @field_validator("fanout_id")
     @classmethod
@@ -97,37 +114,120 @@ class ManualRetryRequest(RequestBody):
         return value.strip()
 
 
-def trigger_item(state: Any) -> dict[str, Any]:
+# ---------------------------------------------------------------- answers
+
+
+class CreatedState(BaseModel):
+    """A state a trigger or `states/create` created."""
+
+    state_id: str
+    node_name: str
+    identifier: str = Field(description="The template node it runs")
+    graph_name: str
+    run_id: str
+    inputs: dict[str, Any]
+    created_at: str = Field(description="ISO 8601")
+
+
+class TriggerResponse(BaseModel):
+    """A started run (trigger) or a run given more states (SEED `states/create`)."""
+
+    status: Literal["CREATED"] = "CREATED"
+    run_id: str
+    states: list[CreatedState] = Field(description="The states it created: the root, or the seeds")
+
+
+class ClaimedState(BaseModel):
+    """A state claimed for a worker: upstream's fields plus the run, the lease (its expiry on the
+    server's clock, and what remains of it, for a worker's own clock) and the claim token that
+    fences every later call about this claim."""
+
+    state_id: str
+    node_name: str
+    identifier: str
+    inputs: dict[str, Any]
+    created_at: str = Field(description="ISO 8601")
+    graph_name: str
+    run_id: str
+    retry_count: int = Field(description="0 for the first attempt")
+    lease_expires_at: int | None = Field(description="epoch ms, the server's clock")
+    lease_ms: int = Field(description="What was left of the lease when this answer was sent")
+    claim_token: str | None = Field(description="Send it as `x-exosphere-claim-token` about this state")
+    timeout_ms: int | None = Field(description="What is left of the node's timeout; null without one")
+
+
+class EnqueueResponse(BaseModel):
+    count: int
+    namespace: str
+    status: Literal["QUEUED"] = "QUEUED"
+    states: list[ClaimedState]
+
+
+class ExecutedResponse(BaseModel):
+    status: Literal["EXECUTED"] = "EXECUTED"
+
+
+class ErroredResponse(BaseModel):
+    status: Literal["ERRORED", "RETRY_CREATED"] = Field(
+        description="RETRY_CREATED when the retry policy allows another attempt, else ERRORED"
+    )
+    retry_created: bool
+
+
+class PruneResponse(BaseModel):
+    enqueue_after: int = Field(description="epoch ms")
+    status: Literal["PRUNED"] = "PRUNED"
+
+
+class ReEnqueueAfterResponse(BaseModel):
+    enqueue_after: int = Field(description="epoch ms: when the state is due again")
+    status: Literal["CREATED"] = "CREATED"
+
+
+class ManualRetryResponse(BaseModel):
+    id: str = Field(description="The new state, a copy of the failed one")
+    status: Literal["CREATED"] = "CREATED"
+
+
+class HeartbeatResponse(BaseModel):
+    status: Literal["QUEUED"] = "QUEUED"
+    lease_expires_at: int = Field(description="The new expiry, epoch ms on the server's clock")
+    lease_ms: int = Field(description="The length of the new lease")
+
+
+class SecretsResponse(BaseModel):
+    secrets: dict[str, str] = Field(description="The graph's secrets, by name, in plain text")
+
+
+def trigger_item(state: Any) -> CreatedState:
     """A created state, as trigger and states/create answer it."""
-    return {
-        "state_id": str(state.id),
-        "node_name": state.node_name,
-        "identifier": state.identifier,
-        "graph_name": state.graph_name,
-        "run_id": state.run_id,
-        "inputs": state.inputs,
-        "created_at": _iso(state.created_at),
-    }
+    return CreatedState(
+        state_id=str(state.id),
+        node_name=state.node_name,
+        identifier=state.identifier,
+        graph_name=state.graph_name,
+        run_id=state.run_id,
+        inputs=state.inputs,
+        created_at=_iso(state.created_at),
+    )
 
 
-def claimed_item(state: Any) -> dict[str, Any]:
-    """A claimed state, as enqueue answers it: upstream's fields plus the run, the lease (its
-    expiry on the server's clock, and what remains of it, for a worker's own clock) and the
-    claim token that fences every later call about this claim."""
-    return {
-        "state_id": str(state.id),
-        "node_name": state.node_name,
-        "identifier": state.identifier,
-        "inputs": state.inputs,
-        "created_at": _iso(state.created_at),
-        "graph_name": state.graph_name,
-        "run_id": state.run_id,
-        "retry_count": state.retry_count,
-        "lease_expires_at": state.lease_expires_at,
-        "lease_ms": max(0, (state.lease_expires_at or 0) - now_ms()),
-        "claim_token": state.claim_token,
-        "timeout_ms": None if state.deadline_ms is None else max(0, state.deadline_ms - now_ms()),
-    }
+def claimed_item(state: Any) -> ClaimedState:
+    """A claimed state, as enqueue answers it."""
+    return ClaimedState(
+        state_id=str(state.id),
+        node_name=state.node_name,
+        identifier=state.identifier,
+        inputs=state.inputs,
+        created_at=_iso(state.created_at),
+        graph_name=state.graph_name,
+        run_id=state.run_id,
+        retry_count=state.retry_count,
+        lease_expires_at=state.lease_expires_at,
+        lease_ms=max(0, (state.lease_expires_at or 0) - now_ms()),
+        claim_token=state.claim_token,
+        timeout_ms=None if state.deadline_ms is None else max(0, state.deadline_ms - now_ms()),
+    )
 
 
 def state_item(state: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from uuid import NAMESPACE_URL, uuid5
 import structlog
 from pymongo import ReturnDocument
 
+from state_manager import metrics
 from state_manager.clock import now_ms, utcnow
 from state_manager.db.documents import CronSchedule
 from state_manager.domain.cron import next_fire_after
@@ -59,6 +60,7 @@ async def _fire(ctx: AppContext, schedule: CronSchedule) -> None:
         log.warning(
             "cron_trigger_failed", graph=schedule.graph_name, namespace=schedule.namespace, error=error
         )
+    metrics.cron_fired(schedule.namespace, schedule.graph_name, triggered=error is None)
     due = datetime.fromtimestamp(schedule.next_fire_ms / 1000, UTC)
     following = next_fire_after(schedule.expression, max(due, utcnow()))
     await CronSchedule.get_motor_collection().update_one(

@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from state_manager import metrics
 from state_manager.clock import now_ms
 from state_manager.db import queries
 from state_manager.db.documents import Run
@@ -93,6 +94,7 @@ async def finish(run: Run, tallied: Tallied | None = None) -> Run | None:
         duration_ms=fields["finished_ms"] - run.created_ms,
     )
     finished: Run = run.model_copy(update=fields)
+    metrics.run_finished(finished)
     return finished
 
 

@@ -38,7 +38,7 @@ from state_manager.schemas.runs import (
 from state_manager.services import run_status
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import template_for
-from state_manager.services.states import manual_retry
+from state_manager.services.states import manual_retry, parse_state_id
 
 # Failed states an operator's "retry failed" retries (a cancelled state was stopped on purpose).
 RETRYABLE = (StateStatus.ERRORED, StateStatus.TIMEDOUT, StateStatus.NEXT_CREATED_ERROR)
@@ -206,12 +206,9 @@ async def state_page(
     )
 
 
-async def find_state(namespace: str, state_id: str) -> State:
-    """A state of a graph in `namespace`, by id."""
-    try:
-        oid = ObjectId(state_id)
-    except (InvalidId, TypeError) as exc:
-        raise BadRequest(f"Invalid state id {state_id!r}") from exc
+async def find_state(namespace: str, state_id: ObjectId | str) -> State:
+    """A state of a graph in `namespace`, by id (a malformed id is a 422)."""
+    oid = state_id if isinstance(state_id, ObjectId) else parse_state_id(state_id)
     found = await queries.find_one(State, {"_id": oid, "graph_namespace": namespace})
     if found is None:
         raise NotFound(f"State {state_id} not found in namespace {namespace}")

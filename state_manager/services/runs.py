@@ -15,6 +15,7 @@ from bson.errors import InvalidId
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from state_manager import metrics
 from state_manager.clock import now_ms, utcnow
 from state_manager.db import queries
 from state_manager.db.documents import GraphTemplate, IdempotencyKey, Run, State
@@ -115,6 +116,7 @@ async def trigger_graph(
     except DuplicateKeyError as exc:
         raise Conflict(f"Run {run.run_id} already exists") from exc
     states = await seed_run(ctx, run)
+    metrics.run_triggered(run)
     log.info("run_triggered", namespace=namespace, graph=graph_name, run_id=run.run_id, states=len(states))
     return run, states
 
@@ -235,6 +237,7 @@ async def create_states(
     if existing is None:
         with contextlib.suppress(DuplicateKeyError):
             await queries.insert(run)
+            metrics.run_triggered(run)
     if existing is not None:
         await queries.reopen_run(run.run_id)
     batch = uuid4().hex

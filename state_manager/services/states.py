@@ -20,6 +20,7 @@ import structlog
 from bson import ObjectId
 from bson.errors import InvalidId
 
+from state_manager import metrics
 from state_manager.clock import now_ms
 from state_manager.db import queries
 from state_manager.db.documents import State
@@ -63,19 +64,23 @@ async def load_held_state(namespace: str, state_id: ObjectId, claim: str | None)
 def fence(state: State, claim: str | None) -> State:
     """`state`, or 409 if the caller no longer holds it: see `load_held_state`."""
     if state.status == StateStatus.CANCELLED and state.run_cancelled:
+        metrics.fenced(state, "run_cancelled")
         raise Conflict(
             f"State {state.id} was cancelled: its run {state.run_id} was cancelled", STATE_CANCELLED
         )
     if claim is not None and claim != state.claim_token:
+        metrics.fenced(state, "claim_superseded")
         raise Conflict(
             f"State {state.id} is no longer held by this claim: it was claimed again since; "
             "this call changes nothing"
         )
     if state.lease_lost and state.failure_kind == TIMEOUT:
+        metrics.fenced(state, "timed_out")
         raise Conflict(
             f"State {state.id} timed out: {state.error}; this call changes nothing", STATE_TIMED_OUT
         )
     if state.lease_lost:
+        metrics.fenced(state, "lease_expired")
         raise Conflict(
             f"State {state.id} is no longer held by this worker: its lease expired and the work "
             "was re-delivered; this report changes nothing"
@@ -119,6 +124,7 @@ async def enqueue(
             await run_status.mark_started(ctx.started_runs, {state.run_id for state in claimed})
             if wait_ms > 0:
                 await queues.record_poll(ctx, namespace, nodes)  # still asking at the end of a long-poll
+            metrics.enqueue_answered(namespace, claimed)
             return claimed
         await ctx.work.wait(namespace, min(remaining / 1000, ctx.settings.long_poll_tick_seconds), seen)
         if gone is not None and await gone():

@@ -197,7 +197,7 @@ async def test_a_runs_states_are_paged_and_filtered(api: Api) -> None:
     view = await api.call("GET", f"/state/{failing['state_id']}/view")
     assert view == state
     assert await api.call("GET", f"/state/{failing['state_id']}/view", namespace="otherns", expect=404)
-    assert "Invalid state id" in (await api.call("GET", "/state/zzz/view", expect=400))["detail"]
+    assert "Invalid state id" in (await api.call("GET", "/state/zzz/view", expect=422))["detail"]
 
 
 async def test_the_template_graph_counts_a_fan_out_in_one_node(api: Api) -> None:
