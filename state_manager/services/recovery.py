@@ -133,5 +133,7 @@ async def _seed_isolated(ctx: AppContext, run: Run) -> bool:
             fields["seeded"] = True
             log.error("run_abandoned", run_id=run.run_id, graph=run.graph_name, reason=str(exc)[:500])
         await Run.get_motor_collection().update_one({"_id": run.id, "seeded": False}, {"$set": fields})
+        if fields.get("seeded"):
+            await run_status.finish_if_done(run.run_id)  # FAILED: it has no states
         return False
     return True

@@ -23,15 +23,13 @@ from state_manager import metrics
 from state_manager.clock import now_ms
 from state_manager.db import queries
 from state_manager.db.documents import Run
-from state_manager.domain.status import StateStatus, stored_run_status, tally
+from state_manager.domain.status import stored_run_status, tally
 
 log = structlog.get_logger(__name__)
 
 FIRST_CHECK_MS = 60_000  # a run is first checked by the sweep this long after it was created
 LONGEST_CHECK_MS = 3_600_000
 _STARTED_CACHE_SIZE = 10_000
-
-Tallied = tuple[dict[StateStatus, int], bool]
 
 
 def sort_key(run: Run) -> str:
@@ -58,7 +56,7 @@ async def mark_started(started: set[str], run_ids: set[str]) -> None:
 
 async def finish_if_done(run_id: str) -> Run | None:
     """Store the run's end if nothing in it can still happen; the finished run, or None."""
-    if await queries.run_may_change(run_id):
+    if await queries.run_may_change(run_id):  # the usual answer while a run goes on: one probe
         return None
     run = await queries.find_one(Run, {"run_id": run_id})
     if run is None or run.final is not None:
@@ -66,12 +64,20 @@ async def finish_if_done(run_id: str) -> Run | None:
     return await finish(run)
 
 
-async def finish(run: Run, tallied: Tallied | None = None) -> Run | None:
-    """Store the run's counts, status and end time if it has ended (from `tallied`, or counted
-    now); the finished run, or None if it has not ended or changed since it was read."""
-    statuses, pending = tallied or (await queries.run_tallies([run.run_id])).get(run.run_id, ({}, False))
+async def finish(run: Run) -> Run | None:
+    """Store the run's counts, status and end time if it has ended; the finished run, or None if
+    it has not ended or changed since it was read.
+
+    Ended is decided three times over, so that a state moving while it is read cannot make a run
+    end early: the probes find nothing that may still happen, one aggregation counts nothing
+    unsettled or owed, and the probes again find nothing. The write is conditional on the run's
+    `revision`, so a retry that reopened the run meanwhile wins.
+    """
+    if await queries.run_may_change(run.run_id):
+        return None
+    statuses, pending = await queries.run_snapshot(run.run_id)
     counted = tally(statuses, effects_pending=pending or not run.seeded)
-    if counted["status"] == "PENDING":
+    if counted["status"] == "PENDING" or await queries.run_may_change(run.run_id):
         return None
     cancelled = run.cancelled_at is not None
     status = stored_run_status(str(counted["status"]), started=True, cancelled=cancelled)
@@ -106,14 +112,11 @@ def next_check_ms(run: Run, now: int) -> int:
 async def sweep(batch_size: int) -> int:
     """Check the open runs that are due for a check; how many were finished."""
     now = now_ms()
-    due = {"final": None, "seeded": True, "check_after_ms": {"$not": {"$gt": now}}}
+    due = {"final": None, "seeded": True, "check_after_ms": {"$lte": now}}
     runs = await Run.find(due).sort("check_after_ms").limit(batch_size).to_list()
-    if not runs:
-        return 0
-    tallies = await queries.run_tallies([run.run_id for run in runs])
     finished = 0
     for run in runs:
-        if await finish(run, tallies.get(run.run_id, ({}, False))) is not None:
+        if await finish(run) is not None:
             finished += 1
             log.warning("run_end_recovered", run_id=run.run_id, graph=run.graph_name)
             continue

@@ -20,7 +20,6 @@ from state_manager.domain.status import (
     RunStatus,
     StateStatus,
     node_status,
-    stored_run_status,
     tally,
 )
 from state_manager.errors import BadRequest, Conflict, InvalidTransition, NotFound
@@ -62,28 +61,24 @@ async def _run(namespace: str, run_id: str) -> Run:
     return run
 
 
-async def _now_counts(run: Run, tallied: Tallied | None) -> tuple[Run, dict[StateStatus, int]]:
-    """The run as stored, finished now if it has ended; and its counts per state status."""
+async def _counts(run: Run, tallied: Tallied | None = None) -> dict[StateStatus, int]:
+    """The run's states per status: stored once it has finished, else counted now (for showing:
+    the run's status is the stored one, which the writes that end runs keep)."""
     if run.final is not None:
-        return run, {StateStatus(s): n for s, n in run.counts.items()}
-    tallied = tallied or (await queries.run_tallies([run.run_id])).get(run.run_id, ({}, False))
-    finished = await run_status.finish(run, tallied)
-    return finished or run, tallied[0]
+        return {StateStatus(s): n for s, n in run.counts.items()}
+    if tallied is None:
+        tallied = (await queries.run_tallies([run.run_id])).get(run.run_id, ({}, False))
+    return tallied[0]
 
 
 def _summary_fields(run: Run, counts: dict[StateStatus, int]) -> dict[str, Any]:
     grouped = tally(counts)
-    status = run.status
-    if run.final is None:  # still open: the stored status, but CANCELLED wins
-        status = stored_run_status(
-            "PENDING", started=run.started_ms is not None, cancelled=run.cancelled_at is not None
-        )
     return {
         "run_id": run.run_id,
         "namespace": run.namespace_name,
         "graph_name": run.graph_name,
         "graph_version": run.graph_version,
-        "status": status,
+        "status": run.status,
         "triggered_by": run.triggered_by,
         "created_at": iso(run.created_at),
         "created_ms": run.created_ms,
@@ -133,15 +128,14 @@ async def search_runs(
     tallies = await queries.run_tallies(open_ids) if open_ids else {}
     items = []
     for run in runs:
-        current, counts = await _now_counts(
-            run, tallies.get(run.run_id, ({}, False)) if run.final is None else None
-        )
-        items.append(RunSummary(**_summary_fields(current, counts)))
+        counts = await _counts(run, tallies.get(run.run_id, ({}, False)) if run.final is None else None)
+        items.append(RunSummary(**_summary_fields(run, counts)))
     return RunPage(namespace=namespace, runs=items, next_cursor=runs[-1].sort_key if more and runs else None)
 
 
 async def run_detail(namespace: str, run_id: str) -> RunDetail:
-    run, counts = await _now_counts(await _run(namespace, run_id), None)
+    run = await _run(namespace, run_id)
+    counts = await _counts(run)
     return RunDetail(**_summary_fields(run, counts), store=run.store, cancelled_at=run.cancelled_at)
 
 
@@ -218,8 +212,7 @@ async def find_state(namespace: str, state_id: ObjectId | str) -> State:
 async def template_graph(ctx: AppContext, namespace: str, run_id: str) -> RunGraphView:
     """The run's template DAG, each node with the counts of its states by status (a fan-out is
     one node with all its copies counted)."""
-    run, counts = await _now_counts(await _run(namespace, run_id), None)
-    summary_status = _summary_fields(run, counts)["status"]
+    run = await _run(namespace, run_id)
     graph = await template_for(ctx, namespace, run.graph_name, run.graph_version)
     per_node = await queries.identifier_tallies(run_id)
     nodes: list[GraphNodeView] = []
@@ -264,7 +257,7 @@ async def template_graph(ctx: AppContext, namespace: str, run_id: str) -> RunGra
         run_id=run.run_id,
         graph_name=run.graph_name,
         graph_version=run.graph_version,
-        status=summary_status,
+        status=run.status,
         nodes=nodes,
         edges=edges,
     )

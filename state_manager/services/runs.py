@@ -21,7 +21,7 @@ from state_manager.db import queries
 from state_manager.db.documents import GraphTemplate, IdempotencyKey, Run, State
 from state_manager.domain.graph import GraphShape
 from state_manager.domain.planning import PlanningError, missing_store_keys, root_inputs
-from state_manager.domain.status import tally
+from state_manager.domain.status import FINAL_RUN_STATUSES, tally, upstream_run_status
 from state_manager.errors import BadRequest, Conflict, NotFound, Unprocessable
 from state_manager.schemas.states import CreateStatesRequest, TriggerRequest, TriggerStateIn
 from state_manager.services import run_status
@@ -249,10 +249,10 @@ async def create_states(
 
 
 async def list_runs(namespace: str, page: int, size: int) -> tuple[int, list[dict[str, Any]]]:
-    """A page of runs, newest first, with their counts and status.
+    """A page of runs, newest first, with their counts and status as upstream shows them.
 
-    A finished run's counts are stored on it the first time a listing sees it finished, so
-    listing finished runs reads no state; runs still going are counted with one aggregation.
+    The status is the stored one (a running run shows as PENDING, as upstream has no RUNNING);
+    a finished run's counts are stored on it, a run still going is counted now.
     """
     total = await Run.find({"namespace_name": namespace}).count()
     runs = (
@@ -266,30 +266,12 @@ async def list_runs(namespace: str, page: int, size: int) -> tuple[int, list[dic
     tallies = await queries.run_tallies([run.run_id for run in going]) if going else {}
     items = []
     for run in runs:
-        counts = run.final
-        if counts is None:
-            statuses, pending = tallies.get(run.run_id, ({}, False))
-            counts = tally(statuses, effects_pending=pending or not run.seeded)
-            if counts["status"] != "PENDING":
-                await run_status.finish(run, tallies.get(run.run_id, ({}, False)))
-        if run.cancelled_at is not None:
-            counts = {**counts, "status": CANCELLED}
+        counts = run.final or tally(tallies.get(run.run_id, ({}, False))[0])
+        counts = {**counts, "status": upstream_run_status(run.status)}
         items.append(
             {"run_id": run.run_id, "graph_name": run.graph_name, **counts, "created_at": run.created_at}
         )
     return total, items
-
-
-async def run_status_now(run: Run) -> dict[str, Any]:
-    """A run's counts and status as the listing shows them."""
-    if run.final is not None:
-        counts = dict(run.final)
-    else:
-        statuses, pending = (await queries.run_tallies([run.run_id])).get(run.run_id, ({}, False))
-        counts = tally(statuses, effects_pending=pending or not run.seeded)
-    if run.cancelled_at is not None:
-        counts["status"] = CANCELLED
-    return counts
 
 
 async def cancel_run(namespace: str, run_id: str) -> Run:
@@ -304,9 +286,8 @@ async def cancel_run(namespace: str, run_id: str) -> Run:
     if run is None:
         raise NotFound(f"Run {run_id} not found in namespace {namespace}")
     if run.cancelled_at is None:
-        status = (await run_status_now(run))["status"]
-        if status != "PENDING":
-            raise Conflict(f"Run {run_id} has already ended: it is {status}")
+        if run.status in FINAL_RUN_STATUSES:
+            raise Conflict(f"Run {run_id} has already ended: it is {run.status}")
         now = now_ms()
         await Run.get_motor_collection().update_one(
             {"run_id": run_id, "cancelled_at": None},

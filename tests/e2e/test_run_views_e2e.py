@@ -101,3 +101,40 @@ async def test_a_failed_fan_out_is_visible_and_retry_failed_finishes_it(sdk_env:
         queues = {row["node_name"]: row for row in (await http.get("/queues")).json()["nodes"]}
         assert queues["Flaky"]["registered"] and queues["Flaky"]["last_poll_ms"] is not None
         assert queues["Flaky"]["due"] == 0 and not queues["Flaky"]["stalled"]
+
+
+async def test_reading_runs_while_their_states_move_never_ends_them_early(sdk_env: LiveServer) -> None:
+    """Dashboards poll runs while runtimes claim and report their states: a read must never
+    store a run's end (an early read once stored FAILED with no states, for good)."""
+    ns = f"reads-{uuid.uuid4().hex[:8]}"
+    base = f"{sdk_env.base_url}/v0/namespace/{ns}"
+    async with httpx.AsyncClient(base_url=base, headers=sdk_env.headers) as http:
+        node = {"name": "One", "inputs_schema": {}, "outputs_schema": {}, "secrets": []}
+        assert (await http.put("/nodes/", json={"runtime_name": "r", "nodes": [node]})).is_success
+        template = {"node_name": "One", "namespace": ns, "identifier": "one", "inputs": {}}
+        assert (await http.put("/graph/g", json={"secrets": {}, "nodes": [template]})).is_success
+
+        async def one_run() -> str:
+            run_id: str = (await http.post("/graph/g/trigger", json={})).json()["run_id"]
+            await http.get("/runs", params={"limit": 5})
+            claimed = (await http.post("/states/enqueue", json={"nodes": ["One"], "batch_size": 1})).json()
+            for state in claimed["states"]:
+                await asyncio.gather(http.get(f"/run/{state['run_id']}"), http.get("/runs/1/5"))
+                executed = await http.post(f"/state/{state['state_id']}/executed", json={"outputs": [{}]})
+                assert executed.is_success
+            return run_id
+
+        for _ in range(5):
+            await asyncio.gather(*(one_run() for _ in range(12)))
+        while claimed := (
+            await http.post("/states/enqueue", json={"nodes": ["One"], "batch_size": 50})
+        ).json()["states"]:
+            for state in claimed:
+                await http.post(f"/state/{state['state_id']}/executed", json={"outputs": [{}]})
+
+        runs = (await http.get("/runs", params={"limit": 500})).json()["runs"]
+        assert len(runs) == 60
+        assert {run["status"] for run in runs} == {"SUCCESS"}, [r for r in runs if r["status"] != "SUCCESS"][
+            :2
+        ]
+        assert all(run["counts"] == {"SUCCESS": 1} for run in runs)
