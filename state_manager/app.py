@@ -16,7 +16,7 @@ import structlog
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from state_manager import __version__, metrics
+from state_manager import __version__, dashboard, metrics
 from state_manager.api import debug, graphs, health, nodes, queues, runs, states
 from state_manager.api.deps import require_api_key
 from state_manager.api.docs import install_api_docs
@@ -122,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(metrics_router)
     install_api_docs(app)
+    dashboard.install(app)  # /ui: pages, static assets, and their guard (session, origin, headers)
     install_error_handlers(app)
     app.add_middleware(
         CORSMiddleware,

@@ -1,0 +1,24 @@
+"""The web dashboard at `/ui`: server-rendered pages over the service layer (never the HTTP
+API), behind a login with the server's API key. See docs/dashboard.md."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from state_manager.dashboard import auth, catalog, runs, states
+from state_manager.dashboard.guard import DashboardGuard
+from state_manager.dashboard.render import HERE
+
+
+def install(app: FastAPI) -> None:
+    """Mount the pages, their static assets and the guard (session, origin, headers) on `app`."""
+    router = APIRouter(prefix="/ui", include_in_schema=False)
+    router.add_api_route("", auth.home, methods=["GET"])
+    router.add_api_route("/", auth.home, methods=["GET"])
+    for module in (auth, runs, states, catalog):
+        router.include_router(module.router)
+    app.include_router(router)
+    app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
+    key = app.state.context.settings.state_manager_secret.get_secret_value()
+    app.add_middleware(DashboardGuard, api_key=key)

@@ -1,0 +1,97 @@
+"""What every dashboard page shares: the page context (namespace switcher, navigation), the
+HTML error page for domain errors, the app context and the messages shown after an action."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, Response
+
+from state_manager.dashboard.render import render
+from state_manager.errors import Conflict, DomainError, InvalidTransition, NotFound
+from state_manager.services import dashboard_reads
+from state_manager.services.context import AppContext
+
+RUN_STATUSES = ("PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED")
+FINAL_RUN_STATUSES = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
+STATE_STATUSES = (
+    "CREATED",
+    "QUEUED",
+    "EXECUTED",
+    "SUCCESS",
+    "PRUNED",
+    "ERRORED",
+    "TIMEDOUT",
+    "NEXT_CREATED_ERROR",
+    "RETRY_CREATED",
+    "CANCELLED",
+)
+# A state in one of these may still change by itself (a runtime or the server moves it on).
+MOVING_STATE_STATUSES = frozenset({"CREATED", "QUEUED", "EXECUTED"})
+RETRYABLE_STATE_STATUSES = frozenset({"ERRORED", "TIMEDOUT", "NEXT_CREATED_ERROR", "CANCELLED"})
+
+# Fixed texts for `?msg=` after an action (never text from the query string itself).
+MESSAGES = {
+    "cancelled": "The run was cancelled.",
+    "retried": "Failed states were retried: {n} new attempt(s).",
+    "retried-none": "Nothing was retried: the failed states were retried already.",
+    "state-retried": "The state was retried: the new attempt is below.",
+    "logged-out": "You are logged out.",
+}
+
+P = ParamSpec("P")
+
+
+def context(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.context
+    return ctx
+
+
+def notice(request: Request) -> str | None:
+    text = MESSAGES.get(request.query_params.get("msg", ""))
+    if text is None:
+        return None
+    count = request.query_params.get("n", "")
+    return text.format(n=count if count.isdigit() else "some")
+
+
+async def page(request: Request, ns: str, nav: str, **values: Any) -> dict[str, Any]:
+    """The template values every page needs, plus `values`."""
+    namespaces = await dashboard_reads.known_namespaces()
+    if ns and ns not in namespaces:
+        namespaces = sorted([*namespaces, ns])
+    return {"ns": ns, "namespaces": namespaces, "nav": nav, "notice": notice(request), **values}
+
+
+_STATUS_CODES: list[tuple[type[DomainError], int]] = [
+    (NotFound, 404),
+    (Conflict, 409),
+    (InvalidTransition, 409),
+    (DomainError, 400),
+]
+
+
+async def error_page(request: Request, ns: str, exc: DomainError) -> HTMLResponse:
+    code = next(c for kind, c in _STATUS_CODES if isinstance(exc, kind))
+    values = await page(request, ns, "", code=code, detail=exc.detail)
+    return render(request, "error.html", values, status_code=code)
+
+
+def html_errors(
+    handler: Callable[P, Awaitable[Response]],
+) -> Callable[P, Awaitable[Response]]:
+    """Show a domain error (unknown run, bad cursor, ...) as an HTML page, not the API's JSON."""
+
+    @functools.wraps(handler)
+    async def wrapped(*args: P.args, **kwargs: P.kwargs) -> Response:
+        try:
+            return await handler(*args, **kwargs)
+        except DomainError as exc:
+            request = kwargs["request"]
+            assert isinstance(request, Request)
+            return await error_page(request, str(kwargs.get("ns", "")), exc)
+
+    return wrapped

@@ -1,0 +1,82 @@
+"""The dashboard's session cookie and the origin check of its POSTs. Pure functions, no I/O.
+
+A session is `<payload>.<signature>`: the payload is URL-safe base64 of
+`{"iat": issued_ms, "exp": expires_ms, "nonce": ...}` and the signature an HMAC-SHA256 of it
+under a key derived from the server's API key (STATE_MANAGER_SECRET). Changing the API key
+therefore ends every session; nothing is stored on the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from urllib.parse import urlsplit
+
+COOKIE_NAME = "exosphere_session"
+SESSION_MS = 12 * 3600 * 1000
+_KEY_LABEL = b"exosphere-dashboard-session-v1"
+
+
+def session_key(api_key: str) -> bytes:
+    """The signing key: derived from the server's API key, never the key itself."""
+    return hmac.new(api_key.encode(), _KEY_LABEL, hashlib.sha256).digest()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _sign(key: bytes, payload: str) -> str:
+    return _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest())
+
+
+def issue(key: bytes, now_ms: int, lifetime_ms: int = SESSION_MS) -> str:
+    """A new session value, valid from `now_ms` for `lifetime_ms`."""
+    body = {"iat": now_ms, "exp": now_ms + lifetime_ms, "nonce": secrets.token_urlsafe(12)}
+    payload = _b64(json.dumps(body, separators=(",", ":")).encode())
+    return f"{payload}.{_sign(key, payload)}"
+
+
+def is_valid(key: bytes, value: str | None, now_ms: int) -> bool:
+    """Whether `value` was signed with `key`, was issued before now and has not expired."""
+    if not value or value.count(".") != 1:
+        return False
+    payload, signature = value.split(".")
+    if not hmac.compare_digest(_sign(key, payload), signature):
+        return False
+    try:
+        body = json.loads(_unb64(payload))
+        issued, expires = int(body["iat"]), int(body["exp"])
+    except (ValueError, KeyError, TypeError):
+        return False
+    return issued <= now_ms < expires
+
+
+def key_matches(expected: str, given: str) -> bool:
+    """The login check: constant time, whatever the lengths."""
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
+def same_origin(host: str | None, origin: str | None, referer: str | None) -> bool:
+    """Whether a POST comes from a page of this server: its `Origin` (or, without one, its
+    `Referer`) names the host the request was sent to. Neither header: refused."""
+    source = origin if origin and origin != "null" else referer
+    if not host or not source:
+        return False
+    parts = urlsplit(source)
+    return parts.scheme in {"http", "https"} and parts.netloc.lower() == host.lower()
+
+
+def safe_next(target: str | None) -> str | None:
+    """A post-login destination, only if it is a path of the dashboard (no open redirect)."""
+    if not target or not target.startswith("/ui/") or target.startswith("//") or "\\" in target:
+        return None
+    parts = urlsplit(target)
+    return None if parts.scheme or parts.netloc else target

@@ -1,0 +1,72 @@
+"""The session cookie and the origin check, as pure functions."""
+
+from __future__ import annotations
+
+import pytest
+
+from state_manager.dashboard import session
+
+KEY = session.session_key("server-key")
+
+
+def test_a_session_is_valid_from_its_issue_until_its_expiry() -> None:
+    value = session.issue(KEY, now_ms=1_000, lifetime_ms=500)
+
+    assert session.is_valid(KEY, value, 1_000) and session.is_valid(KEY, value, 1_499)
+    assert not session.is_valid(KEY, value, 1_500) and not session.is_valid(KEY, value, 999)
+
+
+def test_the_signing_key_is_derived_from_the_api_key_and_is_not_it() -> None:
+    assert session.session_key("server-key") == KEY != session.session_key("other-key")
+    assert b"server-key" not in KEY
+    value = session.issue(KEY, 1_000)
+    assert not session.is_valid(session.session_key("other-key"), value, 1_000)
+    assert "server-key" not in value
+
+
+@pytest.mark.parametrize("value", [None, "", "x", "a.b.c", "e30.AAAA", "!!!.???"])
+def test_garbage_is_no_session(value: str | None) -> None:
+    assert not session.is_valid(KEY, value, 1_000)
+
+
+def test_the_key_comparison_accepts_only_the_exact_key() -> None:
+    assert session.key_matches("abc", "abc")
+    assert (
+        not session.key_matches("abc", "abcd")
+        and not session.key_matches("abc", "")
+        and not session.key_matches("abc", "ABC")
+    )
+
+
+@pytest.mark.parametrize(
+    ("origin", "referer", "ok"),
+    [
+        ("http://h:8000", None, True),
+        ("https://h:8000", None, True),  # TLS ended at a proxy: the host is what counts
+        (None, "http://h:8000/ui/ns/x/runs", True),
+        ("null", "http://h:8000/ui/", True),
+        ("http://evil:8000", "http://h:8000/ui/", False),  # the Origin wins over the Referer
+        ("http://h:8001", None, False),
+        (None, None, False),
+        ("null", None, False),
+        ("file://h:8000", None, False),
+    ],
+)
+def test_a_post_must_come_from_this_host(origin: str | None, referer: str | None, ok: bool) -> None:
+    assert session.same_origin("h:8000", origin, referer) is ok
+
+
+@pytest.mark.parametrize(
+    ("target", "kept"),
+    [
+        ("/ui/ns/a/runs?x=1", True),
+        ("/ui/", True),
+        ("/v0/namespace/a/graphs", False),
+        ("//evil.example/ui/", False),
+        ("https://evil.example/ui/", False),
+        ("/ui\\..\\evil", False),
+        ("", False),
+    ],
+)
+def test_only_dashboard_paths_are_followed_after_login(target: str, kept: bool) -> None:
+    assert session.safe_next(target) == (target if kept else None)
