@@ -11,6 +11,7 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
+from ._admin import AdminCalls
 from ._client import ApiClient
 from ._http import AsyncTransport
 from .errors import GraphValidationError
@@ -39,8 +40,11 @@ class TriggerState(BaseModel):
     inputs: dict[str, str]
 
 
-class StateManager:
+class StateManager(AdminCalls):
     """Client for the graph and run endpoints of one namespace.
+
+    Operator calls (runs with filters, a run's progress, retries, states, queues, nodes) come
+    from `AdminCalls` (`_admin.py`).
 
     One connection pool is reused across calls; close it with `aclose()` or use
     `async with StateManager(...) as sm:`.

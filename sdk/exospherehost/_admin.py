@@ -1,0 +1,237 @@
+"""`StateManager`'s calls for operating a namespace: health, graphs, runs, states, queues, nodes.
+
+These wrap the read and steer endpoints that the `exosphere` command line and scripts use
+(`GET /runs`, `GET /run/{id}`, `GET /run/{id}/graph`, `POST /run/{id}/retry-failed`, ...). They
+live in this mixin so that `state_manager.py` keeps the graph/trigger surface of the two upstream
+SDKs; `StateManager` inherits them. Every method answers the server's JSON as plain dicts and
+raises the exceptions of `errors.py` (`NotFoundError`, `ConflictError`, `TransportError`, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncGenerator, Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from ._client import ApiClient
+from .errors import GraphValidationError, TransportError
+
+__all__ = ["AdminCalls"]
+
+RUN_FINAL_STATUSES = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
+"""Run statuses after which nothing more happens in the run (until a retry)."""
+
+TimeBound = int | str | datetime
+"""A time filter: epoch milliseconds, an ISO 8601 string, or a timezone-aware datetime."""
+
+
+class AdminCalls:
+    """Operator calls of `StateManager` (see the module docstring)."""
+
+    _api: ApiClient
+    _namespace: str
+
+    # ------------------------------------------------------------------ server
+
+    async def health(self) -> dict[str, Any]:
+        """`GET /health`: answers without the API key, so it proves the server is up, not the key."""
+        return await self._api.request_object("GET", "/health")
+
+    async def list_namespaces(self) -> list[str]:
+        """The namespaces the server knows (an authenticated call: it proves the key)."""
+        root = self._api.path().rsplit("/namespace/", 1)[0]
+        data = await self._api.request_object("GET", f"{root}/namespaces")
+        return [str(name) for name in _list(data, "namespaces", "GET namespaces")]
+
+    async def list_nodes(self) -> list[dict[str, Any]]:
+        """The nodes registered in this namespace, with their input, output and secret schemas."""
+        data = await self._api.request_object("GET", self._api.path("nodes") + "/")
+        return _list(data, "nodes", "GET nodes")
+
+    async def queue_health(self) -> dict[str, Any]:
+        """`GET /queues`: per node, the due backlog, its age, and whether a runtime is polling."""
+        return await self._api.request_object("GET", self._api.path("queues"))
+
+    # ------------------------------------------------------------------ graphs
+
+    async def list_graphs(self) -> list[dict[str, Any]]:
+        """The graph templates of this namespace (secret names only, never values)."""
+        data = await self._api.request_object("GET", self._api.path("graphs") + "/")
+        return _list(data, "templates", "GET graphs")
+
+    async def apply_graph(
+        self,
+        graph_name: str,
+        body: Mapping[str, Any],
+        *,
+        validation_timeout: float = 60,
+        polling_interval: float = 0.5,
+    ) -> dict[str, Any]:
+        """Send a graph body as is (`PUT /graph/{name}`) and wait while it is `PENDING`.
+
+        Unlike `upsert_graph`, the body is not checked by the SDK's models (the server is the
+        judge, so fields this SDK does not know yet pass through) and an `INVALID` graph is
+        returned, not raised: look at `validation_status` and `validation_errors`.
+
+        Raises:
+            GraphValidationError: If the graph is still `PENDING` after `validation_timeout`.
+            BadRequestError: If the server refuses the body (e.g. a cycle, an unknown field type).
+        """
+        path = self._api.path("graph", graph_name)
+        graph = await self._api.request_object("PUT", path, body=dict(body))
+        deadline = time.monotonic() + validation_timeout
+        while graph.get("validation_status") == "PENDING":
+            if time.monotonic() >= deadline:
+                raise GraphValidationError(
+                    f"Graph {graph_name} is still PENDING after {validation_timeout} seconds",
+                    validation_status="PENDING",
+                    validation_errors=[],
+                )
+            await asyncio.sleep(polling_interval)
+            graph = await self._api.request_object("GET", path)
+        return graph
+
+    # ------------------------------------------------------------------ runs
+
+    async def search_runs(
+        self,
+        *,
+        graph: str | None = None,
+        status: str | None = None,
+        since: TimeBound | None = None,
+        until: TimeBound | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of runs, newest first: `{"namespace", "runs": [...], "next_cursor"}`.
+
+        Args:
+            graph: Only runs of this graph.
+            status: Only runs in this status (PENDING, RUNNING, SUCCESS, FAILED, CANCELLED).
+            since: Only runs created at or after this time.
+            until: Only runs created at or before this time.
+            limit: Runs per page, 1 to 500.
+            cursor: The `next_cursor` of the previous page.
+        """
+        query = {
+            "graph": graph,
+            "status": status,
+            "since": _time_param(since),
+            "until": _time_param(until),
+            "limit": limit,
+            "cursor": cursor,
+        }
+        return await self._api.request_object("GET", _with_query(self._api.path("runs"), query))
+
+    async def iter_runs(
+        self,
+        *,
+        graph: str | None = None,
+        status: str | None = None,
+        since: TimeBound | None = None,
+        until: TimeBound | None = None,
+        page_size: int = 100,
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Every matching run, newest first, fetching pages of `page_size` as it goes."""
+        cursor: str | None = None
+        while True:
+            page = await self.search_runs(
+                graph=graph, status=status, since=since, until=until, limit=page_size, cursor=cursor
+            )
+            for run in _list(page, "runs", "GET runs"):
+                yield run
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    async def get_run(self, run_id: str) -> dict[str, Any]:
+        """One run: status, counts per state status, times, its store.
+
+        Raises:
+            NotFoundError: If the run does not exist in this namespace.
+        """
+        return await self._api.request_object("GET", self._api.path("run", run_id))
+
+    async def list_run_states(
+        self,
+        run_id: str,
+        *,
+        status: str | None = None,
+        identifier: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of a run's states, oldest first: `{"run_id", "states": [...], "next_cursor"}`."""
+        query = {"status": status, "identifier": identifier, "limit": limit, "cursor": cursor}
+        path = _with_query(self._api.path("run", run_id, "states"), query)
+        return await self._api.request_object("GET", path)
+
+    async def get_run_progress(self, run_id: str) -> dict[str, Any]:
+        """The run's template graph with per-node status and counts (`GET /run/{id}/graph`).
+
+        Returns:
+            `{"run_id", "graph_name", "graph_version", "status", "nodes": [...], "edges": [...]}`;
+            each node has `identifier`, `node_name`, `status` (NOT_STARTED, PENDING, RUNNING,
+            SUCCESS, FAILED, CANCELLED), `counts` per state status and `total`.
+        """
+        path = _with_query(self._api.path("run", run_id, "graph"), {"view": "template"})
+        return await self._api.request_object("GET", path)
+
+    async def retry_failed(self, run_id: str) -> dict[str, Any]:
+        """Retry every failed state of a run once: `{"run_id", "retried", "state_ids", "status"}`.
+
+        Raises:
+            ConflictError: If the run was cancelled.
+        """
+        return await self._api.request_object("POST", self._api.path("run", run_id, "retry-failed"))
+
+    # ------------------------------------------------------------------ states
+
+    async def get_state(self, state_id: str) -> dict[str, Any]:
+        """One state with its inputs, outputs, error, parents, retry count and times."""
+        return await self._api.request_object("GET", self._api.path("state", state_id, "view"))
+
+    async def retry_state(self, state_id: str, fanout_id: str | None = None) -> dict[str, Any]:
+        """Manually retry a state: a new state with the same inputs (`{"id", "status"}`).
+
+        Args:
+            state_id: The state to retry.
+            fanout_id: Names this retry; repeating a call with the same `fanout_id` creates no
+                second state (the server answers 409). A fresh one is made up when None.
+
+        Returns:
+            The server's answer plus the `fanout_id` used.
+
+        Raises:
+            ConflictError: If this state was already retried with this `fanout_id`.
+        """
+        body = {"fanout_id": fanout_id or uuid.uuid4().hex}
+        path = self._api.path("state", state_id, "manual-retry")
+        answer = await self._api.request_object("POST", path, body=body)
+        return {**answer, "fanout_id": body["fanout_id"]}
+
+
+def _time_param(value: TimeBound | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("since/until datetimes should be timezone-aware")
+        return value.isoformat()
+    return str(value)
+
+
+def _with_query(path: str, query: Mapping[str, object]) -> str:
+    present = {name: str(value) for name, value in query.items() if value is not None}
+    return f"{path}?{urlencode(present)}" if present else path
+
+
+def _list(data: Mapping[str, Any], field: str, what: str) -> list[Any]:
+    items = data.get(field)
+    if not isinstance(items, list):
+        raise TransportError(f"{what}: the answer has no {field!r} list")
+    return items

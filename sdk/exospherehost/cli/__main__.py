@@ -1,0 +1,6 @@
+"""`python -m exospherehost.cli`."""
+
+from .app import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""The README's command-line examples run as shown, against the README's example graph."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+
+from examples.hello_node import GRAPH, Greet, Shout
+from exospherehost import Runtime
+from tests.cli.conftest import Cli, write
+from tests.support.live_server import LiveServer
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _readme_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Command line") :]
+    block = section[
+        section.index("```bash") + len("```bash") : section.index("```\n", section.index("```bash") + 7)
+    ]
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.startswith("exosphere ")]
+
+
+async def test_the_readme_commands_work(server: LiveServer, cli: Cli, tmp_path: Path) -> None:
+    commands = _readme_commands()
+    body = {
+        "name": "hello",
+        "nodes": [node.model_dump(mode="json", exclude={"timeout_seconds"}) for node in GRAPH],
+        "secrets": {},
+        "store_config": {"required_keys": ["name"]},
+    }
+    graph_file = write(tmp_path, "graph.yaml", json.dumps(body))
+    hello = Cli(env={**cli.env, "EXOSPHERE_NAMESPACE": "hello"})
+    run_id = ""
+
+    async with Runtime(
+        "hello", "hello-runtime", [Greet, Shout], state_manager_uri=server.base_url, key=server.api_key
+    ):
+        for command in commands:
+            args = [
+                str(graph_file) if arg == "graph.yaml" else run_id if arg == "<run-id>" else arg
+                for arg in shlex.split(command)[1:]
+            ]
+            result = await hello(*args, "--interval", "0.2") if "--watch" in args else await hello(*args)
+            assert result.code == 0, result
+            if args[:2] == ["run", "trigger"]:
+                run_id = result.stdout.split()[1]  # the summary's first line: "run <id>"
+
+    assert len(commands) == 5 and run_id
