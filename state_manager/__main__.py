@@ -206,6 +206,9 @@ def main(argv: list[str] | None = None) -> None:
             problem = asyncio.run(check_secrets_key(settings))
             if problem:
                 parser.exit(2, f"error: {problem}\n")
+            if settings.development:
+                base = f"http://{args.host}:{args.port}"
+                print(f"Dashboard: {base}/ui (log in with the key)   API reference: {base}/docs", flush=True)  # noqa: T201
             _serve(settings, args.host, args.port)
     except _Terminated:
         # Everything is stopped: end as killed by SIGTERM, as uvicorn itself would.

@@ -66,6 +66,7 @@ def _start(cwd: Path, *args: str) -> LiveServer:
         server.wait_healthy()
         found = KEY_LINE.search(server.log_text())
         assert found, f"no API key printed:\n{server.log_text()}"
+        assert f"Dashboard: http://127.0.0.1:{port}/ui" in server.log_text()
     except BaseException:
         server.stop()
         raise
