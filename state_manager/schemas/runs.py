@@ -101,8 +101,8 @@ class RunPage(BaseModel):
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last")
 
 
-class StateView(BaseModel):
-    """One state with every time the dashboard shows (epoch ms) and its retry count."""
+class StateItem(BaseModel):
+    """A state in SEED's listings and HEAD's node details."""
 
     id: str
     node_name: str
@@ -119,19 +119,24 @@ class StateView(BaseModel):
     parents: dict[str, str]
     retry_count: int
     fanout_id: str
+    enqueue_after: int = Field(description="when it is (or was) due, epoch ms")
+    claimed_ms: int | None
+    ended_ms: int | None
+    does_unites: bool
+    created_at: str
+    updated_at: str
+
+
+class StateView(StateItem):
+    """One state with every time the dashboard shows (epoch ms) and its retry count."""
+
     manual_retry_fanout_id: str
     fanout_path: list[int]
     output_index: int
-    does_unites: bool
-    enqueue_after: int = Field(description="when it is (or was) due")
-    claimed_ms: int | None
-    ended_ms: int | None
     lease_expires_at: int | None
     deadline_ms: int | None
     created_ms: int
     updated_ms: int
-    created_at: str
-    updated_at: str
 
 
 class StatePage(BaseModel):
@@ -175,32 +180,6 @@ class RetryFailedResult(BaseModel):
 
 
 # --- The upstream read calls' answers (their JSON is what the official SDKs know) -------------
-
-
-class StateItem(BaseModel):
-    """A state in SEED's listings and HEAD's node details."""
-
-    id: str
-    node_name: str
-    namespace_name: str
-    identifier: str
-    graph_name: str
-    graph_version: int
-    run_id: str
-    status: str
-    inputs: dict[str, Any]
-    outputs: dict[str, Any]
-    data: dict[str, Any]
-    error: str | None
-    parents: dict[str, str]
-    retry_count: int
-    fanout_id: str
-    enqueue_after: int
-    claimed_ms: int | None
-    ended_ms: int | None
-    does_unites: bool
-    created_at: str
-    updated_at: str
 
 
 class NamespaceStates(BaseModel):

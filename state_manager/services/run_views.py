@@ -34,6 +34,7 @@ from state_manager.schemas.runs import (
     StatePage,
     StateView,
 )
+from state_manager.schemas.states import state_item
 from state_manager.services import run_status
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import template_for
@@ -141,34 +142,14 @@ async def run_detail(namespace: str, run_id: str) -> RunDetail:
 
 def state_view(state: State) -> StateView:
     return StateView(
-        id=str(state.id),
-        node_name=state.node_name,
-        namespace_name=state.namespace_name,
-        identifier=state.identifier,
-        graph_name=state.graph_name,
-        graph_version=state.graph_version,
-        run_id=state.run_id,
-        status=state.status.value,
-        inputs=state.inputs,
-        outputs=state.outputs,
-        data=state.data,
-        error=state.error,
-        parents=state.parents,
-        retry_count=state.retry_count,
-        fanout_id=state.fanout_id,
+        **state_item(state),
         manual_retry_fanout_id=state.manual_retry_fanout_id,
         fanout_path=state.fanout_path,
         output_index=state.output_index,
-        does_unites=state.does_unites,
-        enqueue_after=state.enqueue_after,
-        claimed_ms=state.claimed_ms,
-        ended_ms=state.ended_ms,
         lease_expires_at=state.lease_expires_at,
         deadline_ms=state.deadline_ms,
         created_ms=int(state.created_at.timestamp() * 1000),
         updated_ms=state.updated_ms,
-        created_at=iso(state.created_at),
-        updated_at=iso(state.updated_at),
     )
 
 

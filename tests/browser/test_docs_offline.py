@@ -15,27 +15,20 @@ import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, Route, async_playwright
 
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.support.live_server import LiveServer, live_server_factory
 
 __all__ = ["live_server_factory"]  # the fixture, re-exported for pytest
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 RENDER_TIMEOUT_MS = 20_000
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             yield chromium
         finally:

@@ -25,19 +25,12 @@ ENQUEUE_ROUTE = "/v0/namespace/{namespace_name}/states/enqueue"
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[LiveServer]:
+def server() -> Iterator[LiveServer]:  # conftest's `sdk_env` points the SDK at this one
     live = start_server(QUEUE_STALL_SECONDS=1)
     try:
         yield live
     finally:
         live.stop()
-
-
-@pytest.fixture
-def sdk_env(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> LiveServer:
-    monkeypatch.setenv("EXOSPHERE_STATE_MANAGER_URI", server.base_url)
-    monkeypatch.setenv("EXOSPHERE_API_KEY", server.api_key)
-    return server
 
 
 def _graph(ns: str, name: str) -> list[GraphNodeModel]:
