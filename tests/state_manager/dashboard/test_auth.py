@@ -3,6 +3,8 @@ a session every page leads to the login page and shows no data."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import pytest
 
@@ -81,20 +83,21 @@ async def test_login_returns_to_the_page_asked_for_but_never_off_the_dashboard(g
 
 
 @pytest.mark.parametrize(
-    "value",
+    "make",
     [
-        "garbage",
-        "a.b",
+        lambda: "garbage",
+        lambda: "a.b",
         # signed with a key derived from another server key
-        session.issue(session.session_key("another-key"), now_ms()),
+        lambda: session.issue(session.session_key("another-key"), now_ms()),
         # expired
-        session.issue(session.session_key(API_KEY), now_ms() - 2_000, lifetime_ms=1_000),
-        # issued in the future
-        session.issue(session.session_key(API_KEY), now_ms() + 60_000),
+        lambda: session.issue(session.session_key(API_KEY), now_ms() - 2_000, lifetime_ms=1_000),
+        # issued in the future (made when the test runs, not when it is collected)
+        lambda: session.issue(session.session_key(API_KEY), now_ms() + 60_000),
     ],
+    ids=["garbage", "no-signature", "other-key", "expired", "future"],
 )
-async def test_a_forged_or_expired_cookie_is_no_session(guest: Ui, value: str) -> None:
-    response = await _with_cookie(guest, value)
+async def test_a_forged_or_expired_cookie_is_no_session(guest: Ui, make: Callable[[], str]) -> None:
+    response = await _with_cookie(guest, make())
 
     assert response.status_code == 303 and response.headers["location"].startswith("/ui/login")
 
