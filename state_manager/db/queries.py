@@ -370,11 +370,10 @@ async def mark_runs_started(run_ids: list[str], when: int) -> None:
 async def run_may_change(run_id: str) -> bool:
     """Whether anything in the run can still happen: a state not yet settled, or one that still
     owes an effect (which may create states). The first probe answers for a run still going (an
-    unsettled state, through the run/status index); the others run only near its end. Unsettled
-    is probed again after owing: a state that clears its effect has written its children first."""
+    unsettled state, through the run/status index); the second runs only near its end."""
     unsettled = {"run_id": run_id, "status": {"$in": [s.value for s in UNSETTLED]}}
     owing = {"run_id": run_id, "pending_effect": {"$in": [e.value for e in Effect]}}
-    for probe in (unsettled, owing, unsettled):
+    for probe in (unsettled, owing):
         if await _states().find_one(probe, {"_id": 1}) is not None:
             return True
     return False

@@ -63,8 +63,9 @@ async def settle(ctx: AppContext, state: State) -> State:
     graph = await template_for(ctx, state.graph_namespace, state.graph_name, state.graph_version)
     current = state
     evaluated = JoinsEvaluated()
+    spawned: list[str] = []  # spawn keys of the states this settle wrote (children, retry copies)
     if current.pending_effect == Effect.SPAWN:
-        current = await _spawn(ctx, current, graph)
+        current = await _spawn(ctx, current, graph, spawned)
     if current.pending_effect == Effect.JOINS:
         if not current.run_cancelled:
             evaluated = await evaluate_joins(ctx, current, graph)
@@ -75,10 +76,12 @@ async def settle(ctx: AppContext, state: State) -> State:
         closed = await queries.finish_effect(state_oid(current), Effect.JOINS, None)
         await _undo_if_cancelled(closed, [join.spawn_key for join in joins])
         current = closed or _with_effect(current, None)
-    # The run may have ended with this state, once nothing is owed for it (a join that still
-    # waits says the run goes on). Probed after the closing write: see run_status.py.
+    # The run may have ended with this state, once nothing is owed for it. It has not if this
+    # settle wrote new states (they have to run) or a join still waits. Probed after the closing
+    # write: see run_status.py.
     ended = state.pending_effect is not None and current.pending_effect is None and current.status in TERMINAL
-    if ended and not evaluated.waiting:
+    goes_on = (spawned and not current.run_cancelled) or evaluated.waiting
+    if ended and not goes_on:
         await run_status.finish_if_done(current.run_id)
     return current
 
@@ -159,12 +162,13 @@ async def _give_up(ctx: AppContext, state: State, reason: str, kind: str) -> Non
         await settle_isolated(ctx, failed)
 
 
-async def _spawn(ctx: AppContext, state: State, graph: GraphTemplate | None) -> State:
+async def _spawn(ctx: AppContext, state: State, graph: GraphTemplate | None, spawned: list[str]) -> State:
     if state.status == StateStatus.EXECUTED:
-        return await _advance_executed(ctx, state, graph)
+        return await _advance_executed(ctx, state, graph, spawned)
     created = []
     if state.status == StateStatus.RETRY_CREATED and not state.run_cancelled:
         created.append(await _insert_retry(ctx, state, graph))
+        spawned.append(created[-1])
     then = after_spawn(state.status)
     closed = await queries.finish_effect(state_oid(state), Effect.SPAWN, then)
     await _undo_if_cancelled(closed, created)
@@ -176,7 +180,9 @@ def _with_effect(state: State, effect: Effect | None) -> State:
     return updated
 
 
-async def _advance_executed(ctx: AppContext, state: State, graph: GraphTemplate | None) -> State:
+async def _advance_executed(
+    ctx: AppContext, state: State, graph: GraphTemplate | None, spawned: list[str]
+) -> State:
     """Write a reported state's fan-out copies and every next state in bulk, then mark it done.
 
     The state stays EXECUTED (with "spawn" owed) until everything is written, so a join above
@@ -211,6 +217,7 @@ async def _advance_executed(ctx: AppContext, state: State, graph: GraphTemplate 
     if state.run_cancelled:  # nothing new in a cancelled run
         copies, created = [], []
     await _insert_all(ctx, state, copies + created)
+    spawned.extend(child.spawn_key for child in created)
     for namespace in {child.namespace_name for child in created}:
         ctx.work.notify(namespace)
     written = [s.spawn_key for s in copies + created]

@@ -61,19 +61,20 @@ async def finish_if_done(run_id: str) -> Run | None:
     run = await queries.find_one(Run, {"run_id": run_id})
     if run is None or run.final is not None:
         return None
-    return await finish(run)
+    return await finish(run, probed=True)
 
 
-async def finish(run: Run) -> Run | None:
+async def finish(run: Run, *, probed: bool = False) -> Run | None:
     """Store the run's counts, status and end time if it has ended; the finished run, or None if
     it has not ended or changed since it was read.
 
     Ended is decided three times over, so that a state moving while it is read cannot make a run
-    end early: the probes find nothing that may still happen, one aggregation counts nothing
-    unsettled or owed, and the probes again find nothing. The write is conditional on the run's
-    `revision`, so a retry that reopened the run meanwhile wins.
+    end early: the probes find nothing that may still happen (`probed`: the caller just did),
+    one aggregation counts nothing unsettled or owed (it sees the children of a state that
+    cleared its effect between the two probes), and the probes again find nothing. The write is
+    conditional on the run's `revision`, so a retry that reopened the run meanwhile wins.
     """
-    if await queries.run_may_change(run.run_id):
+    if not probed and await queries.run_may_change(run.run_id):
         return None
     statuses, pending = await queries.run_snapshot(run.run_id)
     counted = tally(statuses, effects_pending=pending or not run.seeded)
