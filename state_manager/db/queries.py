@@ -274,12 +274,16 @@ async def count_failure(state_id: ObjectId, pending_effect: str) -> int | None:
 
 
 async def exists(query: dict[str, Any]) -> bool:
-    """Whether any state matches (reads at most one id).
+    """Whether any state matches (reads at most one id)."""
+    return await _states().find_one(query, {"_id": 1}) is not None
 
-    An aggregation rather than `find_one`: the same work for MongoDB, but the embedded engine
-    runs `$match` + `$limit` as SQL on its indexes while its `find` decodes every candidate
-    document (~1 ms against ~6 ms with 3,000 states stored, growing with the collection).
-    """
+
+async def any_matches(query: dict[str, Any]) -> bool:
+    """`exists` for a plain query (equality and `$in` on indexed fields), as an aggregation: the
+    same work for MongoDB, but the embedded engine runs such a `$match` + `$limit` as SQL on its
+    indexes, while its `find` decodes every candidate document (~1 ms against ~6 ms with 3,000
+    states stored, growing with the collection). Not for queries on nested or missing fields,
+    which the engine's aggregation evaluates document by document."""
     pipeline = [{"$match": query}, {"$limit": 1}, {"$project": {"_id": 1}}]
     async for _ in _states().aggregate(pipeline):
         return True
@@ -376,7 +380,7 @@ async def run_may_change(run_id: str) -> bool:
     unsettled = {"run_id": run_id, "status": {"$in": [s.value for s in UNSETTLED]}}
     owing = {"run_id": run_id, "pending_effect": {"$in": [e.value for e in Effect]}}
     for probe in (unsettled, owing):
-        if await exists(probe):
+        if await any_matches(probe):
             return True
     return False
 
@@ -387,7 +391,7 @@ async def run_snapshot(run_id: str) -> tuple[dict[StateStatus, int], bool]:
     counts = {
         StateStatus(status): n for status, n in (await _group_count({"run_id": run_id}, "status")).items()
     }
-    owing = await exists({"run_id": run_id, "pending_effect": {"$in": [e.value for e in Effect]}})
+    owing = await any_matches({"run_id": run_id, "pending_effect": {"$in": [e.value for e in Effect]}})
     return counts, owing
 
 
