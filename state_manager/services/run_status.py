@@ -117,7 +117,12 @@ async def sweep(batch_size: int) -> int:
     runs = await Run.find(due).sort("check_after_ms").limit(batch_size).to_list()
     finished = 0
     for run in runs:
-        if await finish(run) is not None:
+        try:
+            ended = await finish(run)
+        except Exception:  # a run that cannot be checked must not stop the others
+            log.exception("run_check_failed", run_id=run.run_id, graph=run.graph_name)
+            ended = None
+        if ended is not None:
             finished += 1
             log.warning("run_end_recovered", run_id=run.run_id, graph=run.graph_name)
             continue

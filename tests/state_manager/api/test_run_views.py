@@ -8,7 +8,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from state_manager.db.documents import Run
+from state_manager.db.documents import Run, State
 from state_manager.services.context import AppContext
 from state_manager.services.recovery import recover_once
 from tests.factories import (
@@ -350,3 +350,23 @@ async def test_a_fan_out_with_a_join_ends_when_the_join_does(api: Api) -> None:
     assert join["inputs"] == {"x": '["0", "1", "2", "3"]'}
     stored = await _stored(run_id)
     assert stored.status == "SUCCESS" and stored.counts == {"SUCCESS": 6}
+
+
+async def test_a_run_the_recovery_pass_cannot_check_does_not_stop_the_others(
+    api: Api, ctx: AppContext
+) -> None:
+    await api.setup("g", chain(), ALPHA, BETA)
+    broken, healthy = (await api.trigger("g"))["run_id"], (await api.trigger("g"))["run_id"]
+    for _ in range(2):
+        await Worker(api, "Alpha").execute()
+        await Worker(api, "Beta").execute()
+    missed = {"final": None, "status": "RUNNING", "finished_ms": None, "check_after_ms": 0}
+    await Run.get_motor_collection().update_many({"run_id": {"$in": [broken, healthy]}}, {"$set": missed})
+    await State.get_motor_collection().update_one({"run_id": broken}, {"$set": {"status": "NOT-A-STATUS"}})
+
+    report = await recover_once(ctx)
+
+    assert report.runs_finished == 1
+    assert (await _stored(healthy)).status == "SUCCESS"
+    left = await _stored(broken)
+    assert left.final is None and left.check_after_ms > now_ms()  # looked at again later, not at once
