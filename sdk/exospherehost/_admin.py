@@ -83,16 +83,23 @@ class AdminCalls:
         """
         path = self._api.path("graph", graph_name)
         graph = await self._api.request_object("PUT", path, body=dict(body))
-        deadline = time.monotonic() + validation_timeout
+        return await self._wait_while_pending(graph_name, graph, validation_timeout, polling_interval)
+
+    async def _wait_while_pending(
+        self, graph_name: str, graph: dict[str, Any], wait_seconds: float, interval: float
+    ) -> dict[str, Any]:
+        """Re-read the graph every `interval` while its validation is `PENDING`."""
+        deadline = time.monotonic() + wait_seconds
         while graph.get("validation_status") == "PENDING":
             if time.monotonic() >= deadline:
                 raise GraphValidationError(
-                    f"Graph {graph_name} is still PENDING after {validation_timeout} seconds",
+                    f"Graph validation check timed out after {wait_seconds} seconds: "
+                    f"{graph_name} is still PENDING",
                     validation_status="PENDING",
                     validation_errors=[],
                 )
-            await asyncio.sleep(polling_interval)
-            graph = await self._api.request_object("GET", path)
+            await asyncio.sleep(interval)
+            graph = await self._api.get_graph(graph_name)
         return graph
 
     # ------------------------------------------------------------------ runs

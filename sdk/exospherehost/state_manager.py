@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -346,21 +344,6 @@ class StateManager(AdminCalls):
                 validation_status=str(status),
                 validation_errors=list(errors),
             )
-        return graph
-
-    async def _wait_while_pending(
-        self, graph_name: str, graph: dict[str, Any], wait_seconds: float, interval: float
-    ) -> dict[str, Any]:
-        deadline = time.monotonic() + wait_seconds
-        while graph.get("validation_status") == "PENDING":
-            if time.monotonic() >= deadline:
-                raise GraphValidationError(
-                    f"Graph validation check timed out after {wait_seconds} seconds",
-                    validation_status="PENDING",
-                    validation_errors=[],
-                )
-            await asyncio.sleep(interval)
-            graph = await self._api.get_graph(graph_name)
         return graph
 
 
