@@ -317,22 +317,15 @@ async def _count_by(match: dict[str, Any], field: str) -> dict[StateStatus, dict
     }
 
 
-async def run_tallies(run_ids: list[str]) -> dict[str, tuple[dict[StateStatus, int], bool]]:
-    """For each run: how many of its states are in each status, and whether any still owes an
-    effect; no state documents read back. For showing: the statuses are counted one query after
-    another, so a state that moves meanwhile may be counted twice or not at all (deciding that a
-    run has ended uses `run_may_change` and `run_snapshot`)."""
-    match = {"run_id": {"$in": run_ids}}
-    tallies: dict[str, tuple[dict[StateStatus, int], bool]] = {}
-    for status, per_run in (await _count_by(match, "run_id")).items():
+async def run_tallies(run_ids: list[str]) -> dict[str, dict[StateStatus, int]]:
+    """For each run: how many of its states are in each status; no state documents read back.
+    For showing: the statuses are counted one query after another, so a state that moves
+    meanwhile may be counted twice or not at all (deciding that a run has ended uses
+    `run_may_change` and `run_snapshot`)."""
+    tallies: dict[str, dict[StateStatus, int]] = {}
+    for status, per_run in (await _count_by({"run_id": {"$in": run_ids}}, "run_id")).items():
         for run_id, n in per_run.items():
-            tallies.setdefault(run_id, ({}, False))[0][status] = n
-    owing = await distinct_values(
-        State, {**match, "pending_effect": {"$in": [e.value for e in Effect]}}, "run_id"
-    )
-    for run_id in owing:
-        counts, _ = tallies.get(run_id, ({}, False))
-        tallies[run_id] = (counts, True)
+            tallies.setdefault(run_id, {})[status] = n
     return tallies
 
 

@@ -185,14 +185,10 @@ class RunStatus(StrEnum):
 FINAL_RUN_STATUSES = frozenset({RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.CANCELLED})
 
 
-def stored_run_status(counted: str, *, started: bool, cancelled: bool) -> RunStatus:
-    """The stored status from `run_status`'s answer (PENDING, SUCCESS or FAILED): a cancelled run
-    is CANCELLED, and a run still going is RUNNING once one of its states was claimed."""
-    if cancelled:
-        return RunStatus.CANCELLED
-    if counted == "PENDING":
-        return RunStatus.RUNNING if started else RunStatus.PENDING
-    return RunStatus(counted)
+def ended_run_status(counted: str, *, cancelled: bool) -> RunStatus:
+    """The stored status of a run that has ended, from `run_status`'s answer (SUCCESS or FAILED):
+    a cancelled run stays CANCELLED."""
+    return RunStatus.CANCELLED if cancelled else RunStatus(counted)
 
 
 def upstream_run_status(status: str) -> str:

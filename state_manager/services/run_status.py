@@ -23,7 +23,7 @@ from state_manager import metrics
 from state_manager.clock import now_ms
 from state_manager.db import queries
 from state_manager.db.documents import Run
-from state_manager.domain.status import stored_run_status, tally
+from state_manager.domain.status import ended_run_status, tally
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +81,7 @@ async def finish(run: Run, *, probed: bool = False) -> Run | None:
     if counted["status"] == "PENDING" or await queries.run_may_change(run.run_id):
         return None
     cancelled = run.cancelled_at is not None
-    status = stored_run_status(str(counted["status"]), started=True, cancelled=cancelled)
+    status = ended_run_status(str(counted["status"]), cancelled=cancelled)
     fields: dict[str, Any] = {
         "final": counted,
         "counts": {s.value: n for s, n in statuses.items() if n},

@@ -42,7 +42,6 @@ from state_manager.services.states import manual_retry, parse_state_id
 
 # Failed states an operator's "retry failed" retries (a cancelled state was stopped on purpose).
 RETRYABLE = (StateStatus.ERRORED, StateStatus.TIMEDOUT, StateStatus.NEXT_CREATED_ERROR)
-Tallied = tuple[dict[StateStatus, int], bool]
 _RUN_CURSOR = re.compile(r"\d{13}:.{1,300}")
 
 
@@ -62,14 +61,14 @@ async def _run(namespace: str, run_id: str) -> Run:
     return run
 
 
-async def _counts(run: Run, tallied: Tallied | None = None) -> dict[StateStatus, int]:
+async def _counts(run: Run, counted: dict[StateStatus, int] | None = None) -> dict[StateStatus, int]:
     """The run's states per status: stored once it has finished, else counted now (for showing:
     the run's status is the stored one, which the writes that end runs keep)."""
     if run.final is not None:
         return {StateStatus(s): n for s, n in run.counts.items()}
-    if tallied is None:
-        tallied = (await queries.run_tallies([run.run_id])).get(run.run_id, ({}, False))
-    return tallied[0]
+    if counted is None:
+        counted = (await queries.run_tallies([run.run_id])).get(run.run_id, {})
+    return counted
 
 
 def _summary_fields(run: Run, counts: dict[StateStatus, int]) -> dict[str, Any]:
@@ -129,7 +128,7 @@ async def search_runs(
     tallies = await queries.run_tallies(open_ids) if open_ids else {}
     items = []
     for run in runs:
-        counts = await _counts(run, tallies.get(run.run_id, ({}, False)) if run.final is None else None)
+        counts = await _counts(run, tallies.get(run.run_id, {}) if run.final is None else None)
         items.append(RunSummary(**_summary_fields(run, counts)))
     return RunPage(namespace=namespace, runs=items, next_cursor=runs[-1].sort_key if more and runs else None)
 

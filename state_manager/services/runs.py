@@ -266,7 +266,7 @@ async def list_runs(namespace: str, page: int, size: int) -> tuple[int, list[dic
     tallies = await queries.run_tallies([run.run_id for run in going]) if going else {}
     items = []
     for run in runs:
-        counts = run.final or tally(tallies.get(run.run_id, ({}, False))[0])
+        counts = run.final or tally(tallies.get(run.run_id, {}))
         counts = {**counts, "status": upstream_run_status(run.status)}
         items.append(
             {"run_id": run.run_id, "graph_name": run.graph_name, **counts, "created_at": run.created_at}

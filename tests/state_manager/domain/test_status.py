@@ -5,10 +5,14 @@ import pytest
 
 from state_manager.domain.status import (
     JoinVerdict,
+    RunStatus,
     StateStatus,
+    ended_run_status,
     join_verdict,
+    node_status,
     run_counts,
     run_status,
+    upstream_run_status,
 )
 
 S = StateStatus
@@ -65,3 +69,28 @@ def test_run_counts_group_statuses_as_the_runs_listing_shows_them() -> None:
         "total_count": 7,
         "status": "PENDING",
     }
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        ({}, "NOT_STARTED"),
+        ({S.CREATED: 2}, "PENDING"),
+        ({S.CREATED: 1, S.QUEUED: 1, S.SUCCESS: 3}, "RUNNING"),
+        ({S.EXECUTED: 1}, "RUNNING"),
+        ({S.SUCCESS: 3, S.ERRORED: 1}, "FAILED"),
+        ({S.TIMEDOUT: 1, S.CREATED: 1}, "PENDING"),  # something still to happen
+        ({S.SUCCESS: 2, S.CANCELLED: 1}, "CANCELLED"),
+        ({S.SUCCESS: 2, S.PRUNED: 1, S.RETRY_CREATED: 4}, "SUCCESS"),  # retried attempts ignored
+        ({S.SUCCESS: 0, S.ERRORED: 0}, "NOT_STARTED"),
+    ],
+)
+def test_a_template_nodes_status_in_a_run(counts: dict[StateStatus, int], expected: str) -> None:
+    assert node_status(counts) == expected
+
+
+def test_an_ended_run_is_stored_as_counted_unless_it_was_cancelled() -> None:
+    assert ended_run_status("SUCCESS", cancelled=False) == RunStatus.SUCCESS
+    assert ended_run_status("FAILED", cancelled=False) == RunStatus.FAILED
+    assert ended_run_status("FAILED", cancelled=True) == RunStatus.CANCELLED
+    assert upstream_run_status("RUNNING") == "PENDING" and upstream_run_status("CANCELLED") == "CANCELLED"
