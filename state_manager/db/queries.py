@@ -398,9 +398,12 @@ CANCELLED_FIELDS = {"status": StateStatus.CANCELLED.value, "lease_expires_at": N
 
 
 async def cancel_waiting(query: dict[str, Any], error: str) -> int:
-    """Cancel the CREATED and QUEUED states matching `query`; how many were cancelled."""
+    """Cancel the CREATED and QUEUED states matching `query` as part of their run's cancel; how
+    many were cancelled. Each is flagged `run_cancelled`, also one written after the cancel's own
+    sweep (a settle in flight undoing its writes), so that nothing retries or re-runs it and its
+    worker is told the run was cancelled (409)."""
     waiting = {**query, "status": {"$in": [StateStatus.CREATED.value, StateStatus.QUEUED.value]}}
-    fields = stamp({**CANCELLED_FIELDS, "error": error})
+    fields = stamp({**CANCELLED_FIELDS, "error": error, "run_cancelled": True})
     result = await _states().update_many(waiting, {"$set": {**fields, "ended_ms": fields["updated_ms"]}})
     metrics.states_cancelled(result.modified_count)
     return int(result.modified_count)

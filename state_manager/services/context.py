@@ -94,8 +94,6 @@ class AppContext:
     tuned_leases: dict[tuple[str, str], tuple[int | None, float]] = field(default_factory=dict)
     # (namespace, node) -> (running times not written yet, when they were last written)
     lease_samples: dict[tuple[str, str], tuple[list[int], float]] = field(default_factory=dict)
-    # Runs this process has marked RUNNING (services/run_status.py), so a claim writes it once.
-    started_runs: set[str] = field(default_factory=set)
     # (namespace, node) -> when this process last recorded a runtime's poll for it (epoch ms).
     polls_recorded: dict[tuple[str, str], int] = field(default_factory=dict)
 

@@ -1,8 +1,8 @@
 """A run's stored status: PENDING, RUNNING from the first claim of one of its states, then
 SUCCESS, FAILED or CANCELLED, with when it started and finished and its counts.
 
-- `mark_started` after a claim (once per run and process: a small cache skips runs it has
-  marked already);
+- `runs_claimed` after a claim: PENDING runs become RUNNING, and states claimed in a cancelled
+  run are not handed out;
 - `finish_if_done` after a state settles (its last effect written): when nothing in the run can
   still happen, the run's counts, status and end time are stored, once (a conditional write on
   the run's `revision`, which every reopening bumps);
@@ -29,7 +29,6 @@ log = structlog.get_logger(__name__)
 
 FIRST_CHECK_MS = 60_000  # a run is first checked by the sweep this long after it was created
 LONGEST_CHECK_MS = 3_600_000
-_STARTED_CACHE_SIZE = 10_000
 
 
 def sort_key(run: Run) -> str:
@@ -42,16 +41,25 @@ def key_bound(epoch_ms: int) -> str:
     return f"{epoch_ms:013d}:"
 
 
-async def mark_started(started: set[str], run_ids: set[str]) -> None:
-    """Mark these runs RUNNING (if they were PENDING); `started` is the process's cache of runs
-    already marked."""
-    new = sorted(run_ids - started)
-    if not new:
-        return
-    await queries.mark_runs_started(new, now_ms())
-    if len(started) + len(new) > _STARTED_CACHE_SIZE:
-        started.clear()
-    started.update(new)
+async def runs_claimed(run_ids: set[str]) -> set[str]:
+    """After a claim of states of these runs: mark the PENDING ones RUNNING, and return the ones
+    that were cancelled, whose claimed states must not be handed out.
+
+    A cancel flags and cancels every waiting state of its run before it answers, but a settle in
+    flight may still write a state into the run just after; until that settle's closing write
+    cancels it, a claim can take it. Reading the runs after the claim closes that gap: a cancel
+    that has answered was written before this read.
+    """
+    if not run_ids:
+        return set()
+    found = Run.get_motor_collection().find(
+        {"run_id": {"$in": sorted(run_ids)}}, {"run_id": 1, "status": 1, "cancelled_at": 1}
+    )
+    runs = [doc async for doc in found]
+    pending = [doc["run_id"] for doc in runs if doc.get("status") == "PENDING"]
+    if pending:
+        await queries.mark_runs_started(pending, now_ms())
+    return {doc["run_id"] for doc in runs if doc.get("cancelled_at") is not None}
 
 
 async def finish_if_done(run_id: str) -> Run | None:
@@ -59,8 +67,21 @@ async def finish_if_done(run_id: str) -> Run | None:
     if await queries.run_may_change(run_id):  # the usual answer while a run goes on: one probe
         return None
     run = await queries.find_one(Run, {"run_id": run_id})
-    if run is None or run.final is not None:
+    if run is None:
         return None
+    if run.final is not None:
+        # Ended already: by a settle that ended another of its last states at the same time (then
+        # the stored counts are what is there), or before something reopened the run without
+        # saying so (a crash between a retry's or `states/create`'s write and the run's reopen,
+        # or an end stored between them). Then reopen it and end it again from what is there.
+        statuses, owing = await queries.run_snapshot(run_id)
+        if not owing and {s.value: n for s, n in statuses.items() if n} == run.counts:
+            return None
+        log.warning("run_end_revised", run_id=run_id, graph=run.graph_name, status=run.status)
+        await queries.reopen_run(run_id)
+        run = await queries.find_one(Run, {"run_id": run_id})
+        if run is None:
+            return None
     return await finish(run, probed=True)
 
 

@@ -21,7 +21,7 @@ from state_manager.db import queries
 from state_manager.db.documents import GraphTemplate, IdempotencyKey, Run, State
 from state_manager.domain.graph import GraphShape
 from state_manager.domain.planning import PlanningError, missing_store_keys, root_inputs
-from state_manager.domain.status import FINAL_RUN_STATUSES, tally, upstream_run_status
+from state_manager.domain.status import RunStatus, tally, upstream_run_status
 from state_manager.errors import BadRequest, Conflict, NotFound, Unprocessable
 from state_manager.schemas.states import CreateStatesRequest, TriggerRequest, TriggerStateIn
 from state_manager.services import run_status
@@ -32,6 +32,7 @@ from state_manager.services.progress import cancelled_reason
 log = structlog.get_logger(__name__)
 
 CANCELLED = "CANCELLED"
+_OPEN_RUN_STATUSES = [RunStatus.PENDING.value, RunStatus.RUNNING.value]
 
 
 async def _valid_graph(ctx: AppContext, namespace: str, graph_name: str) -> GraphTemplate:
@@ -224,6 +225,8 @@ async def create_states(
         raise Conflict(
             f"Run {body.run_id} belongs to graph {existing.graph_name} in {existing.namespace_name}"
         )
+    if existing is not None and existing.cancelled_at is not None:
+        raise Conflict(f"Run {body.run_id} was cancelled: no states can be added to it", "RUN_CANCELLED")
     run = existing or Run(
         run_id=body.run_id,
         namespace_name=namespace,
@@ -238,13 +241,21 @@ async def create_states(
         with contextlib.suppress(DuplicateKeyError):
             await queries.insert(run)
             metrics.run_triggered(run)
-    if existing is not None:
-        await queries.reopen_run(run.run_id)
     batch = uuid4().hex
     states = [_seed_state(run, seed, f"{run.run_id}:create:{batch}:{i}") for i, seed in enumerate(seeds)]
-    for state in states:
-        await queries.insert_once(state)
-        ctx.work.notify(state.namespace_name)
+    await queries.insert_many_once(states)
+    if existing is not None:
+        # After the states are written: an end stored before this write is cleared by it, and
+        # one stored after it has seen them. (A crash in between leaves an ended run with open
+        # states; the first of them to settle reopens it: see run_status.finish_if_done.)
+        await queries.reopen_run(run.run_id)
+    now = await queries.find_one(Run, {"run_id": run.run_id})
+    if now is not None and now.cancelled_at is not None:  # cancelled while they were written
+        keys = [state.spawn_key for state in states]
+        await queries.cancel_waiting({"spawn_key": {"$in": keys}}, cancelled_reason(run.run_id))
+        raise Conflict(f"Run {body.run_id} was cancelled: no states can be added to it", "RUN_CANCELLED")
+    for namespace_name in {state.namespace_name for state in states}:
+        ctx.work.notify(namespace_name)
     return states
 
 
@@ -286,16 +297,20 @@ async def cancel_run(namespace: str, run_id: str) -> Run:
     if run is None:
         raise NotFound(f"Run {run_id} not found in namespace {namespace}")
     if run.cancelled_at is None:
-        if run.status in FINAL_RUN_STATUSES:
-            raise Conflict(f"Run {run_id} has already ended: it is {run.status}")
+        # Conditional on the run not having ended: a cancel that loses the race to the run's
+        # end (its last report stored SUCCESS or FAILED meanwhile) changes nothing.
         now = now_ms()
-        await Run.get_motor_collection().update_one(
-            {"run_id": run_id, "cancelled_at": None},
+        result = await Run.get_motor_collection().update_one(
+            {"run_id": run_id, "cancelled_at": None, "status": {"$in": _OPEN_RUN_STATUSES}},
             {
                 "$set": {"cancelled_at": now, "final": None, "status": CANCELLED, "finished_ms": now},
                 "$inc": {"revision": 1},
             },
         )
+        if not result.matched_count:
+            ended = await queries.find_one(Run, {"run_id": run_id})
+            if ended is not None and ended.cancelled_at is None:
+                raise Conflict(f"Run {run_id} has already ended: it is {ended.status}; nothing was cancelled")
     await queries.mark_run_cancelled(run_id)
     cancelled = await queries.cancel_waiting({"run_id": run_id}, cancelled_reason(run_id))
     doc = await Run.get_motor_collection().find_one_and_update(

@@ -23,7 +23,7 @@ from bson.errors import InvalidId
 from state_manager import metrics
 from state_manager.clock import now_ms
 from state_manager.db import queries
-from state_manager.db.documents import State
+from state_manager.db.documents import Run, State
 from state_manager.domain.models import RetryPolicy
 from state_manager.domain.retry import retries_left
 from state_manager.domain.status import Event, StateStatus
@@ -31,7 +31,13 @@ from state_manager.errors import Conflict, InvalidTransition, NotFound, TooLarge
 from state_manager.services import leases, queues, run_status
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import find_graph, template_for
-from state_manager.services.progress import EFFECTS, TOO_LARGE, manual_retry_key, settle_or_count
+from state_manager.services.progress import (
+    EFFECTS,
+    TOO_LARGE,
+    cancelled_reason,
+    manual_retry_key,
+    settle_or_count,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -121,7 +127,9 @@ async def enqueue(
             return []
         remaining = deadline - now_ms()
         if claimed or remaining <= 0 or ctx.work.closing:
-            await run_status.mark_started(ctx.started_runs, {state.run_id for state in claimed})
+            cancelled = await run_status.runs_claimed({state.run_id for state in claimed})
+            if cancelled:
+                claimed = await _drop_cancelled(namespace, claimed, cancelled)
             if wait_ms > 0:
                 await queues.record_poll(ctx, namespace, nodes)  # still asking at the end of a long-poll
             metrics.enqueue_answered(namespace, claimed)
@@ -129,6 +137,14 @@ async def enqueue(
         await ctx.work.wait(namespace, min(remaining / 1000, ctx.settings.long_poll_tick_seconds), seen)
         if gone is not None and await gone():
             return []
+
+
+async def _drop_cancelled(namespace: str, claimed: list[State], cancelled_runs: set[str]) -> list[State]:
+    """Cancel, instead of handing out, the states just claimed in runs that were cancelled."""
+    for run_id in cancelled_runs:
+        ids = [state.id for state in claimed if state.run_id == run_id]
+        await queries.cancel_waiting({"_id": {"$in": ids}}, cancelled_reason(run_id))
+    return [state for state in claimed if state.run_id not in cancelled_runs]
 
 
 async def _release(ctx: AppContext, namespace: str, claimed: list[State]) -> None:
@@ -253,7 +269,9 @@ def _wake_when_due(ctx: AppContext, namespace: str, delay_ms: int) -> None:
 
 
 async def manual_retry(ctx: AppContext, namespace: str, state_id: ObjectId, fanout_id: str) -> State:
-    """An operator's retry of a failed state; a duplicate, or one that lost a race, is a 409."""
+    """An operator's retry of a failed state; a duplicate, or one that lost a race, is a 409, and
+    so is a retry in a cancelled run (a cancel that answered stops everything in its run)."""
+    await _refuse_if_run_cancelled(await load_state(namespace, state_id))
     fields = {"manual_retry_request": fanout_id}
     not_cancelled = {"run_cancelled": {"$ne": True}}
     updated = await queries.transition(
@@ -276,6 +294,12 @@ async def manual_retry(ctx: AppContext, namespace: str, state_id: ObjectId, fano
     retry = await queries.find_one(State, {"spawn_key": manual_retry_key(updated, fanout_id)})
     assert retry is not None
     return retry
+
+
+async def _refuse_if_run_cancelled(state: State) -> None:
+    run = await queries.find_one(Run, {"run_id": state.run_id})
+    if state.run_cancelled or (run is not None and run.cancelled_at is not None):
+        raise Conflict(f"Run {state.run_id} was cancelled: its states cannot be retried", STATE_CANCELLED)
 
 
 async def heartbeat(ctx: AppContext, namespace: str, state_id: ObjectId, claim: str | None = None) -> int:
