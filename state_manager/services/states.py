@@ -129,7 +129,7 @@ async def enqueue(
         if claimed or remaining <= 0 or ctx.work.closing:
             cancelled = await run_status.runs_claimed({state.run_id for state in claimed})
             if cancelled:
-                claimed = await _drop_cancelled(namespace, claimed, cancelled)
+                claimed = await _drop_cancelled(claimed, cancelled)
             if wait_ms > 0:
                 await queues.record_poll(ctx, namespace, nodes)  # still asking at the end of a long-poll
             metrics.enqueue_answered(namespace, claimed)
@@ -139,7 +139,7 @@ async def enqueue(
             return []
 
 
-async def _drop_cancelled(namespace: str, claimed: list[State], cancelled_runs: set[str]) -> list[State]:
+async def _drop_cancelled(claimed: list[State], cancelled_runs: set[str]) -> list[State]:
     """Cancel, instead of handing out, the states just claimed in runs that were cancelled."""
     for run_id in cancelled_runs:
         ids = [state.id for state in claimed if state.run_id == run_id]
