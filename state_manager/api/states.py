@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, Request
 from state_manager.api import examples
 from state_manager.api.deps import ClaimToken, Context, IdempotencyKeyHeader, StateId
 from state_manager.api.openapi_docs import WORKER_TAG, GraphNamePath, NamespacePath, error, errors
+from state_manager.domain.status import StateStatus
 from state_manager.schemas.states import (
     CreateStatesRequest,
     EnqueueRequest,
@@ -281,7 +282,8 @@ async def manual_retry(
     """An operator's retry: a new state copies the failed one (same node and inputs) and runs,
     and its run is open again. The answer is the new state's id."""
     retry = await states.manual_retry(context, namespace_name, state_id, body.fanout_id)
-    return ManualRetryResponse(id=str(retry.id))
+    status = "RETRY_CREATED" if retry.status == StateStatus.RETRY_CREATED else "CREATED"
+    return ManualRetryResponse(id=str(retry.id), status=status)
 
 
 @router.post(

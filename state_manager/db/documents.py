@@ -111,6 +111,13 @@ class State(Document):
     # document the report would create is over the store's limit) or "effects" (its effects
     # kept failing). Repeats of the same report get the same answer.
     failure_kind: str | None = None
+    # Joins (decision 0020): on an anchor state, the generation of each join above it (join
+    # identifier -> n; a repair of a branch below makes the join again as generation n + 1); on a
+    # join state, the generation it is; `rejoin` on a join superseded by a repair, whose "spawn"
+    # effect is to make the next generation once the branches have settled.
+    join_generations: dict[str, int] = Field(default_factory=dict)
+    join_generation: int = 0
+    rejoin: bool = False
     # Set on every state of a run when the run is cancelled: whatever a settle writes after
     # that is cancelled by the settle itself (see services/runs.cancel_run).
     run_cancelled: bool = False

@@ -413,6 +413,14 @@ async def mark_run_cancelled(run_id: str) -> None:
     await _states().update_many({"run_id": run_id}, {"$set": {"run_cancelled": True}})
 
 
+async def next_join_generation(anchor_id: ObjectId, join_identifier: str, superseded: int) -> None:
+    """Move the anchor's generation of a join from `superseded` to the next; a repeat (the same
+    generation superseded again, or recovery) changes nothing."""
+    field = f"join_generations.{join_identifier}"
+    current: dict[str, Any] = {field: superseded} if superseded else {field: {"$in": [None, 0]}}
+    await _states().update_one({"_id": anchor_id, **current}, {"$set": {field: superseded + 1}})
+
+
 async def finish_effect(state_id: ObjectId, effect: str, then: str | None) -> State | None:
     """The closing write of an effect: move `pending_effect` on, and return the state as it is
     now (so the caller sees a cancel that happened meanwhile). None if it had moved on already."""

@@ -9,6 +9,8 @@ recovery pass completes whatever a crash interrupted. The table, by the event wr
     executed                           spawn            fan-out copies and the next states
     errored_retry, lease_expired_retry spawn            the retry copy (a new CREATED attempt)
     manual_retry                       spawn            the operator's retry copy
+    rejoin                             spawn            the join's next generation, once its
+                                                        branches have settled
     next_created, next_failed          joins            re-evaluate the joins above the state
     errored, lease_expired, prune      joins
     cancel, effects_failed             joins
@@ -47,6 +49,7 @@ PENDING_AFTER: dict[Event, Effect | None] = {
     Event.PRUNE: Effect.JOINS,
     Event.CANCEL: Effect.JOINS,
     Event.EFFECTS_FAILED: Effect.JOINS,
+    Event.REJOIN: Effect.SPAWN,
 }
 
 

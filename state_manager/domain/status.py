@@ -24,6 +24,9 @@ Statuses are the union of both upstream eras (SEED's ten plus HEAD's PRUNED)::
     any state with a pending effect ── effects_failed ──► NEXT_CREATED_ERROR (what must follow
     its last write kept failing; the reason is in `error`, so nothing waits on it forever).
 
+    a join (CREATED, QUEUED, SUCCESS, PRUNED or failed) ── rejoin ──► RETRY_CREATED: a branch below
+    it was repaired, so it is made again (the next generation) from the branches as they are.
+
 Every status write in the services is a conditional update whose filter is `sources(event)`,
 so a transition that is not in this table cannot happen, whatever the race.
 """
@@ -63,6 +66,7 @@ class Event(StrEnum):
     MANUAL_RETRY = "manual_retry"
     CANCEL = "cancel"
     EFFECTS_FAILED = "effects_failed"
+    REJOIN = "rejoin"
 
 
 S = StateStatus
@@ -83,6 +87,8 @@ TRANSITIONS: dict[Event, tuple[frozenset[StateStatus], StateStatus]] = {
     Event.CANCEL: (frozenset({S.CREATED, S.QUEUED}), S.CANCELLED),
     # Every status after a report can carry a pending effect (see `services/progress.py`).
     Event.EFFECTS_FAILED: (frozenset(S) - {S.CREATED, S.QUEUED, S.NEXT_CREATED}, S.NEXT_CREATED_ERROR),
+    # A join superseded by a repair of a branch below it: made again from the branches as they are.
+    Event.REJOIN: (FAILED_TERMINAL | {S.CREATED, S.QUEUED, S.SUCCESS, S.PRUNED}, S.RETRY_CREATED),
 }
 
 # Run-level grouping, as upstream HEAD counts runs (plus our TIMEDOUT and CANCELLED).

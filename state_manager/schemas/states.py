@@ -185,8 +185,12 @@ class ReEnqueueAfterResponse(BaseModel):
 
 
 class ManualRetryResponse(BaseModel):
-    id: str = Field(description="The new state, a copy of the failed one")
-    status: Literal["CREATED"] = "CREATED"
+    id: str = Field(
+        description="The new state, a copy of the failed one. For a join: its next generation, made "
+        "with inputs collected afresh, or (RETRY_CREATED) the retried join itself while branches "
+        "below it are still going: the next generation is made when they settle"
+    )
+    status: Literal["CREATED", "RETRY_CREATED"] = "CREATED"
 
 
 class HeartbeatResponse(BaseModel):

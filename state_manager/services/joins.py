@@ -25,7 +25,7 @@ from state_manager.domain.planning import (
     referenced_identifiers,
     resolve_inputs,
 )
-from state_manager.domain.status import FAILED, UNSETTLED, JoinVerdict, StateStatus, join_verdict
+from state_manager.domain.status import FAILED, UNSETTLED, Event, JoinVerdict, StateStatus, join_verdict
 from state_manager.errors import TooLarge
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import graph_shape
@@ -92,12 +92,7 @@ async def _evaluate_join(
     The scope leaves out every join on the same anchor and their descendants: those joins are
     independent of each other, and none waits for another.
     """
-    scope = {
-        "run_id": run_id,
-        f"parents.{anchor_identifier}": anchor_id,
-        "identifier": {"$nin": sibling_joins},
-        **{f"parents.{name}": {"$exists": False} for name in sibling_joins},
-    }
+    scope = _scope(run_id, anchor_identifier, anchor_id, sibling_joins)
     # One state still going is enough to wait: found with a probe on the (run_id, status) index,
     # so a fan-out of n branches costs n probes, not n reads of the whole scope. A retry whose
     # copy is not written yet is not settled either. (Two probes rather than one `$or`, which
@@ -109,11 +104,11 @@ async def _evaluate_join(
     for probe in going:
         if await queries.exists({**scope, **probe}):
             return None, True
-    key = f"{anchor_id}:join:{join.identifier}"
-    if await queries.find_one(State, {"spawn_key": key}) is not None:
-        return None, False
     anchor = await queries.find_state(ObjectId(anchor_id))
     if anchor is None or anchor.status != StateStatus.SUCCESS:
+        return None, False
+    key = join_key(anchor_id, join.identifier, anchor.join_generations.get(join.identifier, 0))
+    if await queries.find_one(State, {"spawn_key": key}) is not None:
         return None, False
     failures = await queries.statuses(
         {"run_id": anchor.run_id, **scope, "status": {"$in": [s.value for s in FAILED]}}
@@ -128,6 +123,110 @@ async def _evaluate_join(
             f"states below {anchor_identifier} failed: {', '.join(failed)}"
         )
     return await _create_join(ctx, graph, join, anchor, key, error), False
+
+
+def _scope(run_id: str, anchor_identifier: str, anchor_id: str, sibling_joins: list[str]) -> dict[str, Any]:
+    """The states a join above `anchor_id` waits for: everything below the anchor but the joins
+    on the same anchor and what follows them."""
+    return {
+        "run_id": run_id,
+        f"parents.{anchor_identifier}": anchor_id,
+        "identifier": {"$nin": sibling_joins},
+        **{f"parents.{name}": {"$exists": False} for name in sibling_joins},
+    }
+
+
+async def join_blocked(join: State, graph: GraphTemplate | None) -> str | None:
+    """Why a join cannot be made again now (its branches failed under ALL_SUCCESS, with nothing
+    of them retried), or None."""
+    anchor_identifier = _anchor_of(join, graph)
+    if graph is None or anchor_identifier is None:
+        return f"Join {join.identifier} is no longer in graph {join.graph_name}: it cannot be made again"
+    template = graph_shape(graph).by_id[join.identifier]
+    assert template.unites is not None
+    if template.unites.strategy != "ALL_SUCCESS":
+        return None
+    joins = graph_shape(graph).joins_on.get(anchor_identifier, [])
+    scope = _scope(join.run_id, anchor_identifier, join.parents[anchor_identifier], joins)
+    if await queries.exists({**scope, "status": {"$in": [s.value for s in UNSETTLED]}}):
+        return None  # a branch is going (e.g. retried): the join is made when it settles
+    failures = await queries.statuses({**scope, "status": {"$in": [s.value for s in FAILED]}})
+    if not failures:
+        return None
+    failed = ", ".join(sorted({doc["identifier"] for doc in failures}))
+    return (
+        f"Join {join.identifier} cannot run: states below {anchor_identifier} failed ({failed}) and "
+        "its strategy is ALL_SUCCESS; retry them first (retry-failed retries them and the join)"
+    )
+
+
+def join_key(anchor_id: str, join_identifier: str, generation: int) -> str:
+    """The spawn key of one generation of a join above one anchor state: the first is made when
+    the branches below the anchor have settled, each later one after a repair of a branch."""
+    key = f"{anchor_id}:join:{join_identifier}"
+    return key if generation == 0 else f"{key}:{generation}"
+
+
+async def current_join(anchor: State, join_identifier: str) -> State | None:
+    """The join's current generation above `anchor`, if it was made."""
+    key = join_key(str(anchor.id), join_identifier, anchor.join_generations.get(join_identifier, 0))
+    return await queries.find_one(State, {"spawn_key": key})
+
+
+async def supersede_joins_above(state: State, graph: GraphTemplate | None) -> list[State]:
+    """A branch below these joins is being repaired (`state` was retried): supersede each join's
+    current generation above it, so that the join is made again from the branches as they will be
+    (a join that has not been made yet needs nothing). Returns the superseded joins."""
+    if graph is None:
+        return []
+    shape = graph_shape(graph)
+    superseded = []
+    for anchor_identifier, anchor_id in state.parents.items():
+        for join_identifier in shape.joins_on.get(anchor_identifier, []):
+            anchor = await queries.find_state(ObjectId(anchor_id))
+            join = None if anchor is None else await current_join(anchor, join_identifier)
+            if join is not None and (made := await supersede(join)) is not None:
+                superseded.append(made)
+    return superseded
+
+
+async def supersede(join: State) -> State | None:
+    """Mark one generation of a join superseded (REJOIN); its "spawn" effect then makes the next
+    one (`renew`). None if it cannot be (being settled, or superseded already)."""
+    fields = {"rejoin": True, "lease_expires_at": None}
+    updated = await queries.transition(ObjectId(str(join.id)), Event.REJOIN, fields)
+    if updated is not None:
+        log.info("join_superseded", join=join.identifier, run_id=join.run_id, generation=join.join_generation)
+    return updated
+
+
+async def renew(ctx: AppContext, join: State, graph: GraphTemplate | None) -> JoinsEvaluated:
+    """The "spawn" effect of a superseded join: move its anchor on to the next generation (one
+    conditional write, so a repeat moves it once), then evaluate the join there: it is made now
+    if its branches have settled, else when the last of them settles."""
+    outcome = JoinsEvaluated()
+    anchor_identifier = _anchor_of(join, graph)
+    if graph is None or anchor_identifier is None:
+        return outcome
+    anchor_id = join.parents[anchor_identifier]
+    await queries.next_join_generation(ObjectId(anchor_id), join.identifier, join.join_generation)
+    shape = graph_shape(graph)
+    joins = shape.joins_on.get(anchor_identifier, [])
+    made, outcome.waiting = await _evaluate_join(
+        ctx, graph, shape.by_id[join.identifier], anchor_identifier, anchor_id, joins, join.run_id
+    )
+    if made is not None:
+        outcome.created.append(made)
+    return outcome
+
+
+def _anchor_of(join: State, graph: GraphTemplate | None) -> str | None:
+    if graph is None:
+        return None
+    template = graph_shape(graph).by_id.get(join.identifier)
+    if template is None or template.unites is None or template.unites.identifier not in join.parents:
+        return None
+    return template.unites.identifier
 
 
 async def _collect(anchor: State, join_identifier: str, refs: set[OutputRef]) -> dict[OutputRef, list[Any]]:
@@ -180,6 +279,7 @@ async def _create_join(
     parents = {**anchor.parents, anchor.identifier: str(anchor.id)}
     state = new_state(anchor, graph, join, inputs, parents, key)
     state.does_unites = True
+    state.join_generation = anchor.join_generations.get(join.identifier, 0)
     try:
         check_size(ctx, state)
     except TooLarge as exc:

@@ -39,7 +39,7 @@ from state_manager.errors import TooLarge
 from state_manager.services import run_status
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import graph_shape, template_for
-from state_manager.services.joins import JoinsEvaluated, evaluate_joins, may_settle_a_join
+from state_manager.services.joins import JoinsEvaluated, evaluate_joins, may_settle_a_join, renew
 from state_manager.services.new_states import (
     branch_outputs,
     check_size,
@@ -64,7 +64,9 @@ async def settle(ctx: AppContext, state: State) -> State:
     current = state
     evaluated = JoinsEvaluated()
     spawned: list[str] = []  # spawn keys of the states this settle wrote (children, retry copies)
-    if current.pending_effect == Effect.SPAWN:
+    if current.pending_effect == Effect.SPAWN and current.rejoin:
+        current, evaluated = await _renew_join(ctx, current, graph, spawned)
+    elif current.pending_effect == Effect.SPAWN:
         current = await _spawn(ctx, current, graph, spawned)
     if current.pending_effect == Effect.JOINS:
         if not current.run_cancelled:
@@ -84,6 +86,24 @@ async def settle(ctx: AppContext, state: State) -> State:
     if ended and not goes_on:
         await run_status.finish_if_done(current.run_id)
     return current
+
+
+async def _renew_join(
+    ctx: AppContext, join: State, graph: GraphTemplate | None, spawned: list[str]
+) -> tuple[State, JoinsEvaluated]:
+    """The spawn stage of a join superseded by a repair: its next generation (see joins.renew)."""
+    evaluated = JoinsEvaluated()
+    if not join.run_cancelled:
+        evaluated = await renew(ctx, join, graph)
+    made = evaluated.created
+    for new_join in made:
+        if new_join.status == StateStatus.CANCELLED:  # cannot run: its joins above
+            await settle_isolated(ctx, new_join)
+        else:
+            spawned.append(new_join.spawn_key)
+    closed = await queries.finish_effect(state_oid(join), Effect.SPAWN, None)
+    await _undo_if_cancelled(closed, [new_join.spawn_key for new_join in made])
+    return closed or _with_effect(join, None), evaluated
 
 
 async def _undo_if_cancelled(closed: State | None, spawn_keys: list[str]) -> None:

@@ -38,7 +38,7 @@ from state_manager.schemas.states import state_item
 from state_manager.services import run_status
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import template_for
-from state_manager.services.states import manual_retry, parse_state_id
+from state_manager.services.states import manual_retry, parse_state_id, rejoin_above
 
 # Failed states an operator's "retry failed" retries (a cancelled state was stopped on purpose).
 RETRYABLE = (StateStatus.ERRORED, StateStatus.TIMEDOUT, StateStatus.NEXT_CREATED_ERROR)
@@ -244,8 +244,10 @@ async def template_graph(ctx: AppContext, namespace: str, run_id: str) -> RunGra
 
 
 async def retry_failed(ctx: AppContext, namespace: str, run_id: str) -> RetryFailedResult:
-    """Retry every failed state of the run once. Each retry is keyed by the failed state, so a
-    repeated call (or two at once) retries nothing twice."""
+    """Repair a run: retry every failed state of the run once, then make every join above them
+    again from the branches as they will be (its next generation, once its branches settle). A
+    failed join with no failed branch is made again the same way. Each retry is keyed by the
+    failed state, so a repeated call (or two at once) retries nothing twice."""
     run = await _run(namespace, run_id)
     if run.cancelled_at is not None:
         raise Conflict(f"Run {run_id} was cancelled: its states cannot be retried")
@@ -254,14 +256,23 @@ async def retry_failed(ctx: AppContext, namespace: str, run_id: str) -> RetryFai
         sort=[("_id", 1)],
     )
     created: list[str] = []
-    for state in failed:
+    retried: list[State] = []
+    for state in (s for s in failed if not s.does_unites):
         assert state.id is not None
         try:
             retry = await manual_retry(
-                ctx, state.namespace_name, ObjectId(str(state.id)), f"retry-failed:{state.id}"
+                ctx, state.namespace_name, ObjectId(str(state.id)), f"retry-failed:{state.id}", rejoin=False
             )
         except (Conflict, InvalidTransition):
             continue  # retried meanwhile by another call
         created.append(str(retry.id))
+        retried.append(state)
+    await rejoin_above(ctx, retried)
+    for join in (s for s in failed if s.does_unites):
+        try:  # a join whose own node failed (superseded above when a branch below was retried)
+            made = await manual_retry(ctx, join.namespace_name, ObjectId(str(join.id)), "")
+        except (Conflict, InvalidTransition):
+            continue
+        created.append(str(made.id))
     detail = await run_detail(namespace, run_id)
     return RetryFailedResult(run_id=run_id, retried=len(created), state_ids=created, status=detail.status)

@@ -26,11 +26,12 @@ from state_manager.db import queries
 from state_manager.db.documents import Run, State
 from state_manager.domain.models import RetryPolicy
 from state_manager.domain.retry import retries_left
-from state_manager.domain.status import Event, StateStatus
+from state_manager.domain.status import Event, StateStatus, sources
 from state_manager.errors import Conflict, InvalidTransition, NotFound, TooLarge, Unprocessable
 from state_manager.services import leases, queues, run_status
 from state_manager.services.context import AppContext
-from state_manager.services.graphs import find_graph, template_for
+from state_manager.services.graphs import find_graph, graph_shape, template_for
+from state_manager.services.joins import current_join, join_blocked, supersede, supersede_joins_above
 from state_manager.services.progress import (
     EFFECTS,
     TOO_LARGE,
@@ -268,10 +269,20 @@ def _wake_when_due(ctx: AppContext, namespace: str, delay_ms: int) -> None:
     asyncio.get_running_loop().call_later(delay_ms / 1000, ctx.work.notify, namespace)
 
 
-async def manual_retry(ctx: AppContext, namespace: str, state_id: ObjectId, fanout_id: str) -> State:
+async def manual_retry(
+    ctx: AppContext, namespace: str, state_id: ObjectId, fanout_id: str, *, rejoin: bool = True
+) -> State:
     """An operator's retry of a failed state; a duplicate, or one that lost a race, is a 409, and
-    so is a retry in a cancelled run (a cancel that answered stops everything in its run)."""
-    await _refuse_if_run_cancelled(await load_state(namespace, state_id))
+    so is a retry in a cancelled run (a cancel that answered stops everything in its run).
+
+    A retried branch is a repair: the joins above it are made again from the branches as they
+    will be (`rejoin`; `retry-failed` does that once for all the branches it retries). A retried
+    join is made again, its inputs collected afresh (see `_retry_join`).
+    """
+    state = await load_state(namespace, state_id)
+    await _refuse_if_run_cancelled(state)
+    if state.does_unites:
+        return await _retry_join(ctx, namespace, state)
     fields = {"manual_retry_request": fanout_id}
     not_cancelled = {"run_cancelled": {"$ne": True}}
     updated = await queries.transition(
@@ -284,16 +295,65 @@ async def manual_retry(ctx: AppContext, namespace: str, state_id: ObjectId, fano
         if state.status == StateStatus.RETRY_CREATED:
             raise Conflict(f"State {state.id} is already being retried")
         if state.run_cancelled:
-            raise Conflict(f"Run {state.run_id} was cancelled: its states cannot be retried")
+            raise Conflict(f"Run {state.run_id} was cancelled: its states cannot be retried", STATE_CANCELLED)
         raise InvalidTransition(
             f"State is {state.status}: only ERRORED, NEXT_CREATED_ERROR, TIMEDOUT or CANCELLED "
             "states can be retried manually"
         )
     await queries.reopen_run(updated.run_id)  # after the write: see queries.finish_run
     await settle_or_count(ctx, updated)
+    if rejoin:
+        await rejoin_above(ctx, [updated])
     retry = await queries.find_one(State, {"spawn_key": manual_retry_key(updated, fanout_id)})
     assert retry is not None
     return retry
+
+
+async def rejoin_above(ctx: AppContext, retried: list[State]) -> None:
+    """Supersede the current generation of every join above these retried states, once each."""
+    seen: set[str] = set()
+    for state in retried:
+        graph = await template_for(ctx, state.graph_namespace, state.graph_name, state.graph_version)
+        for join in await supersede_joins_above(state, graph):
+            if str(join.id) not in seen:
+                seen.add(str(join.id))
+                await queries.reopen_run(join.run_id)
+                await settle_or_count(ctx, join)
+
+
+async def _retry_join(ctx: AppContext, namespace: str, join: State) -> State:
+    """A manual retry of a failed join makes it again (its next generation) with its inputs
+    collected from its branches as they are now, not a copy of the old inputs. Refused (409,
+    nothing changed) while the branches it needs have failed; made when they settle if some are
+    still going. Returns the new join, or the superseded one while it waits."""
+    if join.status not in sources(Event.MANUAL_RETRY):
+        raise InvalidTransition(
+            f"State is {join.status}: only ERRORED, NEXT_CREATED_ERROR, TIMEDOUT or CANCELLED "
+            "states can be retried manually"
+        )
+    graph = await template_for(ctx, join.graph_namespace, join.graph_name, join.graph_version)
+    blocked = await join_blocked(join, graph)
+    if blocked is not None:
+        raise Conflict(blocked)
+    superseded = await supersede(join)
+    if superseded is None:
+        current = await load_state(namespace, ObjectId(str(join.id)))
+        if current.status == StateStatus.RETRY_CREATED:
+            raise Conflict(f"Join {join.id} is already being made again")
+        raise InvalidTransition(f"State is {current.status}: it cannot be retried")
+    await queries.reopen_run(join.run_id)
+    await settle_or_count(ctx, superseded)
+    anchor_id = superseded.parents.get(_unites(graph, join) or "", "")
+    anchor = await queries.find_state(ObjectId(anchor_id)) if anchor_id else None
+    made = None if anchor is None else await current_join(anchor, join.identifier)
+    return made if made is not None and made.id != join.id else superseded
+
+
+def _unites(graph: Any, join: State) -> str | None:
+    if graph is None:
+        return None
+    template = graph_shape(graph).by_id.get(join.identifier)
+    return None if template is None or template.unites is None else template.unites.identifier
 
 
 async def _refuse_if_run_cancelled(state: State) -> None:

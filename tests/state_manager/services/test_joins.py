@@ -84,7 +84,7 @@ async def test_a_failed_branch_cancels_an_all_success_join(api: Api) -> None:
     assert (summary["status"], summary["pending_count"]) == ("FAILED", 0)
 
 
-async def test_a_cancelled_join_can_be_retried_by_an_operator(api: Api) -> None:
+async def test_a_cancelled_join_is_made_again_when_its_failed_branch_is_retried(api: Api) -> None:
     run_id = await _start(api, fan_join(retry_policy=NO_RETRY))
     first, second, last = await api.claim("P", batch_size=10)
     await api.executed(first["state_id"], [{"y": "ok"}])
@@ -94,12 +94,15 @@ async def test_a_cancelled_join_can_be_retried_by_an_operator(api: Api) -> None:
 
     await api.call("POST", f"/state/{last['state_id']}/manual-retry", {"fanout_id": "fix-p"})
     await Worker(api, "P").execute([{"y": "fixed"}])
-    retried = await api.call("POST", f"/state/{cancelled['id']}/manual-retry", {"fanout_id": "fix-m"})
     claimed = await Worker(api, "M").execute()
 
-    assert claimed["state_id"] == retried["id"]
+    assert claimed["state_id"] != cancelled["id"]
     assert claimed["inputs"] == {"x": "joined root-out", "z": "static"}
     assert (await api.run_summary(run_id))["status"] == "SUCCESS"
+    superseded = await api.state(run_id, cancelled["id"])
+    assert superseded["status"] == "RETRY_CREATED"
+    # The superseded join cannot be retried on its own any more.
+    await api.call("POST", f"/state/{cancelled['id']}/manual-retry", {"fanout_id": "fix-m"}, expect=400)
 
 
 async def test_a_failed_early_branch_cancels_the_join_when_the_rest_settle(api: Api) -> None:

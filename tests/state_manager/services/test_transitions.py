@@ -37,6 +37,10 @@ EXPECTED: dict[Event, dict[StateStatus, StateStatus]] = {
     },
     Event.CANCEL: {S.CREATED: S.CANCELLED, S.QUEUED: S.CANCELLED},
     Event.EFFECTS_FAILED: dict.fromkeys(AFTER_A_REPORT, S.NEXT_CREATED_ERROR),
+    Event.REJOIN: dict.fromkeys(
+        [S.CREATED, S.QUEUED, S.SUCCESS, S.PRUNED, S.ERRORED, S.NEXT_CREATED_ERROR, S.TIMEDOUT, S.CANCELLED],
+        S.RETRY_CREATED,
+    ),
 }
 
 

@@ -1,0 +1,158 @@
+"""Repair in the same run: a map-reduce whose branch failed, once the branch is fixed and retried,
+gives the result a clean run gives (invariant I4: a join runs with its branches' outputs as they
+are when it runs), under ALL_SUCCESS and ALL_DONE; a retried join collects its inputs afresh."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.factories import Api, Json, graph, node, template
+
+START, SPLIT, SQUARE = node("Start"), node("Split", outputs=["n"]), node("Square", inputs=["n"], outputs=["sq"])
+SUM = node("Sum", inputs=["values"], outputs=["total"])
+ITEMS = ["3", "1", "2", "5"]
+CLEAN_TOTAL = str(sum(int(n) ** 2 for n in ITEMS))
+
+
+def _map_reduce(strategy: str) -> Json:
+    return graph(
+        template("start", "Start", {"x": "go"}, ["split"]),
+        template("split", "Split", {"x": "${{ start.outputs.y }}"}, ["square"]),
+        template("square", "Square", {"n": "${{ split.outputs.n }}"}),
+        template("sum", "Sum", {"values": "${{ square.outputs.sq[*] }}"}, unites="start", strategy=strategy),
+        retry_policy={"max_retries": 0},
+    )
+
+
+async def _work(api: Api, *, broken: str | None) -> int:
+    """Act as the runtimes until nothing is left to claim; Square fails on `broken`. Returns how
+    many states were executed."""
+    done = 0
+    while True:
+        progressed = False
+        for name in ("Start", "Split", "Square", "Sum"):
+            for state in await api.claim(name, batch_size=50):
+                progressed, done = True, done + 1
+                await _execute(api, name, state, broken)
+        if not progressed:
+            return done
+
+
+async def _execute(api: Api, name: str, state: Json, broken: str | None) -> None:
+    inputs = state["inputs"]
+    if name == "Start":
+        await api.executed(state["state_id"], [{"y": "go"}])
+    elif name == "Split":
+        await api.executed(state["state_id"], [{"n": item} for item in ITEMS])
+    elif name == "Square":
+        if inputs["n"] == broken:
+            await api.errored(state["state_id"], "square is broken for " + inputs["n"])
+        else:
+            await api.executed(state["state_id"], [{"sq": str(int(inputs["n"]) ** 2)}])
+    else:
+        values = json.loads(inputs["values"])
+        await api.executed(state["state_id"], [{"total": str(sum(int(v) for v in values))}])
+
+
+async def _result(api: Api, run_id: str) -> tuple[str, list[str]]:
+    """The run's status and the totals of its live (not superseded) Sum states."""
+    summary = await api.run_summary(run_id)
+    sums = (await api.by_identifier(run_id)).get("sum", [])
+    return summary["status"], [s["outputs"].get("total", "-") for s in sums if s["status"] == "SUCCESS"]
+
+
+async def _retry_failed(api: Api, run_id: str) -> Any:
+    return await api.call("POST", f"/run/{run_id}/retry-failed")
+
+
+@pytest.mark.parametrize("strategy", ["ALL_SUCCESS", "ALL_DONE"])
+async def test_a_repaired_map_reduce_ends_as_a_clean_run(api: Api, strategy: str) -> None:
+    await api.setup("mr", _map_reduce(strategy), START, SPLIT, SQUARE, SUM)
+    clean = (await api.trigger("mr"))["run_id"]
+    await _work(api, broken=None)
+    assert await _result(api, clean) == ("SUCCESS", [CLEAN_TOTAL])
+
+    run_id = (await api.trigger("mr"))["run_id"]
+    await _work(api, broken="2")
+    status, partial = await _result(api, run_id)
+    assert status == "FAILED"
+    assert partial == ([] if strategy == "ALL_SUCCESS" else [str(9 + 1 + 25)])
+
+    answer = await _retry_failed(api, run_id)  # the node is fixed: Square now works for 2
+    assert answer["retried"] == 1
+    executed = await _work(api, broken=None)
+
+    assert executed == 2  # the retried branch and the join, nothing else again
+    status, totals = await _result(api, run_id)
+    assert (status, totals[-1:]) == ("SUCCESS", [CLEAN_TOTAL])
+    states = await api.run_states(run_id)
+    superseded = [s for s in states if s["identifier"] == "sum" and s["status"] == "RETRY_CREATED"]
+    assert len(superseded) == 1  # the join made from the failed branches is kept, superseded
+
+
+async def test_a_repeated_retry_failed_retries_nothing_twice(api: Api) -> None:
+    await api.setup("mr", _map_reduce("ALL_SUCCESS"), START, SPLIT, SQUARE, SUM)
+    run_id = (await api.trigger("mr"))["run_id"]
+    await _work(api, broken="2")
+
+    first = await _retry_failed(api, run_id)
+    again = await _retry_failed(api, run_id)
+    await _work(api, broken=None)
+
+    assert (first["retried"], again["retried"]) == (1, 0)
+    assert await _result(api, run_id) == ("SUCCESS", [CLEAN_TOTAL])
+    sums = (await api.by_identifier(run_id))["sum"]
+    assert sorted(s["status"] for s in sums) == ["RETRY_CREATED", "SUCCESS"]
+
+
+async def test_retrying_one_branch_makes_the_join_again(api: Api) -> None:
+    await api.setup("mr", _map_reduce("ALL_SUCCESS"), START, SPLIT, SQUARE, SUM)
+    run_id = (await api.trigger("mr"))["run_id"]
+    await _work(api, broken="2")
+    [failed] = [s for s in await api.run_states(run_id) if s["status"] == "ERRORED"]
+
+    await api.call("POST", f"/state/{failed['id']}/manual-retry", {"fanout_id": "fix-1"})
+    await _work(api, broken=None)
+
+    assert await _result(api, run_id) == ("SUCCESS", [CLEAN_TOTAL])
+
+
+async def test_a_join_blocked_by_failed_branches_is_refused_and_unchanged(api: Api) -> None:
+    await api.setup("mr", _map_reduce("ALL_SUCCESS"), START, SPLIT, SQUARE, SUM)
+    run_id = (await api.trigger("mr"))["run_id"]
+    await _work(api, broken="2")
+    [join] = (await api.by_identifier(run_id))["sum"]
+    assert join["status"] == "CANCELLED"
+
+    answer = await api.call("POST", f"/state/{join['id']}/manual-retry", {"fanout_id": "j"}, expect=409)
+
+    assert "square" in answer["detail"] and "retry" in answer["detail"]
+    assert [s["status"] for s in (await api.by_identifier(run_id))["sum"]] == ["CANCELLED"]
+    assert (await api.run_summary(run_id))["status"] == "FAILED"
+
+
+async def test_a_retried_join_collects_its_inputs_afresh(api: Api) -> None:
+    """The join's own node failed; retrying it makes the next generation from the branches."""
+    await api.setup("mr", _map_reduce("ALL_SUCCESS"), START, SPLIT, SQUARE, SUM)
+    run_id = (await api.trigger("mr"))["run_id"]
+    await _work(api, broken=None)
+    # Run it again with a join that fails: the same graph, a Sum worker that errors once.
+    run_id = (await api.trigger("mr"))["run_id"]
+    for name in ("Start", "Split", "Square"):
+        for state in await api.claim(name, batch_size=50):
+            await _execute(api, name, state, None)
+    [held] = await api.claim("Sum")
+    await api.errored(held["state_id"], "sum crashed")
+    assert (await api.run_summary(run_id))["status"] == "FAILED"
+
+    answer = await api.call("POST", f"/state/{held['state_id']}/manual-retry", {"fanout_id": "again"})
+
+    assert answer["status"] == "CREATED" and answer["id"] != held["state_id"]
+    [made] = await api.claim("Sum")
+    assert made["state_id"] == answer["id"]
+    assert json.loads(made["inputs"]["values"]) == [str(int(n) ** 2) for n in ITEMS]
+    await _execute(api, "Sum", made, None)
+    assert await _result(api, run_id) == ("SUCCESS", [CLEAN_TOTAL])
