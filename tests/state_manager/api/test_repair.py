@@ -11,7 +11,8 @@ import pytest
 
 from tests.factories import Api, Json, graph, node, template
 
-START, SPLIT, SQUARE = node("Start"), node("Split", outputs=["n"]), node("Square", inputs=["n"], outputs=["sq"])
+START, SPLIT = node("Start"), node("Split", outputs=["n"])
+SQUARE = node("Square", inputs=["n"], outputs=["sq"])
 SUM = node("Sum", inputs=["values"], outputs=["total"])
 ITEMS = ["3", "1", "2", "5"]
 CLEAN_TOTAL = str(sum(int(n) ** 2 for n in ITEMS))
