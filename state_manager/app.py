@@ -35,7 +35,7 @@ from state_manager.observability import (
     StallWatch,
     install_tracing,
 )
-from state_manager.services import crons, recovery
+from state_manager.services import crons, recovery, upgrade
 from state_manager.services.context import AppContext
 
 log = structlog.get_logger(__name__)
@@ -62,6 +62,7 @@ def _lifespan(context: AppContext) -> Callable[[FastAPI], Any]:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings = context.settings
         client = await open_database(settings)
+        await upgrade.upgrade_runs(settings.recovery_batch_size)  # data stored by earlier versions
         metrics.activate(app.state.metrics)  # the background loops' hooks update this app's series
         stalls = StallWatch(lambda: app.state.metrics.queue_rows(context))
         tasks: list[asyncio.Task[None]] = []

@@ -1,0 +1,88 @@
+"""Upgrading stored data at start: runs written before runs stored their progress.
+
+Runs stored before decision 0019 have no `sort_key`, `status`, times or counts: the filtered
+listing would not show them and the upstream listing would show them PENDING forever. At start
+each such run gets what its states say (`domain/progress.expected_progress`): its status, its
+counts and `final` figures once it has ended, when it started and ended, and its `sort_key`.
+
+Bounded: runs are read `batch_size` at a time and each run's states through a projection.
+Idempotent: each write is conditional on the run still lacking its `sort_key`, so a second pass
+or a second replica upgrading at the same time changes nothing twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from state_manager.clock import now_ms
+from state_manager.db.documents import Run, State
+from state_manager.domain.progress import StateFacts, expected_progress
+from state_manager.domain.status import StateStatus, tally
+from state_manager.services import run_status
+
+log = structlog.get_logger(__name__)
+
+_NOT_UPGRADED: dict[str, Any] = {"sort_key": {"$in": [None, ""]}}
+_FACTS = {"status": 1, "pending_effect": 1, "claimed_ms": 1, "ended_ms": 1, "updated_ms": 1}
+
+
+async def upgrade_runs(batch_size: int = 200) -> int:
+    """Give every run stored without its progress its status, counts, times and sort key; how
+    many runs were upgraded."""
+    upgraded = 0
+    while True:
+        cursor = Run.get_motor_collection().find(_NOT_UPGRADED).sort("_id", 1).limit(batch_size)
+        batch = [doc async for doc in cursor]
+        for doc in batch:
+            upgraded += await _upgrade(doc)
+        if len(batch) < batch_size:
+            break
+    if upgraded:
+        log.info("runs_upgraded", runs=upgraded)
+    return upgraded
+
+
+async def _upgrade(doc: dict[str, Any]) -> int:
+    run_id = doc["run_id"]
+    states = [s async for s in State.get_motor_collection().find({"run_id": run_id}, _FACTS)]
+    facts = [
+        StateFacts(
+            status=StateStatus(s["status"]),
+            owes_effect=s.get("pending_effect") is not None,
+            claimed_ms=s.get("claimed_ms") or (None if s["status"] == StateStatus.CREATED else 0),
+            ended_ms=s.get("ended_ms"),
+        )
+        for s in states
+    ]
+    progress = expected_progress(facts, cancelled=doc.get("cancelled_at") is not None)
+    created_ms = doc.get("created_ms") or _epoch_ms(doc.get("created_at"))
+    fields: dict[str, Any] = {
+        "created_ms": created_ms,
+        "sort_key": run_status.key_bound(created_ms) + run_id,
+        "status": progress.status.value,
+        "started_ms": _started_ms(states, created_ms) if progress.started else None,
+    }
+    if progress.ended:
+        fields["counts"] = progress.counts
+        fields["final"] = tally({StateStatus(s): n for s, n in progress.counts.items()})
+        fields["finished_ms"] = doc.get("cancelled_at") or _finished_ms(states, created_ms)
+    elif doc.get("cancelled_at") is not None:
+        fields["finished_ms"] = doc["cancelled_at"]
+    result = await Run.get_motor_collection().update_one({"_id": doc["_id"], **_NOT_UPGRADED}, {"$set": fields})
+    return int(result.modified_count)
+
+
+def _epoch_ms(value: Any) -> int:
+    return int(value.timestamp() * 1000) if value is not None else now_ms()
+
+
+def _started_ms(states: list[dict[str, Any]], created_ms: int) -> int:
+    claims = [s["claimed_ms"] for s in states if s.get("claimed_ms")]
+    return min(claims) if claims else created_ms
+
+
+def _finished_ms(states: list[dict[str, Any]], created_ms: int) -> int:
+    ends = [s.get("ended_ms") or s.get("updated_ms") or 0 for s in states]
+    return max([created_ms, *ends])

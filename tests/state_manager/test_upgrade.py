@@ -1,0 +1,141 @@
+"""Runs stored before runs kept their progress (an upgraded `./.exosphere` or MongoDB) are given
+their status, counts, times and sort key when the server starts, so every listing shows them as
+their states say; the upgrade is idempotent (a restart, or a second replica, changes nothing)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pymongo
+import pytest
+from asgi_lifespan import LifespanManager
+
+from state_manager.app import create_app
+from state_manager.config import Settings
+from tests.factories import API_KEY, NAMESPACE
+from tests.support.durable_store import durable_store
+
+CREATED_AT = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+CREATED_MS = int(CREATED_AT.timestamp() * 1000)
+
+
+@pytest.fixture(scope="module")
+def store_uri() -> Iterator[str]:
+    with durable_store() as uri:
+        yield uri
+
+
+@pytest.fixture
+def mongo(store_uri: str) -> Iterator[pymongo.MongoClient[dict[str, Any]]]:
+    with pymongo.MongoClient(store_uri) as client:
+        yield client
+
+
+def _legacy_run(run_id: str) -> dict[str, Any]:
+    """A run document as versions before the stored run status wrote it."""
+    return {
+        "run_id": run_id,
+        "namespace_name": NAMESPACE,
+        "graph_name": "g",
+        "graph_version": 1,
+        "store": {},
+        "seeds": [],
+        "seeded": True,
+        "final": None,
+        "revision": 0,
+        "cancelled_at": None,
+        "cancelled_count": 0,
+        "created_at": CREATED_AT,
+    }
+
+
+def _legacy_state(run_id: str, identifier: str, status: str, n: int) -> dict[str, Any]:
+    return {
+        "node_name": identifier.title(),
+        "namespace_name": NAMESPACE,
+        "identifier": identifier,
+        "graph_name": "g",
+        "graph_namespace": NAMESPACE,
+        "run_id": run_id,
+        "status": status,
+        "inputs": {},
+        "outputs": {},
+        "parents": {},
+        "spawn_key": f"{run_id}:{n}",
+        "pending_effect": None,
+        "updated_ms": CREATED_MS + 1000 * n,
+        "enqueue_after": CREATED_MS,
+    }
+
+
+def _settings(uri: str, database: str) -> Settings:
+    return Settings(  # type: ignore[call-arg]
+        state_manager_secret=API_KEY,
+        secrets_encryption_key=base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        background_loops=False,
+        mongo_uri=uri,
+        mongo_database_name=database,
+        _env_file=None,
+    )
+
+
+async def _runs_listed(uri: str, database: str) -> dict[str, dict[str, Any]]:
+    app = create_app(_settings(uri, database))
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://t", headers={"x-api-key": API_KEY}
+        ) as http,
+    ):
+        page = (await http.get(f"/v0/namespace/{NAMESPACE}/runs")).json()
+        upstream = (await http.get(f"/v0/namespace/{NAMESPACE}/runs/1/10")).json()
+    statuses = {run["run_id"]: run for run in page["runs"]}
+    for run in upstream["runs"]:
+        statuses[run["run_id"]]["upstream"] = run
+    return statuses
+
+
+async def test_runs_stored_before_the_stored_status_are_listed_as_their_states_say(
+    store_uri: str, mongo: pymongo.MongoClient[dict[str, Any]]
+) -> None:
+    database = f"db{uuid.uuid4().hex[:8]}"
+    db = mongo[database]
+    done, failed, going = "run-done", "run-failed", "run-going"
+    db.runs.insert_many([_legacy_run(done), _legacy_run(failed), _legacy_run(going)])
+    db.State.insert_many(
+        [
+            _legacy_state(done, "a", "SUCCESS", 1),
+            _legacy_state(done, "b", "SUCCESS", 2),
+            _legacy_state(failed, "a", "SUCCESS", 3),
+            _legacy_state(failed, "b", "ERRORED", 4),
+            _legacy_state(going, "a", "SUCCESS", 5),
+            _legacy_state(going, "b", "QUEUED", 6),
+        ]
+    )
+
+    listed = await _runs_listed(store_uri, database)
+
+    assert {run_id: run["status"] for run_id, run in listed.items()} == {
+        done: "SUCCESS",
+        failed: "FAILED",
+        going: "RUNNING",
+    }
+    assert listed[done]["counts"]["SUCCESS"] == 2 and listed[failed]["counts"]["ERRORED"] == 1
+    assert listed[failed]["upstream"]["errored_count"] == 1
+    assert listed[going]["upstream"]["status"] == "PENDING"  # upstream knows no RUNNING
+    stored = db.runs.find_one({"run_id": failed})
+    assert stored["sort_key"] == f"{CREATED_MS:013d}:{failed}"
+    assert stored["finished_ms"] == CREATED_MS + 4000
+    assert stored["created_ms"] == CREATED_MS
+
+    # A second start (or a second replica) changes nothing.
+    before = list(db.runs.find({}, {"_id": 0}).sort("run_id", 1))
+    again = await _runs_listed(store_uri, database)
+    assert list(db.runs.find({}, {"_id": 0}).sort("run_id", 1)) == before
+    assert {k: v["status"] for k, v in again.items()} == {k: v["status"] for k, v in listed.items()}
