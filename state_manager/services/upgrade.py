@@ -70,7 +70,8 @@ async def _upgrade(doc: dict[str, Any]) -> int:
         fields["finished_ms"] = doc.get("cancelled_at") or _finished_ms(states, created_ms)
     elif doc.get("cancelled_at") is not None:
         fields["finished_ms"] = doc["cancelled_at"]
-    result = await Run.get_motor_collection().update_one({"_id": doc["_id"], **_NOT_UPGRADED}, {"$set": fields})
+    where = {"_id": doc["_id"], **_NOT_UPGRADED}
+    result = await Run.get_motor_collection().update_one(where, {"$set": fields})
     return int(result.modified_count)
 
 

@@ -90,7 +90,9 @@ async def _runs_listed(uri: str, database: str) -> dict[str, dict[str, Any]]:
     async with (
         LifespanManager(app) as manager,
         httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://t", headers={"x-api-key": API_KEY}
+            transport=httpx.ASGITransport(app=manager.app),
+            base_url="http://t",
+            headers={"x-api-key": API_KEY},
         ) as http,
     ):
         page = (await http.get(f"/v0/namespace/{NAMESPACE}/runs")).json()
