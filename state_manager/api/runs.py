@@ -113,11 +113,11 @@ async def node_details(namespace_name: str, graph_name: str, run_id: str, node_i
     summary="Cancel a run",
     responses=errors(404, 409, e404="No such run in this namespace", e409="The run has already ended"),
 )
-async def cancel_run(namespace_name: str, run_id: str) -> CancelRunResponse:
+async def cancel_run(context: Context, namespace_name: str, run_id: str) -> CancelRunResponse:
     """Cancel a run: its waiting states (created, delayed or claimed) become CANCELLED, and
     nothing new starts in it. A worker still running one of its states gets 409 for its next
     call. Repeating it answers the same; a run that already ended is 409."""
-    run = await runs.cancel_run(namespace_name, run_id)
+    run = await runs.cancel_run(context, namespace_name, run_id)
     return CancelRunResponse(run_id=run.run_id, status="CANCELLED", cancelled_count=run.cancelled_count)
 
 

@@ -201,8 +201,8 @@ async def confirm_page(request: Request, ns: str, run_id: str, action: str) -> R
 
 @router.post("/ns/{ns}/runs/{run_id}/cancel")
 @html_errors
-async def cancel(request: Request, ns: str, run_id: str) -> Response:  # noqa: ARG001 (html_errors)
-    await run_service.cancel_run(ns, run_id)
+async def cancel(request: Request, ns: str, run_id: str) -> Response:
+    await run_service.cancel_run(context(request), ns, run_id)
     return RedirectResponse(ui_url(ns, "runs", run_id) + "?msg=cancelled", status_code=303)
 
 

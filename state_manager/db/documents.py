@@ -111,6 +111,17 @@ class State(Document):
     # document the report would create is over the store's limit) or "effects" (its effects
     # kept failing). Repeats of the same report get the same answer.
     failure_kind: str | None = None
+    # Where the run counts it open until it settles (domain/tally.py): its group, its index in
+    # the group, and the group's registration ({"open": n, "settled": {...}}) so that any member
+    # can register the group; `reopened_from` on a settled state counted open again (a retry of
+    # it, or a join superseded by a repair): the status it had been counted settled in.
+    owed_group: str = ""
+    owed_index: int = 0
+    owed_registration: dict[str, Any] = Field(default_factory=dict)
+    reopened_from: str | None = None
+    # The groups of states its settle created (children, a retry copy, joins), counted with its
+    # own settlement: a list of {"group", "open", "settled"}.
+    spawned: list[dict[str, Any]] = Field(default_factory=list)
     # Joins (decision 0020): on an anchor state, the generation of each join above it (join
     # identifier -> n; a repair of a branch below makes the join again as generation n + 1); on a
     # join state, the generation it is; `rejoin` on a join superseded by a repair, whose "spawn"
@@ -121,6 +132,7 @@ class State(Document):
     # Set on every state of a run when the run is cancelled: whatever a settle writes after
     # that is cancelled by the settle itself (see services/runs.cancel_run).
     run_cancelled: bool = False
+    cancel_sweep: str | None = None  # the cancel sweep that cancelled it (one per sweep)
     updated_ms: int = 0
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -164,9 +176,12 @@ class Run(Document):
     started_ms: int | None = None  # first claim of one of its states
     finished_ms: int | None = None  # when it ended; None while it may still change
     counts: dict[str, int] = Field(default_factory=dict)  # states per status, once finished
-    # When the recovery pass should next check this run in case its end was missed (a crash
-    # between a state's last write and the run's); moved further out each time.
-    check_after_ms: int = 0
+    # Its progress as data (domain/tally.py), changed once by each state's creation and
+    # settlement: states created, still open, and settled by status; and one bit per open state.
+    created: int = 0
+    open: int = 0
+    settled: dict[str, int] = Field(default_factory=dict)
+    owed: dict[str, dict[str, int]] = Field(default_factory=dict)
     created_ms: int = 0
     # Orders runs newest first and pages them: creation time (13 digits of epoch ms), then the
     # run id, so it is unique and a cursor is the last key seen (services/run_views.py).
@@ -192,7 +207,6 @@ class Run(Document):
                 [("namespace_name", 1), ("graph_name", 1), ("sort_key", pymongo.DESCENDING)],
                 name="namespace_graph_newest",
             ),
-            IndexModel([("final", 1), ("check_after_ms", 1)], name="open_runs"),
         ]
 
 

@@ -317,18 +317,6 @@ async def _count_by(match: dict[str, Any], field: str) -> dict[StateStatus, dict
     }
 
 
-async def run_tallies(run_ids: list[str]) -> dict[str, dict[StateStatus, int]]:
-    """For each run: how many of its states are in each status; no state documents read back.
-    For showing: the statuses are counted one query after another, so a state that moves
-    meanwhile may be counted twice or not at all (deciding that a run has ended uses
-    `run_may_change` and `run_snapshot`)."""
-    tallies: dict[str, dict[StateStatus, int]] = {}
-    for status, per_run in (await _count_by({"run_id": {"$in": run_ids}}, "run_id")).items():
-        for run_id, n in per_run.items():
-            tallies.setdefault(run_id, {})[status] = n
-    return tallies
-
-
 async def identifier_tallies(run_id: str) -> dict[str, dict[StateStatus, int]]:
     """For each identifier of the run: how many of its states are in each status."""
     tallies: dict[str, dict[StateStatus, int]] = {}
@@ -338,27 +326,6 @@ async def identifier_tallies(run_id: str) -> dict[str, dict[StateStatus, int]]:
     return tallies
 
 
-async def reopen_run(run_id: str) -> None:
-    """Something will happen in this run again (a manual retry, new states): forget its end,
-    and make a finish that read it before this write unable to store stale counts."""
-    runs = Run.get_motor_collection()
-    reopened: dict[str, Any] = {"final": None, "finished_ms": None, "counts": {}, "status": "RUNNING"}
-    result = await runs.update_one(
-        {"run_id": run_id, "cancelled_at": None}, {"$inc": {"revision": 1}, "$set": reopened}
-    )
-    if result.matched_count == 0:  # a cancelled run stays CANCELLED
-        await runs.update_one({"run_id": run_id}, {"$inc": {"revision": 1}, "$set": {"final": None}})
-
-
-async def finish_run(run: Run, fields: dict[str, Any]) -> bool:
-    """Store the end of a run (its counts and status), unless it was reopened since it was read
-    or another process stored it already."""
-    result = await Run.get_motor_collection().update_one(
-        {"run_id": run.run_id, "revision": run.revision, "final": None}, {"$set": fields}
-    )
-    return bool(result.modified_count)
-
-
 async def mark_runs_started(run_ids: list[str], when: int) -> None:
     """PENDING -> RUNNING for these runs (a state of each was just claimed)."""
     await Run.get_motor_collection().update_many(
@@ -366,26 +333,14 @@ async def mark_runs_started(run_ids: list[str], when: int) -> None:
     )
 
 
-async def run_may_change(run_id: str) -> bool:
-    """Whether anything in the run can still happen: a state not yet settled, or one that still
-    owes an effect (which may create states). The first probe answers for a run still going (an
-    unsettled state, through the run/status index); the second runs only near its end."""
-    unsettled = {"run_id": run_id, "status": {"$in": [s.value for s in UNSETTLED]}}
-    owing = {"run_id": run_id, "pending_effect": {"$in": [e.value for e in Effect]}}
-    for probe in (unsettled, owing):
-        if await any_matches(probe):
-            return True
-    return False
-
-
-async def run_snapshot(run_id: str) -> tuple[dict[StateStatus, int], bool]:
-    """How many of the run's states are in each status (in one read: one aggregation), and
-    whether any owes an effect, for deciding that a run has ended."""
-    counts = {
-        StateStatus(status): n for status, n in (await _group_count({"run_id": run_id}, "status")).items()
-    }
-    owing = await any_matches({"run_id": run_id, "pending_effect": {"$in": [e.value for e in Effect]}})
-    return counts, owing
+async def open_state_counts(run_id: str) -> dict[StateStatus, int]:
+    """How many of one run's states are in each status that is not settled (for a run's page)."""
+    counts: dict[StateStatus, int] = {}
+    for status in sorted(UNSETTLED):
+        found = await _group_count({"run_id": run_id, "status": status.value}, "status")
+        if found.get(status.value):
+            counts[status] = found[status.value]
+    return counts
 
 
 async def _group_count(match: dict[str, Any], field: str) -> dict[str, int]:
@@ -393,20 +348,33 @@ async def _group_count(match: dict[str, Any], field: str) -> dict[str, int]:
     return {str(row["_id"]): int(row["n"]) async for row in _states().aggregate(pipeline)}
 
 
-CANCELLED_FIELDS = {"status": StateStatus.CANCELLED.value, "lease_expires_at": None, "pending_effect": None}
-# (`cancel_waiting` also stamps `ended_ms`.)
+CANCELLED_FIELDS = {
+    "status": StateStatus.CANCELLED.value,
+    "lease_expires_at": None,
+    "pending_effect": Effect.TALLY.value,  # counted settled in its run next
+    "run_cancelled": True,
+}
+_WAITING = [StateStatus.CREATED.value, StateStatus.QUEUED.value]
 
 
-async def cancel_waiting(query: dict[str, Any], error: str) -> int:
-    """Cancel the CREATED and QUEUED states matching `query` as part of their run's cancel; how
-    many were cancelled. Each is flagged `run_cancelled`, also one written after the cancel's own
-    sweep (a settle in flight undoing its writes), so that nothing retries or re-runs it and its
-    worker is told the run was cancelled (409)."""
-    waiting = {**query, "status": {"$in": [StateStatus.CREATED.value, StateStatus.QUEUED.value]}}
-    fields = stamp({**CANCELLED_FIELDS, "error": error, "run_cancelled": True})
-    result = await _states().update_many(waiting, {"$set": {**fields, "ended_ms": fields["updated_ms"]}})
-    metrics.states_cancelled(result.modified_count)
-    return int(result.modified_count)
+async def cancel_waiting(query: dict[str, Any], error: str) -> list[State]:
+    """Cancel the CREATED and QUEUED states matching `query` as part of their run's cancel, and
+    return them (each still owing its tally). Each is flagged `run_cancelled`, also one written
+    after the cancel's own sweep (a settle in flight undoing its writes), so that nothing
+    retries or re-runs it and its worker is told the run was cancelled (409)."""
+    waiting = {**query, "status": {"$in": _WAITING}}
+    ids = [doc["_id"] async for doc in _states().find(waiting, {"_id": 1})]
+    if not ids:
+        return []
+    sweep = uuid4().hex
+    fields = stamp({**CANCELLED_FIELDS, "error": error, "cancel_sweep": sweep})
+    fields["ended_ms"] = fields["updated_ms"]
+    await _states().update_many({"_id": {"$in": ids}, "status": {"$in": _WAITING}}, {"$set": fields})
+    # Those this sweep cancelled: the ones with its mark (another writer may have moved some).
+    found = _states().find({"_id": {"$in": ids}, "cancel_sweep": sweep})
+    cancelled = [State.model_validate(doc) async for doc in found]
+    metrics.states_cancelled(len(cancelled))
+    return cancelled
 
 
 async def mark_run_cancelled(run_id: str) -> None:
@@ -421,12 +389,24 @@ async def next_join_generation(anchor_id: ObjectId, join_identifier: str, supers
     await _states().update_one({"_id": anchor_id, **current}, {"$set": {field: superseded + 1}})
 
 
-async def finish_effect(state_id: ObjectId, effect: str, then: str | None) -> State | None:
-    """The closing write of an effect: move `pending_effect` on, and return the state as it is
-    now (so the caller sees a cancel that happened meanwhile). None if it had moved on already."""
+async def finish_effects(state_ids: list[ObjectId], effect: str) -> None:
+    """`finish_effect` to nothing for several states at once (their last stage was done together)."""
+    query = {"_id": {"$in": state_ids}, "pending_effect": effect}
+    await _states().update_many(query, {"$set": stamp({"pending_effect": None})})
+
+
+async def finish_effect(
+    state_id: ObjectId, effect: str, then: str | None, spawned: list[dict[str, Any]] | None = None
+) -> State | None:
+    """The closing write of an effect: move `pending_effect` on (recording, with `spawned`, the
+    groups of states it created, for its tally), and return the state as it is now (so the
+    caller sees a cancel that happened meanwhile). None if it had moved on already."""
+    fields: dict[str, Any] = {"pending_effect": then}
+    if spawned is not None:
+        fields["spawned"] = spawned
     doc = await _states().find_one_and_update(
         {"_id": state_id, "pending_effect": effect},
-        {"$set": stamp({"pending_effect": then})},
+        {"$set": stamp(fields)},
         return_document=ReturnDocument.AFTER,
     )
     return None if doc is None else State.model_validate(doc)

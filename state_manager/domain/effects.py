@@ -16,8 +16,13 @@ recovery pass completes whatever a crash interrupted. The table, by the event wr
     cancel, effects_failed             joins
     enqueue, requeue_after             (none)           nothing follows a claim or a delay
 
-    spawn ──► joins ──► (none)     after an executed state's spawn (skipped when no join can care)
-    spawn ──► (none)               after a retry copy: the joins wait for the copy instead
+    spawn ──► joins ──► tally ──► (none)   after an executed state's spawn (joins skipped when
+                                           no join can care)
+    spawn ──► tally ──► (none)             after a retry copy: the joins wait for the copy instead
+    joins ──► tally ──► (none)             after any other terminal write
+
+The last stage of a terminal state, "tally", counts it settled in its run, with the states its
+settle created (domain/tally.py); the run ends when nothing in it is open any more.
 
 Both effects are idempotent (every created state has a deterministic `spawn_key` under a unique
 index), so a repeat, a recovery pass and another replica may all run them.
@@ -27,12 +32,13 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from state_manager.domain.status import Event, StateStatus
+from state_manager.domain.status import TERMINAL, Event, StateStatus
 
 
 class Effect(StrEnum):
     SPAWN = "spawn"
     JOINS = "joins"
+    TALLY = "tally"
 
 
 PENDING_AFTER: dict[Event, Effect | None] = {
@@ -58,10 +64,18 @@ def pending_after(event: Event) -> Effect | None:
     return PENDING_AFTER[event]
 
 
-def after_spawn(status: StateStatus) -> Effect | None:
+def after_spawn(status: StateStatus) -> Effect:
     """What is still owed once the spawn effect of a state in `status` is written.
 
     A retry copy supersedes the state in every join's scope, so only the other outcomes owe a
-    joins evaluation.
+    joins evaluation; every state then owes its tally.
     """
-    return None if status == StateStatus.RETRY_CREATED else Effect.JOINS
+    return Effect.TALLY if status == StateStatus.RETRY_CREATED else Effect.JOINS
+
+
+def owed_after(status: StateStatus, effect: Effect | None) -> Effect | None:
+    """What a state in `status` owes once `effect` is done: a state that is terminal is counted
+    settled in its run (the tally) before it owes nothing; a state still going owes nothing."""
+    if effect is None or effect == Effect.TALLY:
+        return None
+    return Effect.TALLY if status in TERMINAL else None

@@ -40,6 +40,7 @@ class Progress:
     status: RunStatus
     open: int  # states that can still change by themselves or still owe an effect
     counts: dict[str, int] = field(default_factory=dict)  # states per status
+    settled: dict[str, int] = field(default_factory=dict)  # settled states per status
     started: bool = False  # a state of the run was claimed at some point
     ended: bool = False  # nothing in the run can happen any more (or it was cancelled)
 
@@ -67,6 +68,7 @@ def expected_progress(states: Iterable[StateFacts], *, cancelled: bool, seeded: 
     """
     facts = list(states)
     counts = Counter(f.status.value for f in facts)
+    settled = Counter(f.status.value for f in facts if not is_open(f))
     open_states = sum(1 for f in facts if is_open(f))
     started = any(f.claimed_ms is not None for f in facts)
     ended = open_states == 0 and seeded
@@ -76,4 +78,11 @@ def expected_progress(states: Iterable[StateFacts], *, cancelled: bool, seeded: 
         status = RunStatus.RUNNING if started else RunStatus.PENDING
     else:
         status = ended_run_status(run_status(f.status for f in facts), cancelled=False)
-    return Progress(status=status, open=open_states, counts=dict(counts), started=started, ended=ended)
+    return Progress(
+        status=status,
+        open=open_states,
+        counts=dict(counts),
+        settled=dict(settled),
+        started=started,
+        ended=ended,
+    )

@@ -81,7 +81,11 @@ class RunSummary(BaseModel):
     started_ms: int | None = Field(description="when a state of the run was first claimed")
     finished_ms: int | None = Field(description="when the run ended (succeeded, failed or was cancelled)")
     duration_ms: int = Field(description="from creation to the end, or to now for a run still going")
-    counts: dict[str, int] = Field(description="number of states in each state status (non-zero only)")
+    counts: dict[str, int] = Field(
+        description="number of states in each state status (non-zero only). In a listing, the states "
+        "of a run still going are counted together as OPEN; a single run's page counts them by status"
+    )
+    open_count: int = Field(description="states still going: created, claimed, or with effects still owed")
     total_count: int
     success_count: int
     pending_count: int

@@ -25,8 +25,17 @@ from state_manager.domain.planning import (
     referenced_identifiers,
     resolve_inputs,
 )
-from state_manager.domain.status import FAILED, UNSETTLED, Event, JoinVerdict, StateStatus, join_verdict
+from state_manager.domain.status import (
+    FAILED,
+    TERMINAL,
+    UNSETTLED,
+    Event,
+    JoinVerdict,
+    StateStatus,
+    join_verdict,
+)
 from state_manager.errors import TooLarge
+from state_manager.services import run_status
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import graph_shape
 from state_manager.services.new_states import branch_outputs, check_size, fanout_copy_id, new_state
@@ -51,6 +60,9 @@ def may_settle_a_join(state: State, status: StateStatus, graph: GraphTemplate) -
 class JoinsEvaluated:
     created: list[State] = field(default_factory=list)  # the joins this call created
     waiting: bool = False  # a join still waits for a state that is going: the run goes on
+    # Every join this evaluation found made (by this call or another): counted in the run with
+    # the evaluating state's settlement (once: see domain/tally.py).
+    present: list[State] = field(default_factory=list)
 
 
 async def evaluate_joins(ctx: AppContext, state: State, graph: GraphTemplate | None) -> JoinsEvaluated:
@@ -68,12 +80,14 @@ async def evaluate_joins(ctx: AppContext, state: State, graph: GraphTemplate | N
         joins = shape.joins_on.get(anchor_identifier, [])
         for join_identifier in joins:
             join = shape.by_id[join_identifier]
-            made, waiting = await _evaluate_join(
+            made, waiting, present = await _evaluate_join(
                 ctx, graph, join, anchor_identifier, anchor_id, joins, state.run_id
             )
             outcome.waiting = outcome.waiting or waiting
             if made is not None:
                 outcome.created.append(made)
+            if present is not None:
+                outcome.present.append(present)
     return outcome
 
 
@@ -85,9 +99,10 @@ async def _evaluate_join(
     anchor_id: str,
     sibling_joins: list[str],
     run_id: str,
-) -> tuple[State | None, bool]:
+) -> tuple[State | None, bool, State | None]:
     """Create the join for one anchor state once everything below the anchor has settled;
-    returns it when this call created it, and whether the join still waits.
+    returns it when this call created it, whether the join still waits, and the join if it is
+    made (by this call or another).
 
     The scope leaves out every join on the same anchor and their descendants: those joins are
     independent of each other, and none waits for another.
@@ -103,13 +118,14 @@ async def _evaluate_join(
     ]
     for probe in going:
         if await queries.exists({**scope, **probe}):
-            return None, True
+            return None, True, None
     anchor = await queries.find_state(ObjectId(anchor_id))
     if anchor is None or anchor.status != StateStatus.SUCCESS:
-        return None, False
+        return None, False, None
     key = join_key(anchor_id, join.identifier, anchor.join_generations.get(join.identifier, 0))
-    if await queries.find_one(State, {"spawn_key": key}) is not None:
-        return None, False
+    existing = await queries.find_one(State, {"spawn_key": key})
+    if existing is not None:
+        return None, False, existing
     failures = await queries.statuses(
         {"run_id": anchor.run_id, **scope, "status": {"$in": [s.value for s in FAILED]}}
     )
@@ -122,7 +138,10 @@ async def _evaluate_join(
             f"Join {join.identifier} (unites {anchor_identifier}, {join.unites.strategy}) cannot run: "
             f"states below {anchor_identifier} failed: {', '.join(failed)}"
         )
-    return await _create_join(ctx, graph, join, anchor, key, error), False
+    made = await _create_join(ctx, graph, join, anchor, key, error)
+    if made is None:  # made by another writer just now
+        return None, False, await queries.find_one(State, {"spawn_key": key})
+    return made, False, made
 
 
 def _scope(run_id: str, anchor_identifier: str, anchor_id: str, sibling_joins: list[str]) -> dict[str, Any]:
@@ -160,6 +179,15 @@ async def join_blocked(join: State, graph: GraphTemplate | None) -> str | None:
     )
 
 
+def join_group(key: str) -> str:
+    """The tally group of a join (a group of one), named after its spawn key."""
+    return "j" + key.replace(":", "_")
+
+
+def join_registration(join: State) -> dict[str, Any]:
+    return {"group": join.owed_group or join_group(join.spawn_key), "open": 1, "settled": {}}
+
+
 def join_key(anchor_id: str, join_identifier: str, generation: int) -> str:
     """The spawn key of one generation of a join above one anchor state: the first is made when
     the branches below the anchor have settled, each later one after a repair of a branch."""
@@ -193,11 +221,30 @@ async def supersede_joins_above(state: State, graph: GraphTemplate | None) -> li
 async def supersede(join: State) -> State | None:
     """Mark one generation of a join superseded (REJOIN); its "spawn" effect then makes the next
     one (`renew`). None if it cannot be (being settled, or superseded already)."""
-    fields = {"rejoin": True, "lease_expires_at": None}
-    updated = await queries.transition(ObjectId(str(join.id)), Event.REJOIN, fields)
-    if updated is not None:
-        log.info("join_superseded", join=join.identifier, run_id=join.run_id, generation=join.join_generation)
+    fields = {"rejoin": True, "lease_expires_at": None, **reopening(join)}
+    expect = {"pending_effect": join.pending_effect}
+    updated = await queries.transition(ObjectId(str(join.id)), Event.REJOIN, fields, extra_filter=expect)
+    if updated is None:
+        return None
+    log.info("join_superseded", join=join.identifier, run_id=join.run_id, generation=join.join_generation)
+    if updated.reopened_from is not None and join.pending_effect is None:
+        await run_status.reopen_state(updated)  # counted open again: its run goes on
     return updated
+
+
+def reopening(state: State) -> dict[str, Any]:
+    """The fields that count a settled state open again when it is retried or superseded: a slot
+    of its own (its old one was cleared when it settled) and the status it was counted in. A
+    state not settled yet (still owing an effect, or not terminal) keeps its slot."""
+    if state.pending_effect is not None or state.status not in TERMINAL:
+        return {}
+    return {
+        "reopened_from": state.status.value,
+        "owed_group": f"o{state.id}",
+        "owed_index": 0,
+        "owed_registration": {"open": 1},
+        "spawned": [],
+    }
 
 
 async def renew(ctx: AppContext, join: State, graph: GraphTemplate | None) -> JoinsEvaluated:
@@ -212,11 +259,13 @@ async def renew(ctx: AppContext, join: State, graph: GraphTemplate | None) -> Jo
     await queries.next_join_generation(ObjectId(anchor_id), join.identifier, join.join_generation)
     shape = graph_shape(graph)
     joins = shape.joins_on.get(anchor_identifier, [])
-    made, outcome.waiting = await _evaluate_join(
+    made, outcome.waiting, present = await _evaluate_join(
         ctx, graph, shape.by_id[join.identifier], anchor_identifier, anchor_id, joins, join.run_id
     )
     if made is not None:
         outcome.created.append(made)
+    if present is not None and present.id != join.id:
+        outcome.present.append(present)
     return outcome
 
 
@@ -280,6 +329,7 @@ async def _create_join(
     state = new_state(anchor, graph, join, inputs, parents, key)
     state.does_unites = True
     state.join_generation = anchor.join_generations.get(join.identifier, 0)
+    state.owed_group, state.owed_index, state.owed_registration = join_group(key), 0, {"open": 1}
     try:
         check_size(ctx, state)
     except TooLarge as exc:

@@ -26,7 +26,7 @@ import structlog
 from state_manager.clock import now_ms
 from state_manager.db import queries
 from state_manager.db.documents import GraphTemplate, Run, State
-from state_manager.domain.effects import Effect, after_spawn
+from state_manager.domain.effects import Effect, after_spawn, owed_after
 from state_manager.domain.models import NodeTemplate, RetryPolicy
 from state_manager.domain.planning import (
     PlanningError,
@@ -34,12 +34,18 @@ from state_manager.domain.planning import (
     resolve_inputs,
 )
 from state_manager.domain.retry import retry_delay_ms
-from state_manager.domain.status import TERMINAL, Event, StateStatus
+from state_manager.domain.status import Event, StateStatus
 from state_manager.errors import TooLarge
 from state_manager.services import run_status
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import graph_shape, template_for
-from state_manager.services.joins import JoinsEvaluated, evaluate_joins, may_settle_a_join, renew
+from state_manager.services.joins import (
+    JoinsEvaluated,
+    evaluate_joins,
+    join_registration,
+    may_settle_a_join,
+    renew,
+)
 from state_manager.services.new_states import (
     branch_outputs,
     check_size,
@@ -62,35 +68,42 @@ async def settle(ctx: AppContext, state: State) -> State:
     state as it is afterwards."""
     graph = await template_for(ctx, state.graph_namespace, state.graph_name, state.graph_version)
     current = state
-    evaluated = JoinsEvaluated()
-    spawned: list[str] = []  # spawn keys of the states this settle wrote (children, retry copies)
     if current.pending_effect == Effect.SPAWN and current.rejoin:
-        current, evaluated = await _renew_join(ctx, current, graph, spawned)
+        current = await _renew_join(ctx, current, graph)
     elif current.pending_effect == Effect.SPAWN:
-        current = await _spawn(ctx, current, graph, spawned)
+        current = await _spawn(ctx, current, graph)
     if current.pending_effect == Effect.JOINS:
+        evaluated = JoinsEvaluated()
         if not current.run_cancelled:
             evaluated = await evaluate_joins(ctx, current, graph)
         joins = evaluated.created
         for join in joins:
             if join.status == StateStatus.CANCELLED:  # a join that cannot run: its joins above
                 await settle_isolated(ctx, join)
-        closed = await queries.finish_effect(state_oid(current), Effect.JOINS, None)
-        await _undo_if_cancelled(closed, [join.spawn_key for join in joins])
+        then = owed_after(current.status, Effect.JOINS)
+        spawned = _with_joins(current, evaluated.present)
+        closed = await queries.finish_effect(state_oid(current), Effect.JOINS, then, spawned)
+        await _undo_if_cancelled(ctx, closed, [join.spawn_key for join in joins])
+        current = closed or _with_effect(current, then)
+    if current.pending_effect == Effect.TALLY:
+        # Counted settled in its run, with what its settle created: the run ends here when
+        # nothing else in it is open (services/run_status.py).
+        await run_status.count_settled(current)
+        closed = await queries.finish_effect(state_oid(current), Effect.TALLY, None)
         current = closed or _with_effect(current, None)
-    # The run may have ended with this state, once nothing is owed for it. It has not if this
-    # settle wrote new states (they have to run) or a join still waits. Probed after the closing
-    # write: see run_status.py.
-    ended = state.pending_effect is not None and current.pending_effect is None and current.status in TERMINAL
-    goes_on = (spawned and not current.run_cancelled) or evaluated.waiting
-    if ended and not goes_on:
-        await run_status.finish_if_done(current.run_id)
     return current
 
 
-async def _renew_join(
-    ctx: AppContext, join: State, graph: GraphTemplate | None, spawned: list[str]
-) -> tuple[State, JoinsEvaluated]:
+def _with_joins(state: State, joins: list[State]) -> list[dict[str, Any]] | None:
+    """The state's `spawned`, with the joins its evaluation found made (None: unchanged)."""
+    if not joins:
+        return None
+    known = {entry["group"] for entry in state.spawned}
+    added = [join_registration(join) for join in joins if join_registration(join)["group"] not in known]
+    return [*state.spawned, *added] if added else None
+
+
+async def _renew_join(ctx: AppContext, join: State, graph: GraphTemplate | None) -> State:
     """The spawn stage of a join superseded by a repair: its next generation (see joins.renew)."""
     evaluated = JoinsEvaluated()
     if not join.run_cancelled:
@@ -99,14 +112,15 @@ async def _renew_join(
     for new_join in made:
         if new_join.status == StateStatus.CANCELLED:  # cannot run: its joins above
             await settle_isolated(ctx, new_join)
-        else:
-            spawned.append(new_join.spawn_key)
-    closed = await queries.finish_effect(state_oid(join), Effect.SPAWN, None)
-    await _undo_if_cancelled(closed, [new_join.spawn_key for new_join in made])
-    return closed or _with_effect(join, None), evaluated
+    then = owed_after(join.status, Effect.SPAWN)
+    closed = await queries.finish_effect(
+        state_oid(join), Effect.SPAWN, then, _with_joins(join, evaluated.present)
+    )
+    await _undo_if_cancelled(ctx, closed, [new_join.spawn_key for new_join in made])
+    return closed or _with_effect(join, then)
 
 
-async def _undo_if_cancelled(closed: State | None, spawn_keys: list[str]) -> None:
+async def _undo_if_cancelled(ctx: AppContext, closed: State | None, spawn_keys: list[str]) -> None:
     """Cancel what a settle wrote when its run was cancelled meanwhile.
 
     A cancel flags every state of the run, then cancels every waiting state. Each effect ends
@@ -115,7 +129,21 @@ async def _undo_if_cancelled(closed: State | None, spawn_keys: list[str]) -> Non
     a cancelled run ever runs.
     """
     if closed is not None and closed.run_cancelled and spawn_keys:
-        await queries.cancel_waiting({"spawn_key": {"$in": spawn_keys}}, cancelled_reason(closed.run_id))
+        await cancel_waiting(ctx, {"spawn_key": {"$in": spawn_keys}}, cancelled_reason(closed.run_id))
+
+
+async def cancel_waiting(ctx: AppContext, query: dict[str, Any], reason: str) -> int:
+    """Cancel the CREATED and QUEUED states matching `query` (their run was cancelled) and count
+    them settled in their runs; how many this call cancelled."""
+    cancelled = await queries.cancel_waiting(query, reason)
+    for run_id in {state.run_id for state in cancelled}:
+        in_run = [state for state in cancelled if state.run_id == run_id]
+        if await run_status.count_settled_together(run_id, in_run):
+            await queries.finish_effects([state_oid(state) for state in in_run], Effect.TALLY)
+            continue
+        for state in in_run:
+            await settle_isolated(ctx, state)
+    return len(cancelled)
 
 
 def cancelled_reason(run_id: str) -> str:
@@ -157,6 +185,8 @@ async def _count_failure(ctx: AppContext, state: State, exc: Exception) -> None:
         await _give_up(ctx, state, exc.detail, TOO_LARGE)
         return
     failures = await queries.count_failure(state_oid(state), state.pending_effect)
+    if state.pending_effect == Effect.TALLY:
+        return  # its status is what its run counts: never changed here; recovery tries again
     if failures is not None and failures >= ctx.settings.effect_attempts:
         reason = f"its effects could not be written after {failures} attempts: {type(exc).__name__}: {exc}"
         await _give_up(ctx, state, reason, EFFECTS)
@@ -165,7 +195,9 @@ async def _count_failure(ctx: AppContext, state: State, exc: Exception) -> None:
 async def _give_up(ctx: AppContext, state: State, reason: str, kind: str) -> None:
     """Fail the state visibly; a failed "spawn" stage still gets its joins evaluated."""
     stage = state.pending_effect
-    then = Effect.JOINS if stage == Effect.SPAWN else None
+    if stage == Effect.TALLY:
+        return
+    then = Effect.JOINS if stage == Effect.SPAWN else Effect.TALLY
     fields = {
         "error": f"State {state.id} ({state.identifier}) failed: {reason}"[:_MAX_REASON_CHARS],
         "failure_kind": kind,
@@ -182,17 +214,27 @@ async def _give_up(ctx: AppContext, state: State, reason: str, kind: str) -> Non
         await settle_isolated(ctx, failed)
 
 
-async def _spawn(ctx: AppContext, state: State, graph: GraphTemplate | None, spawned: list[str]) -> State:
+async def _spawn(ctx: AppContext, state: State, graph: GraphTemplate | None) -> State:
     if state.status == StateStatus.EXECUTED:
-        return await _advance_executed(ctx, state, graph, spawned)
+        return await _advance_executed(ctx, state, graph)
     created = []
+    spawned = None
     if state.status == StateStatus.RETRY_CREATED and not state.run_cancelled:
         created.append(await _insert_retry(ctx, state, graph))
-        spawned.append(created[-1])
+        spawned = [{"group": retry_group(state), "open": 1, "settled": {}}]
     then = after_spawn(state.status)
-    closed = await queries.finish_effect(state_oid(state), Effect.SPAWN, then)
-    await _undo_if_cancelled(closed, created)
+    closed = await queries.finish_effect(state_oid(state), Effect.SPAWN, then, spawned)
+    await _undo_if_cancelled(ctx, closed, created)
     return closed or _with_effect(state, then)
+
+
+def retry_group(state: State) -> str:
+    """The tally group of a state's retry (automatic or an operator's: a state is retried once)."""
+    return f"r{state.id}"
+
+
+def children_group(state: State) -> str:
+    return f"c{state.id}"
 
 
 def _with_effect(state: State, effect: Effect | None) -> State:
@@ -200,9 +242,7 @@ def _with_effect(state: State, effect: Effect | None) -> State:
     return updated
 
 
-async def _advance_executed(
-    ctx: AppContext, state: State, graph: GraphTemplate | None, spawned: list[str]
-) -> State:
+async def _advance_executed(ctx: AppContext, state: State, graph: GraphTemplate | None) -> State:
     """Write a reported state's fan-out copies and every next state in bulk, then mark it done.
 
     The state stays EXECUTED (with "spawn" owed) until everything is written, so a join above
@@ -236,18 +276,20 @@ async def _advance_executed(
         copies.append(copy)
     if state.run_cancelled:  # nothing new in a cancelled run
         copies, created = [], []
+    registration = _count_as_children(state, copies, created)
     await _insert_all(ctx, state, copies + created)
-    spawned.extend(child.spawn_key for child in created)
     for namespace in {child.namespace_name for child in created}:
         ctx.work.notify(namespace)
     written = [s.spawn_key for s in copies + created]
+    spawned = [registration] if registration is not None else []
     if own_failure is not None:
-        updated = await _next_failed(state, *own_failure)
+        updated = await _next_failed(state, *own_failure, spawned)
     else:
         # Most states settle no join: skip the "joins" stage (one write less per state).
-        then = Effect.JOINS if may_settle_a_join(state, StateStatus.SUCCESS, plan.graph) else None
-        updated = await queries.transition(state_oid(state), Event.NEXT_CREATED, {"pending_effect": then})
-    await _undo_if_cancelled(updated, written)
+        joins = may_settle_a_join(state, StateStatus.SUCCESS, plan.graph)
+        fields = {"pending_effect": Effect.JOINS if joins else Effect.TALLY, "spawned": spawned}
+        updated = await queries.transition(state_oid(state), Event.NEXT_CREATED, fields)
+    await _undo_if_cancelled(ctx, updated, written)
     if updated is None:  # another settle of the same state moved it on meanwhile
         updated = await queries.find_state(state_oid(state))
     return updated or state
@@ -267,8 +309,30 @@ async def _insert_all(ctx: AppContext, owner: State, states: list[State]) -> Non
         await queries.insert_many_once(states[start : start + _INSERT_CHUNK])
 
 
-async def _next_failed(state: State, reason: str, kind: str | None) -> State | None:
-    fields = {"error": reason, "failure_kind": kind}
+def _count_as_children(state: State, copies: list[State], created: list[State]) -> dict[str, Any] | None:
+    """Give each new state its place in the run's tally (the group of `state`'s children) and
+    return the group's registration, counted with `state`'s settlement; None when it made none."""
+    if not copies and not created:
+        return None
+    settled: dict[str, int] = {}
+    for copy in copies:
+        settled[copy.status.value] = settled.get(copy.status.value, 0) + 1
+    registration = {"open": len(created), "settled": settled}
+    for index, child in enumerate(created):
+        child.owed_group, child.owed_index, child.owed_registration = (
+            children_group(state),
+            index,
+            registration,
+        )
+    return {"group": children_group(state), **registration}
+
+
+async def _next_failed(
+    state: State, reason: str, kind: str | None, spawned: list[dict[str, Any]] | None = None
+) -> State | None:
+    fields: dict[str, Any] = {"error": reason, "failure_kind": kind}
+    if spawned:
+        fields["spawned"] = spawned
     log.info("next_states_failed", state_id=str(state.id), run_id=state.run_id, error=reason)
     return await queries.transition(state_oid(state), Event.NEXT_FAILED, fields)
 
@@ -286,6 +350,11 @@ def _fanout_copy(state: State, index: int, outputs: dict[str, Any]) -> State:
             "fanout_id": str(uuid4()),
             "retry_count": 0,
             "pending_effect": None,
+            # Written settled: counted with its original's settlement, owed nothing.
+            "owed_group": "",
+            "owed_index": 0,
+            "owed_registration": {},
+            "spawned": [],
         }
     )
     return copy
@@ -372,6 +441,11 @@ async def _insert_retry(ctx: AppContext, state: State, graph: GraphTemplate | No
         key, delay = f"{state.id}:retry", retry_delay_ms(policy, count)
     retry = state.model_copy(
         update={
+            "owed_group": retry_group(state),
+            "owed_index": 0,
+            "owed_registration": {"open": 1},
+            "reopened_from": None,
+            "spawned": [],
             "id": None,
             "revision_id": None,
             "status": StateStatus.CREATED,

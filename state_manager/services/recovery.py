@@ -19,6 +19,7 @@ from bson import ObjectId
 from state_manager.clock import now_ms
 from state_manager.db import queries
 from state_manager.db.documents import Run, State
+from state_manager.domain.effects import Effect
 from state_manager.domain.status import StateStatus
 from state_manager.services import run_status
 from state_manager.services.context import AppContext
@@ -27,6 +28,8 @@ from state_manager.services.runs import seed_run
 from state_manager.services.states import expire_lease
 
 log = structlog.get_logger(__name__)
+
+TALLY_GRACE_MS = 2000
 
 D = TypeVar("D", bound=Document)
 
@@ -37,7 +40,6 @@ class RecoveryReport:
     timed_out: int = 0
     effects_completed: int = 0
     runs_seeded: int = 0
-    runs_finished: int = 0  # runs whose end a crash made the settles miss
     failures: int = 0
 
 
@@ -79,7 +81,11 @@ async def recover_once(ctx: AppContext) -> RecoveryReport:
     await _expire(ctx, report, {"status": StateStatus.QUEUED.value, "lease_expires_at": {"$lt": now}}, False)
     await _expire(ctx, report, {"status": StateStatus.QUEUED.value, "deadline_ms": {"$lt": now}}, True)
     stale = now - ctx.grace_ms
-    await _complete_effects(ctx, report, stale)
+    await _complete_effects(ctx, report, {"pending_effect": {"$in": [Effect.SPAWN, Effect.JOINS]}}, stale)
+    # A tally that a crash left owing is taken over sooner: counting is idempotent however many
+    # writers try it at once, and a run's end waits for it (at most one recovery interval more).
+    tally_stale = now - min(ctx.grace_ms, TALLY_GRACE_MS)
+    await _complete_effects(ctx, report, {"pending_effect": Effect.TALLY.value}, tally_stale)
     async for runs in _batches(
         _runs, {"seeded": False, "created_ms": {"$lt": stale}}, ctx.settings.recovery_batch_size
     ):
@@ -88,7 +94,6 @@ async def recover_once(ctx: AppContext) -> RecoveryReport:
                 report.runs_seeded += 1
             else:
                 report.failures += 1
-    report.runs_finished = await run_status.sweep(ctx.settings.recovery_batch_size)
     return report
 
 
@@ -107,9 +112,11 @@ async def _expire(ctx: AppContext, report: RecoveryReport, query: dict[str, Any]
                 report.leases_expired += not timed_out
 
 
-async def _complete_effects(ctx: AppContext, report: RecoveryReport, stale: int) -> None:
+async def _complete_effects(
+    ctx: AppContext, report: RecoveryReport, owing: dict[str, Any], stale: int
+) -> None:
     """Finish the effects nobody has touched since `stale`: each taken over by one replica."""
-    pending = {"pending_effect": {"$ne": None}, "updated_ms": {"$lt": stale}}
+    pending = {**owing, "updated_ms": {"$lt": stale}}
     async for states in _batches(_states, pending, ctx.settings.recovery_batch_size):
         for state in states:
             assert state.pending_effect is not None
@@ -134,6 +141,6 @@ async def _seed_isolated(ctx: AppContext, run: Run) -> bool:
             log.error("run_abandoned", run_id=run.run_id, graph=run.graph_name, reason=str(exc)[:500])
         await Run.get_motor_collection().update_one({"_id": run.id, "seeded": False}, {"$set": fields})
         if fields.get("seeded"):
-            await run_status.finish_if_done(run.run_id)  # FAILED: it has no states
+            await run_status.abandon_seeds(run.run_id, len(run.seeds))  # it ends FAILED: no states
         return False
     return True

@@ -1,16 +1,18 @@
-"""A run's stored status: PENDING, RUNNING from the first claim of one of its states, then
-SUCCESS, FAILED or CANCELLED, with when it started and finished and its counts.
+"""A run's stored progress: status, counts, start and end, changed once by each state's creation
+and settlement (decision 0020; the updates are built in `domain/tally.py`).
 
-- `runs_claimed` after a claim: PENDING runs become RUNNING, and states claimed in a cancelled
-  run are not handed out;
-- `finish_if_done` after a state settles (its last effect written): when nothing in the run can
-  still happen, the run's counts, status and end time are stored, once (a conditional write on
-  the run's `revision`, which every reopening bumps);
-- `sweep` in the recovery pass: a crash between a state's last write and `finish_if_done` would
-  leave a run open; open runs are checked now and then (further apart as they age) and finished.
+- `runs_claimed` after a claim: PENDING runs become RUNNING; states claimed in a cancelled run
+  are not handed out.
+- `count_settled`: the "tally" stage, the last effect of every terminal state: one conditional
+  update counts it settled (and registers the states its settle created), exactly once, however
+  often it is repeated (a repeated report, recovery, a second replica).
+- `register`: new states counted open (a run's seeds, a `states/create` batch).
+- `reopen_state`: a settled state counted open again (a retry of it, a join superseded by a repair).
+- After each of these, `conclude` looks at the run as the update left it: it ends the run (one
+  conditional write, logged and counted once) when nothing in it is open any more, and reopens
+  a run that had ended when something in it is open again.
 
-Two settles that end a run's last two states at once cannot both miss the end: each probes
-after its own closing write, so the later probe sees both.
+Nothing here probes or counts a run's states.
 """
 
 from __future__ import annotations
@@ -18,17 +20,34 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+from pymongo import ReturnDocument
 
 from state_manager import metrics
 from state_manager.clock import now_ms
 from state_manager.db import queries
-from state_manager.db.documents import Run
-from state_manager.domain.status import ended_run_status, tally
+from state_manager.db.documents import Run, State
+from state_manager.domain import tally
+from state_manager.domain.status import FAILED, RunStatus, StateStatus
+from state_manager.domain.status import tally as upstream_tally
 
 log = structlog.get_logger(__name__)
 
-FIRST_CHECK_MS = 60_000  # a run is first checked by the sweep this long after it was created
-LONGEST_CHECK_MS = 3_600_000
+# What `conclude` needs of a run (never `owed`, which grows with the run).
+_PROGRESS = {
+    "run_id": 1,
+    "namespace_name": 1,
+    "graph_name": 1,
+    "created_ms": 1,
+    "created": 1,
+    "open": 1,
+    "settled": 1,
+    "final": 1,
+    "status": 1,
+    "cancelled_at": 1,
+    "finished_ms": 1,
+}
+_ATTEMPTS = 5
+SEEDS = "s"  # the tally group of a run's root states
 
 
 def sort_key(run: Run) -> str:
@@ -39,6 +58,10 @@ def sort_key(run: Run) -> str:
 def key_bound(epoch_ms: int) -> str:
     """The smallest sort key of a run created at `epoch_ms`."""
     return f"{epoch_ms:013d}:"
+
+
+def _runs() -> Any:
+    return Run.get_motor_collection()
 
 
 async def runs_claimed(run_ids: set[str]) -> set[str]:
@@ -52,9 +75,7 @@ async def runs_claimed(run_ids: set[str]) -> set[str]:
     """
     if not run_ids:
         return set()
-    found = Run.get_motor_collection().find(
-        {"run_id": {"$in": sorted(run_ids)}}, {"run_id": 1, "status": 1, "cancelled_at": 1}
-    )
+    found = _runs().find({"run_id": {"$in": sorted(run_ids)}}, {"run_id": 1, "status": 1, "cancelled_at": 1})
     runs = [doc async for doc in found]
     pending = [doc["run_id"] for doc in runs if doc.get("status") == "PENDING"]
     if pending:
@@ -62,92 +83,188 @@ async def runs_claimed(run_ids: set[str]) -> set[str]:
     return {doc["run_id"] for doc in runs if doc.get("cancelled_at") is not None}
 
 
-async def finish_if_done(run_id: str) -> Run | None:
-    """Store the run's end if nothing in it can still happen; the finished run, or None."""
-    if await queries.run_may_change(run_id):  # the usual answer while a run goes on: one probe
-        return None
-    run = await queries.find_one(Run, {"run_id": run_id})
-    if run is None:
-        return None
-    if run.final is not None:
-        # Ended already: by a settle that ended another of its last states at the same time (then
-        # the stored counts are what is there), or before something reopened the run without
-        # saying so (a crash between a retry's or `states/create`'s write and the run's reopen,
-        # or an end stored between them). Then reopen it and end it again from what is there.
-        statuses, owing = await queries.run_snapshot(run_id)
-        if not owing and {s.value: n for s, n in statuses.items() if n} == run.counts:
-            return None
-        log.warning("run_end_revised", run_id=run_id, graph=run.graph_name, status=run.status)
-        await queries.reopen_run(run_id)
-        run = await queries.find_one(Run, {"run_id": run_id})
-        if run is None:
-            return None
-    return await finish(run, probed=True)
+def slot_of(state: State) -> tally.Slot:
+    return tally.Slot(state.owed_group, state.owed_index)
 
 
-async def finish(run: Run, *, probed: bool = False) -> Run | None:
-    """Store the run's counts, status and end time if it has ended; the finished run, or None if
-    it has not ended or changed since it was read.
+def spawned_of(state: State) -> list[tally.Registration]:
+    return [
+        tally.Registration(group=r["group"], open=r["open"], settled=r.get("settled", {}))
+        for r in state.spawned
+    ]
 
-    Ended is decided three times over, so that a state moving while it is read cannot make a run
-    end early: the probes find nothing that may still happen (`probed`: the caller just did),
-    one aggregation counts nothing unsettled or owed (it sees the children of a state that
-    cleared its effect between the two probes), and the probes again find nothing. The write is
-    conditional on the run's `revision`, so a retry that reopened the run meanwhile wins.
+
+async def _apply(run_id: str, query: dict[str, Any], update: dict[str, Any]) -> dict[str, Any] | None:
+    doc: dict[str, Any] | None = await _runs().find_one_and_update(
+        {"run_id": run_id, **query}, update, projection=_PROGRESS, return_document=ReturnDocument.AFTER
+    )
+    return doc
+
+
+async def _owed(run_id: str, groups: list[str]) -> dict[str, Any] | None:
+    projection = {**_PROGRESS, **{f"owed.{group}": 1 for group in groups}}
+    doc: dict[str, Any] | None = await _runs().find_one({"run_id": run_id}, projection)
+    return doc
+
+
+async def count_settled(state: State) -> None:
+    """Count `state` settled in its status, with the groups of states its settle created; once.
+
+    The common case is one update. When it matches nothing, the run says why: the state's own
+    group is not registered yet (a child that settled before its parent's tally, a reopen whose
+    count a crash interrupted: registered here, then counted), a group it created is registered
+    already (counted without it), or it was counted already (a repeat: nothing to do).
     """
-    if not probed and await queries.run_may_change(run.run_id):
-        return None
-    statuses, pending = await queries.run_snapshot(run.run_id)
-    counted = tally(statuses, effects_pending=pending or not run.seeded)
-    if counted["status"] == "PENDING" or await queries.run_may_change(run.run_id):
-        return None
-    cancelled = run.cancelled_at is not None
-    status = ended_run_status(str(counted["status"]), cancelled=cancelled)
+    slot = slot_of(state)
+    creations = spawned_of(state)
+    for _ in range(_ATTEMPTS):
+        query, update = tally.settle(slot, state.status.value, creations)
+        doc = await _apply(state.run_id, query, update)
+        if doc is not None:
+            await conclude(doc)
+            return
+        run = await _owed(state.run_id, [slot.group, *(c.group for c in creations)])
+        if run is None:
+            return  # the run is gone
+        owed = run.get("owed", {})
+        still = tally.is_owed(owed, slot)
+        if still is None:
+            await _register_own_group(state)
+            continue
+        creations = [c for c in creations if c.group not in owed]
+        if not still:
+            for creation in creations:  # counted without them by an earlier version of this write
+                await register(state.run_id, creation)
+            await conclude(run)
+            return
+    raise RuntimeError(f"state {state.id} could not be counted settled in run {state.run_id}")
+
+
+async def count_settled_together(run_id: str, states: list[State]) -> bool:
+    """Count these states of one run settled in one update, if every one of them is still owed
+    and none created anything (a cancel's sweep); False if not (count them one by one)."""
+    if not states or any(state.spawned or not state.owed_group for state in states):
+        return False
+    statuses = {state.status.value for state in states}
+    if len(statuses) != 1:
+        return False
+    query, update = tally.settle_many([slot_of(state) for state in states], statuses.pop())
+    doc = await _apply(run_id, query, update)
+    if doc is None:
+        return False
+    await conclude(doc)
+    return True
+
+
+async def _register_own_group(state: State) -> None:
+    slot = slot_of(state)
+    if state.reopened_from is not None:
+        query, update = tally.reopen(slot, state.reopened_from)
+        doc = await _apply(state.run_id, query, update)
+        if doc is not None:
+            await conclude(doc)
+        return
+    details = state.owed_registration or {"open": 1}
+    await register(state.run_id, tally.Registration(slot.group, details["open"], details.get("settled", {})))
+
+
+async def register(run_id: str, registration: tally.Registration) -> None:
+    """Count a group of new states (once)."""
+    query, update = tally.register(registration)
+    doc = await _apply(run_id, query, update)
+    if doc is not None:
+        await conclude(doc)
+
+
+async def reopen_state(state: State) -> None:
+    """Count a settled state open again, under its own new slot (`state.owed_group`); once."""
+    assert state.reopened_from is not None
+    query, update = tally.reopen(slot_of(state), state.reopened_from)
+    doc = await _apply(state.run_id, query, update)
+    if doc is not None:
+        await conclude(doc)
+
+
+def ended_status(doc: dict[str, Any]) -> RunStatus:
+    """A run's status once nothing in it is open: CANCELLED if it was cancelled, else FAILED if a
+    state failed (or it has none), else SUCCESS."""
+    if doc.get("cancelled_at") is not None:
+        return RunStatus.CANCELLED
+    settled = doc.get("settled") or {}
+    failed = any(n for status, n in settled.items() if StateStatus(status) in FAILED)
+    return RunStatus.FAILED if failed or not doc.get("created") else RunStatus.SUCCESS
+
+
+async def conclude(doc: dict[str, Any]) -> None:
+    """End the run if nothing in it is open; reopen it if it had ended and something is open."""
+    if doc.get("open", 0) <= 0 and doc.get("final") is None:
+        await _end(doc)
+    elif doc.get("open", 0) > 0 and doc.get("final") is not None:
+        await _reopen(doc)
+
+
+async def _end(doc: dict[str, Any]) -> None:
+    status = ended_status(doc)
+    settled = {s: n for s, n in (doc.get("settled") or {}).items() if n}
+    finished = doc.get("finished_ms") if doc.get("cancelled_at") is not None else None
     fields: dict[str, Any] = {
-        "final": counted,
-        "counts": {s.value: n for s, n in statuses.items() if n},
+        "final": upstream_tally({StateStatus(s): n for s, n in settled.items()}),
+        "counts": settled,
         "status": status.value,
-        "finished_ms": run.finished_ms or now_ms(),
+        "finished_ms": finished or now_ms(),
     }
-    if not await queries.finish_run(run, fields):
-        return None
+    result = await _runs().update_one(
+        {"run_id": doc["run_id"], "open": 0, "final": None, "cancelled_at": doc.get("cancelled_at")},
+        {"$set": fields},
+    )
+    if not result.modified_count:
+        return  # something opened or cancelled it meanwhile, or another writer ended it
     log.info(
         "run_finished",
-        namespace=run.namespace_name,
-        graph=run.graph_name,
-        run_id=run.run_id,
+        namespace=doc.get("namespace_name"),
+        graph=doc.get("graph_name"),
+        run_id=doc["run_id"],
         status=status.value,
-        states=counted["total_count"],
-        failed=counted["errored_count"],
-        duration_ms=fields["finished_ms"] - run.created_ms,
+        states=doc.get("created", 0),
+        failed=fields["final"]["errored_count"],
+        duration_ms=fields["finished_ms"] - doc.get("created_ms", 0),
     )
-    finished: Run = run.model_copy(update=fields)
+    finished = Run.model_construct(
+        namespace_name=doc.get("namespace_name", ""),
+        graph_name=doc.get("graph_name", ""),
+        status=status.value,
+        finished_ms=fields["finished_ms"],
+        created_ms=doc.get("created_ms", 0),
+    )
     metrics.run_finished(finished)
-    return finished
 
 
-def next_check_ms(run: Run, now: int) -> int:
-    """When the sweep looks at an open run again: half its age from now, within limits."""
-    return now + min(max((now - run.created_ms) // 2, FIRST_CHECK_MS), LONGEST_CHECK_MS)
+async def _reopen(doc: dict[str, Any]) -> None:
+    reopened: dict[str, Any] = {"final": None, "counts": {}}
+    if doc.get("cancelled_at") is None:
+        reopened |= {"status": RunStatus.RUNNING.value, "finished_ms": None}
+    await _runs().update_one(
+        {
+            "run_id": doc["run_id"],
+            "open": {"$gt": 0},
+            "final": {"$ne": None},
+            "cancelled_at": doc.get("cancelled_at"),
+        },
+        {"$set": reopened, "$inc": {"revision": 1}},
+    )
 
 
-async def sweep(batch_size: int) -> int:
-    """Check the open runs that are due for a check; how many were finished."""
-    now = now_ms()
-    due = {"final": None, "seeded": True, "check_after_ms": {"$lte": now}}
-    runs = await Run.find(due).sort("check_after_ms").limit(batch_size).to_list()
-    finished = 0
-    for run in runs:
-        try:
-            ended = await finish(run)
-        except Exception:  # a run that cannot be checked must not stop the others
-            log.exception("run_check_failed", run_id=run.run_id, graph=run.graph_name)
-            ended = None
-        if ended is not None:
-            finished += 1
-            log.warning("run_end_recovered", run_id=run.run_id, graph=run.graph_name)
-            continue
-        await Run.get_motor_collection().update_one(
-            {"_id": run.id, "final": None}, {"$set": {"check_after_ms": next_check_ms(run, now)}}
-        )
-    return finished
+async def conclude_run(run_id: str) -> None:
+    """`conclude` for a run read now (after a cancel, or by recovery)."""
+    doc = await _runs().find_one({"run_id": run_id}, _PROGRESS)
+    if doc is not None:
+        await conclude(doc)
+
+
+async def abandon_seeds(run_id: str, seeds: int) -> None:
+    """A run whose root states could never be written: they are counted as never created, once
+    (the seeds group is emptied only while all its bits are set), so it ends FAILED with none."""
+    query = {f"owed.{SEEDS}.{chunk}": value for chunk, value in tally.group_bits(seeds).items()}
+    update = {"$set": {f"owed.{SEEDS}": {}}, "$inc": {"created": -seeds, "open": -seeds}}
+    doc = await _apply(run_id, query, update)
+    await conclude(doc) if doc is not None else await conclude_run(run_id)

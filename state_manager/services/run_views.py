@@ -17,10 +17,12 @@ from state_manager.clock import iso, now_ms
 from state_manager.db import queries
 from state_manager.db.documents import Run, State
 from state_manager.domain.status import (
+    FAILED,
+    RETRIED,
+    SUCCEEDED,
     RunStatus,
     StateStatus,
     node_status,
-    tally,
 )
 from state_manager.errors import BadRequest, Conflict, InvalidTransition, NotFound
 from state_manager.schemas.runs import (
@@ -55,24 +57,43 @@ def _cursor(raw: str | None) -> ObjectId | None:
 
 
 async def _run(namespace: str, run_id: str) -> Run:
-    run = await queries.find_one(Run, {"run_id": run_id, "namespace_name": namespace})
-    if run is None:
+    doc = await Run.get_motor_collection().find_one(
+        {"run_id": run_id, "namespace_name": namespace}, {"owed": 0}
+    )
+    if doc is None:
         raise NotFound(f"Run {run_id} not found in namespace {namespace}")
+    run: Run = Run.model_validate(doc)
     return run
 
 
-async def _counts(run: Run, counted: dict[StateStatus, int] | None = None) -> dict[StateStatus, int]:
-    """The run's states per status: stored once it has finished, else counted now (for showing:
-    the run's status is the stored one, which the writes that end runs keep)."""
-    if run.final is not None:
-        return {StateStatus(s): n for s, n in run.counts.items()}
-    if counted is None:
-        counted = (await queries.run_tallies([run.run_id])).get(run.run_id, {})
-    return counted
+OPEN = "OPEN"  # in a listing's counts: the states of a run still going, whatever their status
 
 
-def _summary_fields(run: Run, counts: dict[StateStatus, int]) -> dict[str, Any]:
-    grouped = tally(counts)
+def _listed_counts(run: Run) -> dict[str, int]:
+    """A run's counts as listings show them, from its stored figures alone: its settled states
+    by status and, while it goes on, how many are still open."""
+    counts = {status: n for status, n in run.settled.items() if n}
+    if run.open > 0:
+        counts[OPEN] = run.open
+    return counts
+
+
+async def _detailed_counts(run: Run) -> dict[str, int]:
+    """One run's states by status: its settled ones from its stored figures, the ones still
+    open counted now (only those: the page of a run still going)."""
+    counts = {status: n for status, n in run.settled.items() if n}
+    if run.open > 0:
+        for status, n in (await queries.open_state_counts(run.run_id)).items():
+            counts[status.value] = n
+    return counts
+
+
+def _summary_fields(run: Run, counts: dict[str, int]) -> dict[str, Any]:
+    settled = run.settled
+
+    def count(group: frozenset[StateStatus]) -> int:
+        return sum(n for status, n in settled.items() if StateStatus(status) in group)
+
     return {
         "run_id": run.run_id,
         "namespace": run.namespace_name,
@@ -85,13 +106,14 @@ def _summary_fields(run: Run, counts: dict[StateStatus, int]) -> dict[str, Any]:
         "started_ms": run.started_ms,
         "finished_ms": run.finished_ms,
         "duration_ms": max(0, (run.finished_ms or now_ms()) - run.created_ms),
-        "counts": {status.value: n for status, n in sorted(counts.items()) if n},
-        "total_count": grouped["total_count"],
-        "success_count": grouped["success_count"],
-        "pending_count": grouped["pending_count"],
-        "errored_count": grouped["errored_count"],
-        "retried_count": grouped["retried_count"],
-        "cancelled_count": counts.get(StateStatus.CANCELLED, 0),
+        "counts": dict(sorted(counts.items())),
+        "open_count": max(run.open, 0),
+        "total_count": run.created,
+        "success_count": count(SUCCEEDED),
+        "pending_count": max(run.open, 0),
+        "errored_count": count(FAILED),
+        "retried_count": count(RETRIED),
+        "cancelled_count": settled.get(StateStatus.CANCELLED.value, 0),
     }
 
 
@@ -122,20 +144,16 @@ async def search_runs(
         keys["$lt"] = min(cursor, keys.get("$lt", cursor))
     if keys:
         query["sort_key"] = keys
-    runs = await Run.find(query).sort("-sort_key").limit(limit + 1).to_list()
+    found = Run.get_motor_collection().find(query, {"owed": 0}).sort("sort_key", -1).limit(limit + 1)
+    runs = [Run.model_validate(doc) async for doc in found]
     more, runs = len(runs) > limit, runs[:limit]
-    open_ids = [run.run_id for run in runs if run.final is None]
-    tallies = await queries.run_tallies(open_ids) if open_ids else {}
-    items = []
-    for run in runs:
-        counts = await _counts(run, tallies.get(run.run_id, {}) if run.final is None else None)
-        items.append(RunSummary(**_summary_fields(run, counts)))
+    items = [RunSummary(**_summary_fields(run, _listed_counts(run))) for run in runs]
     return RunPage(namespace=namespace, runs=items, next_cursor=runs[-1].sort_key if more and runs else None)
 
 
 async def run_detail(namespace: str, run_id: str) -> RunDetail:
     run = await _run(namespace, run_id)
-    counts = await _counts(run)
+    counts = await _detailed_counts(run)
     return RunDetail(**_summary_fields(run, counts), store=run.store, cancelled_at=run.cancelled_at)
 
 

@@ -19,15 +19,16 @@ from state_manager import metrics
 from state_manager.clock import now_ms, utcnow
 from state_manager.db import queries
 from state_manager.db.documents import GraphTemplate, IdempotencyKey, Run, State
+from state_manager.domain import tally as counting
 from state_manager.domain.graph import GraphShape
 from state_manager.domain.planning import PlanningError, missing_store_keys, root_inputs
-from state_manager.domain.status import RunStatus, tally, upstream_run_status
+from state_manager.domain.status import RunStatus, StateStatus, tally, upstream_run_status
 from state_manager.errors import BadRequest, Conflict, NotFound, Unprocessable
 from state_manager.schemas.states import CreateStatesRequest, TriggerRequest, TriggerStateIn
 from state_manager.services import run_status
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import VALID, find_graph, graph_shape
-from state_manager.services.progress import cancelled_reason
+from state_manager.services.progress import cancel_waiting, cancelled_reason
 
 log = structlog.get_logger(__name__)
 
@@ -109,7 +110,10 @@ async def trigger_graph(
         store=body.store,
         seeds=seeds,
         created_ms=when - body.start_delay,
-        check_after_ms=when + run_status.FIRST_CHECK_MS,
+        # Its root states are counted open from the start (they are written next).
+        created=len(seeds),
+        open=len(seeds),
+        owed={run_status.SEEDS: counting.group_bits(len(seeds))},
     )
     run.sort_key = run_status.sort_key(run)
     try:
@@ -182,13 +186,16 @@ async def _key_record(
 async def seed_run(ctx: AppContext, run: Run) -> list[State]:
     """Create the run's root states (idempotent: the recovery loop may repeat it)."""
     keys = [f"{run.run_id}:seed:{index}" for index in range(len(run.seeds))]
-    states = [_seed_state(run, seed, key) for key, seed in zip(keys, run.seeds, strict=True)]
+    states = [
+        _seed_state(run, seed, key, run_status.SEEDS, index, len(run.seeds))
+        for index, (key, seed) in enumerate(zip(keys, run.seeds, strict=True))
+    ]
     await queries.insert_many_once(states)
     seeded = await Run.get_motor_collection().find_one_and_update(
         {"run_id": run.run_id}, {"$set": {"seeded": True}}, return_document=ReturnDocument.AFTER
     )
     if seeded is not None and seeded.get("cancelled_at") is not None:  # cancelled while seeding
-        await queries.cancel_waiting({"spawn_key": {"$in": keys}}, cancelled_reason(run.run_id))
+        await cancel_waiting(ctx, {"spawn_key": {"$in": keys}}, cancelled_reason(run.run_id))
     for namespace in {seed["namespace_name"] for seed in run.seeds}:
         ctx.work.notify(namespace)
     if all(state.id is not None for state in states):
@@ -197,8 +204,11 @@ async def seed_run(ctx: AppContext, run: Run) -> list[State]:
     return [by_key[key] for key in keys if key in by_key]
 
 
-def _seed_state(run: Run, seed: dict[str, Any], key: str) -> State:
+def _seed_state(run: Run, seed: dict[str, Any], key: str, group: str, index: int, size: int) -> State:
     return State(
+        owed_group=group,
+        owed_index=index,
+        owed_registration={"open": size},
         node_name=seed["node_name"],
         namespace_name=seed["namespace_name"],
         identifier=seed["identifier"],
@@ -234,7 +244,6 @@ async def create_states(
         graph_version=graph.version,
         seeded=True,
         created_ms=now_ms(),
-        check_after_ms=now_ms() + run_status.FIRST_CHECK_MS,
     )
     run.sort_key = run_status.sort_key(run)
     if existing is None:
@@ -242,17 +251,19 @@ async def create_states(
             await queries.insert(run)
             metrics.run_triggered(run)
     batch = uuid4().hex
-    states = [_seed_state(run, seed, f"{run.run_id}:create:{batch}:{i}") for i, seed in enumerate(seeds)]
+    group = f"n{batch}"
+    states = [
+        _seed_state(run, seed, f"{run.run_id}:create:{batch}:{i}", group, i, len(seeds))
+        for i, seed in enumerate(seeds)
+    ]
     await queries.insert_many_once(states)
-    if existing is not None:
-        # After the states are written: an end stored before this write is cleared by it, and
-        # one stored after it has seen them. (A crash in between leaves an ended run with open
-        # states; the first of them to settle reopens it: see run_status.finish_if_done.)
-        await queries.reopen_run(run.run_id)
+    # Counted after they are written (a run that had ended is reopened by it). A crash in
+    # between leaves them uncounted until the first of them settles: it counts its batch then.
+    await run_status.register(run.run_id, counting.Registration(group, len(states)))
     now = await queries.find_one(Run, {"run_id": run.run_id})
     if now is not None and now.cancelled_at is not None:  # cancelled while they were written
         keys = [state.spawn_key for state in states]
-        await queries.cancel_waiting({"spawn_key": {"$in": keys}}, cancelled_reason(run.run_id))
+        await cancel_waiting(ctx, {"spawn_key": {"$in": keys}}, cancelled_reason(run.run_id))
         raise Conflict(f"Run {body.run_id} was cancelled: no states can be added to it", "RUN_CANCELLED")
     for namespace_name in {state.namespace_name for state in states}:
         ctx.work.notify(namespace_name)
@@ -273,11 +284,12 @@ async def list_runs(namespace: str, page: int, size: int) -> tuple[int, list[dic
         .limit(size)
         .to_list()
     )
-    going = [run for run in runs if run.final is None]
-    tallies = await queries.run_tallies([run.run_id for run in going]) if going else {}
     items = []
     for run in runs:
-        counts = run.final or tally(tallies.get(run.run_id, {}))
+        # From its stored figures: the states still open count as pending.
+        counts = run.final or tally(
+            {**{StateStatus(s): n for s, n in run.settled.items()}, StateStatus.CREATED: max(run.open, 0)}
+        )
         counts = {**counts, "status": upstream_run_status(run.status)}
         items.append(
             {"run_id": run.run_id, "graph_name": run.graph_name, **counts, "created_at": run.created_at}
@@ -285,13 +297,14 @@ async def list_runs(namespace: str, page: int, size: int) -> tuple[int, list[dic
     return total, items
 
 
-async def cancel_run(namespace: str, run_id: str) -> Run:
+async def cancel_run(ctx: AppContext, namespace: str, run_id: str) -> Run:
     """Cancel every waiting state of a run, and anything a settle in flight writes after.
 
     First the run is marked (so its listing says CANCELLED and a repeat answers the same), then
     every state of the run is flagged, then every CREATED or QUEUED one is cancelled. A settle
     that writes after the sweep sees the flag in its closing write and cancels what it wrote
-    (`progress._undo_if_cancelled`); the recovery pass goes through the same code.
+    (`progress._undo_if_cancelled`); the recovery pass goes through the same code. The run's
+    counts are stored when its last state has settled.
     """
     run = await queries.find_one(Run, {"run_id": run_id, "namespace_name": namespace})
     if run is None:
@@ -301,25 +314,21 @@ async def cancel_run(namespace: str, run_id: str) -> Run:
         # end (its last report stored SUCCESS or FAILED meanwhile) changes nothing.
         now = now_ms()
         result = await Run.get_motor_collection().update_one(
-            {"run_id": run_id, "cancelled_at": None, "status": {"$in": _OPEN_RUN_STATUSES}},
-            {
-                "$set": {"cancelled_at": now, "final": None, "status": CANCELLED, "finished_ms": now},
-                "$inc": {"revision": 1},
-            },
+            {"run_id": run_id, "cancelled_at": None, "final": None, "status": {"$in": _OPEN_RUN_STATUSES}},
+            {"$set": {"cancelled_at": now, "status": CANCELLED, "finished_ms": now}, "$inc": {"revision": 1}},
         )
         if not result.matched_count:
             ended = await queries.find_one(Run, {"run_id": run_id})
             if ended is not None and ended.cancelled_at is None:
                 raise Conflict(f"Run {run_id} has already ended: it is {ended.status}; nothing was cancelled")
     await queries.mark_run_cancelled(run_id)
-    cancelled = await queries.cancel_waiting({"run_id": run_id}, cancelled_reason(run_id))
+    cancelled = await cancel_waiting(ctx, {"run_id": run_id}, cancelled_reason(run_id))
     doc = await Run.get_motor_collection().find_one_and_update(
         {"run_id": run_id}, {"$inc": {"cancelled_count": cancelled}}, return_document=ReturnDocument.AFTER
     )
     log.info("run_cancelled", namespace=namespace, run_id=run_id, cancelled=cancelled)
+    await run_status.conclude_run(run_id)  # a run with nothing open ends at once
     cancelled_run: Run = Run.model_validate(doc)
-    # Its counts are stored once nothing in it can change (a state still reporting may settle).
-    await run_status.finish_if_done(run_id)
     return cancelled_run
 
 

@@ -31,10 +31,17 @@ from state_manager.errors import Conflict, InvalidTransition, NotFound, TooLarge
 from state_manager.services import leases, queues, run_status
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import find_graph, graph_shape, template_for
-from state_manager.services.joins import current_join, join_blocked, supersede, supersede_joins_above
+from state_manager.services.joins import (
+    current_join,
+    join_blocked,
+    reopening,
+    supersede,
+    supersede_joins_above,
+)
 from state_manager.services.progress import (
     EFFECTS,
     TOO_LARGE,
+    cancel_waiting,
     cancelled_reason,
     manual_retry_key,
     settle_or_count,
@@ -130,7 +137,7 @@ async def enqueue(
         if claimed or remaining <= 0 or ctx.work.closing:
             cancelled = await run_status.runs_claimed({state.run_id for state in claimed})
             if cancelled:
-                claimed = await _drop_cancelled(claimed, cancelled)
+                claimed = await _drop_cancelled(ctx, claimed, cancelled)
             if wait_ms > 0:
                 await queues.record_poll(ctx, namespace, nodes)  # still asking at the end of a long-poll
             metrics.enqueue_answered(namespace, claimed)
@@ -140,11 +147,11 @@ async def enqueue(
             return []
 
 
-async def _drop_cancelled(claimed: list[State], cancelled_runs: set[str]) -> list[State]:
+async def _drop_cancelled(ctx: AppContext, claimed: list[State], cancelled_runs: set[str]) -> list[State]:
     """Cancel, instead of handing out, the states just claimed in runs that were cancelled."""
     for run_id in cancelled_runs:
         ids = [state.id for state in claimed if state.run_id == run_id]
-        await queries.cancel_waiting({"_id": {"$in": ids}}, cancelled_reason(run_id))
+        await cancel_waiting(ctx, {"_id": {"$in": ids}}, cancelled_reason(run_id))
     return [state for state in claimed if state.run_id not in cancelled_runs]
 
 
@@ -283,10 +290,10 @@ async def manual_retry(
     await _refuse_if_run_cancelled(state)
     if state.does_unites:
         return await _retry_join(ctx, namespace, state)
-    fields = {"manual_retry_request": fanout_id}
-    not_cancelled = {"run_cancelled": {"$ne": True}}
+    fields: dict[str, Any] = {"manual_retry_request": fanout_id, **reopening(state)}
+    expect = {"run_cancelled": {"$ne": True}, "pending_effect": state.pending_effect}
     updated = await queries.transition(
-        state_id, Event.MANUAL_RETRY, fields, namespace=namespace, extra_filter=not_cancelled
+        state_id, Event.MANUAL_RETRY, fields, namespace=namespace, extra_filter=expect
     )
     if updated is None:
         state = await load_state(namespace, state_id)
@@ -300,7 +307,8 @@ async def manual_retry(
             f"State is {state.status}: only ERRORED, NEXT_CREATED_ERROR, TIMEDOUT or CANCELLED "
             "states can be retried manually"
         )
-    await queries.reopen_run(updated.run_id)  # after the write: see queries.finish_run
+    if updated.reopened_from is not None and state.pending_effect is None:
+        await run_status.reopen_state(updated)  # counted open again: its run goes on
     await settle_or_count(ctx, updated)
     if rejoin:
         await rejoin_above(ctx, [updated])
@@ -317,7 +325,6 @@ async def rejoin_above(ctx: AppContext, retried: list[State]) -> None:
         for join in await supersede_joins_above(state, graph):
             if str(join.id) not in seen:
                 seen.add(str(join.id))
-                await queries.reopen_run(join.run_id)
                 await settle_or_count(ctx, join)
 
 
@@ -341,7 +348,6 @@ async def _retry_join(ctx: AppContext, namespace: str, join: State) -> State:
         if current.status == StateStatus.RETRY_CREATED:
             raise Conflict(f"Join {join.id} is already being made again")
         raise InvalidTransition(f"State is {current.status}: it cannot be retried")
-    await queries.reopen_run(join.run_id)
     await settle_or_count(ctx, superseded)
     anchor_id = superseded.parents.get(_unites(graph, join) or "", "")
     anchor = await queries.find_state(ObjectId(anchor_id)) if anchor_id else None

@@ -1,13 +1,16 @@
 """Upgrading stored data at start: runs written before runs stored their progress.
 
 Runs stored before decision 0019 have no `sort_key`, `status`, times or counts: the filtered
-listing would not show them and the upstream listing would show them PENDING forever. At start
-each such run gets what its states say (`domain/progress.expected_progress`): its status, its
-counts and `final` figures once it has ended, when it started and ended, and its `sort_key`.
+listing would not show them and the upstream listing would show them PENDING forever; runs
+stored before decision 0020 have no progress figures (`created`, `open`, `settled`, `owed`). At
+start each such run gets what its states say (`domain/progress.expected_progress`): its status,
+its figures (its open states are given slots in a group of their own, so that they are counted
+settled when they settle), its `final` figures once it has ended, its times and `sort_key`.
 
 Bounded: runs are read `batch_size` at a time and each run's states through a projection.
-Idempotent: each write is conditional on the run still lacking its `sort_key`, so a second pass
-or a second replica upgrading at the same time changes nothing twice.
+Idempotent: each write is conditional on the run still lacking its figures, so a second pass or
+a second replica upgrading at the same time changes nothing twice. Once a pass finds nothing
+left, a marker is stored and later starts skip the search.
 """
 
 from __future__ import annotations
@@ -18,19 +21,26 @@ import structlog
 
 from state_manager.clock import now_ms
 from state_manager.db.documents import Run, State
-from state_manager.domain.progress import StateFacts, expected_progress
-from state_manager.domain.status import StateStatus, tally
+from state_manager.domain import tally
+from state_manager.domain.progress import StateFacts, expected_progress, is_open
+from state_manager.domain.status import StateStatus
+from state_manager.domain.status import tally as upstream_tally
 from state_manager.services import run_status
 
 log = structlog.get_logger(__name__)
 
-_NOT_UPGRADED: dict[str, Any] = {"sort_key": {"$in": [None, ""]}}
+_NOT_UPGRADED: dict[str, Any] = {"open": {"$exists": False}}
 _FACTS = {"status": 1, "pending_effect": 1, "claimed_ms": 1, "ended_ms": 1, "updated_ms": 1}
+_MARKER = {"_id": "runs_progress_v1"}
+UPGRADE_GROUP = "u"  # the tally group of the open states of an upgraded run
 
 
 async def upgrade_runs(batch_size: int = 200) -> int:
     """Give every run stored without its progress its status, counts, times and sort key; how
     many runs were upgraded."""
+    meta = Run.get_motor_collection().database["ServerMeta"]
+    if await meta.find_one(_MARKER) is not None:
+        return 0
     upgraded = 0
     while True:
         cursor = Run.get_motor_collection().find(_NOT_UPGRADED).sort("_id", 1).limit(batch_size)
@@ -41,6 +51,7 @@ async def upgrade_runs(batch_size: int = 200) -> int:
             break
     if upgraded:
         log.info("runs_upgraded", runs=upgraded)
+    await meta.update_one(_MARKER, {"$set": {"done_ms": now_ms()}}, upsert=True)
     return upgraded
 
 
@@ -58,15 +69,28 @@ async def _upgrade(doc: dict[str, Any]) -> int:
     ]
     progress = expected_progress(facts, cancelled=doc.get("cancelled_at") is not None)
     created_ms = doc.get("created_ms") or _epoch_ms(doc.get("created_at"))
+    open_ids = [s["_id"] for s, f in zip(states, facts, strict=True) if is_open(f)]
     fields: dict[str, Any] = {
         "created_ms": created_ms,
-        "sort_key": run_status.key_bound(created_ms) + run_id,
+        "sort_key": doc.get("sort_key") or run_status.key_bound(created_ms) + run_id,
         "status": progress.status.value,
-        "started_ms": _started_ms(states, created_ms) if progress.started else None,
+        "started_ms": doc.get("started_ms")
+        or (_started_ms(states, created_ms) if progress.started else None),
+        "created": len(states),
+        "open": len(open_ids),
+        "settled": progress.settled,
+        "owed": {UPGRADE_GROUP: tally.group_bits(len(open_ids))},
     }
+    for index, state_id in enumerate(open_ids):
+        slot = {
+            "owed_group": UPGRADE_GROUP,
+            "owed_index": index,
+            "owed_registration": {"open": len(open_ids)},
+        }
+        await State.get_motor_collection().update_one({"_id": state_id}, {"$set": slot})
     if progress.ended:
         fields["counts"] = progress.counts
-        fields["final"] = tally({StateStatus(s): n for s, n in progress.counts.items()})
+        fields["final"] = upstream_tally({StateStatus(s): n for s, n in progress.counts.items()})
         fields["finished_ms"] = doc.get("cancelled_at") or _finished_ms(states, created_ms)
     elif doc.get("cancelled_at") is not None:
         fields["finished_ms"] = doc["cancelled_at"]

@@ -136,6 +136,11 @@ async def test_runs_stored_before_the_stored_status_are_listed_as_their_states_s
     assert stored["finished_ms"] == CREATED_MS + 4000
     assert stored["created_ms"] == CREATED_MS
 
+    going_run = db.runs.find_one({"run_id": going})
+    assert (going_run["created"], going_run["open"], going_run["settled"]) == (2, 1, {"SUCCESS": 1})
+    queued = db.State.find_one({"run_id": going, "status": "QUEUED"})
+    assert queued["owed_group"] == "u" and going_run["owed"] == {"u": {"0": 1}}  # counted when it settles
+
     # A second start (or a second replica) changes nothing.
     before = list(db.runs.find({}, {"_id": 0}).sort("run_id", 1))
     again = await _runs_listed(store_uri, database)

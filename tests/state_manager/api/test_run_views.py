@@ -264,34 +264,42 @@ async def test_retry_failed_of_a_cancelled_run_is_409(api: Api) -> None:
     assert "cancelled" in answer["detail"]
 
 
-async def test_a_missed_run_end_is_found_by_the_recovery_pass(api: Api, ctx: AppContext) -> None:
+async def _crash_before_the_tally(run_id: str, identifier: str) -> None:
+    """Leave the run as if the process died between the state's last status write and its count
+    in the run: the state still owes its tally (untouched for a while), the run counts it open."""
+    state = await State.get_motor_collection().find_one({"run_id": run_id, "identifier": identifier})
+    assert state is not None and state["status"] == "SUCCESS"
+    bit = 1 << (state["owed_index"] % 8)
+    chunk = f"owed.{state['owed_group']}.{state['owed_index'] // 8}"
+    await State.get_motor_collection().update_one(
+        {"_id": state["_id"]}, {"$set": {"pending_effect": "tally", "updated_ms": 0}}
+    )
+    await Run.get_motor_collection().update_one(
+        {"run_id": run_id},
+        {
+            "$set": {"final": None, "status": "RUNNING", "finished_ms": None, "counts": {}},
+            "$inc": {chunk: bit, "open": 1, "settled.SUCCESS": -1},
+        },
+    )
+
+
+async def test_a_run_end_a_crash_missed_is_stored_by_the_next_recovery_pass(
+    api: Api, ctx: AppContext
+) -> None:
     await api.setup("g", chain(), ALPHA, BETA)
     run_id = (await api.trigger("g"))["run_id"]
     await Worker(api, "Alpha").execute()
     await Worker(api, "Beta").execute()
-    # As if the process died between the last state's write and the run's:
-    await Run.get_motor_collection().update_one(
-        {"run_id": run_id},
-        {"$set": {"final": None, "status": "RUNNING", "finished_ms": None, "check_after_ms": 0}},
-    )
+    await _crash_before_the_tally(run_id, "b")
+    assert (await _stored(run_id)).status == "RUNNING"
 
     report = await recover_once(ctx)
 
-    assert report.runs_finished == 1
-    stored = await Run.find_one({"run_id": run_id})
-    assert stored is not None and stored.status == "SUCCESS" and stored.finished_ms is not None
-    assert (await recover_once(ctx)).runs_finished == 0
-
-
-async def test_an_open_run_is_checked_again_later_not_at_every_pass(api: Api, ctx: AppContext) -> None:
-    await api.setup("g", chain(), ALPHA, BETA)
-    run_id = (await api.trigger("g"))["run_id"]
-    await Run.get_motor_collection().update_one({"run_id": run_id}, {"$set": {"check_after_ms": 0}})
-
-    await recover_once(ctx)
-
-    stored = await Run.find_one({"run_id": run_id})
-    assert stored is not None and stored.status == "PENDING" and stored.check_after_ms > now_ms() + 30_000
+    assert report.effects_completed == 1
+    stored = await _stored(run_id)
+    assert (stored.status, stored.counts, stored.open) == ("SUCCESS", {"SUCCESS": 2}, 0)
+    assert stored.finished_ms is not None
+    assert (await recover_once(ctx)).effects_completed == 0
 
 
 async def test_queues_show_due_delayed_and_claimed_work_and_when_a_runtime_last_asked(api: Api) -> None:
@@ -352,7 +360,7 @@ async def test_a_fan_out_with_a_join_ends_when_the_join_does(api: Api) -> None:
     assert stored.status == "SUCCESS" and stored.counts == {"SUCCESS": 6}
 
 
-async def test_a_run_the_recovery_pass_cannot_check_does_not_stop_the_others(
+async def test_a_run_the_recovery_pass_cannot_count_does_not_stop_the_others(
     api: Api, ctx: AppContext
 ) -> None:
     await api.setup("g", chain(), ALPHA, BETA)
@@ -360,13 +368,13 @@ async def test_a_run_the_recovery_pass_cannot_check_does_not_stop_the_others(
     for _ in range(2):
         await Worker(api, "Alpha").execute()
         await Worker(api, "Beta").execute()
-    missed = {"final": None, "status": "RUNNING", "finished_ms": None, "check_after_ms": 0}
-    await Run.get_motor_collection().update_many({"run_id": {"$in": [broken, healthy]}}, {"$set": missed})
-    await State.get_motor_collection().update_one({"run_id": broken}, {"$set": {"status": "NOT-A-STATUS"}})
+    for run_id in (broken, healthy):
+        await _crash_before_the_tally(run_id, "b")
+    await Run.get_motor_collection().update_one({"run_id": broken}, {"$set": {"owed": "not a map"}})
 
     report = await recover_once(ctx)
 
-    assert report.runs_finished == 1
+    assert report.effects_completed == 1 and report.failures == 1
     assert (await _stored(healthy)).status == "SUCCESS"
-    left = await _stored(broken)
-    assert left.final is None and left.check_after_ms > now_ms()  # looked at again later, not at once
+    left = await State.get_motor_collection().find_one({"run_id": broken, "identifier": "b"})
+    assert left is not None and left["pending_effect"] == "tally"  # tried again by the next pass
