@@ -109,6 +109,8 @@ def settle(
         "$inc": {slot.path: -slot.bit, f"settled.{status}": 1, "open": -1},
     }
     for registration in creations:
+        if registration.group == slot.group:  # the store refuses an update of one path twice
+            raise ValueError(f"a state cannot create its own tally group {slot.group!r}")
         query[f"owed.{registration.group}"] = {"$exists": False}
         _register_fields(registration, update)
     return query, update

@@ -98,7 +98,7 @@ def _with_joins(state: State, joins: list[State]) -> list[dict[str, Any]] | None
     """The state's `spawned`, with the joins its evaluation found made (None: unchanged)."""
     if not joins:
         return None
-    known = {entry["group"] for entry in state.spawned}
+    known = {entry["group"] for entry in state.spawned} | {state.owed_group}
     added = [join_registration(join) for join in joins if join_registration(join)["group"] not in known]
     return [*state.spawned, *added] if added else None
 
