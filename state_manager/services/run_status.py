@@ -101,9 +101,10 @@ async def _apply(run_id: str, query: dict[str, Any], update: dict[str, Any]) -> 
     return doc
 
 
-async def _owed(run_id: str, groups: list[str]) -> dict[str, Any] | None:
-    projection = {**_PROGRESS, **{f"owed.{group}": 1 for group in groups}}
-    doc: dict[str, Any] | None = await _runs().find_one({"run_id": run_id}, projection)
+async def _owed(run_id: str) -> dict[str, Any] | None:
+    """The run with its `owed` bits (read only when a count matched nothing: not the usual case).
+    All of `owed`: the embedded engine ignores a projection of fields inside it."""
+    doc: dict[str, Any] | None = await _runs().find_one({"run_id": run_id}, {**_PROGRESS, "owed": 1})
     return doc
 
 
@@ -123,7 +124,7 @@ async def count_settled(state: State) -> None:
         if doc is not None:
             await conclude(doc)
             return
-        run = await _owed(state.run_id, [slot.group, *(c.group for c in creations)])
+        run = await _owed(state.run_id)
         if run is None:
             return  # the run is gone
         owed = run.get("owed", {})

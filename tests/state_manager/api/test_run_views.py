@@ -104,6 +104,7 @@ async def test_runs_are_filtered_by_graph_status_and_time_newest_first(api: Api)
     first = (await api.trigger("g"))["run_id"]
     await asyncio.sleep(0.01)
     middle = now_ms()
+    await asyncio.sleep(0.01)  # `until` includes its millisecond: the next run is created after it
     second = (await api.trigger("h"))["run_id"]
     third = (await api.trigger("g"))["run_id"]
     await Worker(api, "Alpha").claim_one()  # the oldest due: `first` is now RUNNING
