@@ -78,7 +78,7 @@ async def simulate(
                 record.ops.append((op, again))
         await recover(world)
         if record.cancels_answered(200):
-            await _try_after_cancel(world, fx, record)
+            await _try_after_cancel(world, fx, record, scenario.create_after_cancel)
         await drain(world, fx, record)
         if scenario.repair is not None:
             await scenario.repair(world, fx, record)
@@ -146,7 +146,7 @@ async def report(world: World, fx: Fixture, state: Json, record: Record) -> None
     record.attempts.append(Attempt(f"drain: report {state['identifier']} {state['state_id']}", "report", answer))
 
 
-async def _try_after_cancel(world: World, fx: Fixture, record: Record) -> None:
+async def _try_after_cancel(world: World, fx: Fixture, record: Record, create: bool) -> None:
     """A cancel answered 200: an operator and a worker now try to start work in the run."""
     states = await world.api.run_states(fx.run_id)
     for state in states:
@@ -160,6 +160,8 @@ async def _try_after_cancel(world: World, fx: Fixture, record: Record) -> None:
                 await _work_after_cancel(world, fx, record)
     answer = await world.client.post(world.api.url(f"/run/{fx.run_id}/retry-failed"))
     record.attempts.append(Attempt("retry-failed after the cancel", "reopen", answer, after_cancel=True))
+    if not create:
+        return
     identifier = "c" if fx.graph == "chain" else "start"
     body = {"run_id": fx.run_id, "states": [{"identifier": identifier, "inputs": {"x": "after-cancel"}}]}
     answer = await world.client.post(world.api.url(f"/graph/{fx.graph}/states/create"), json=body)

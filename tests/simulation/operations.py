@@ -17,7 +17,6 @@ from state_manager.services import run_status
 from state_manager.services.recovery import recover_once
 from tests.factories import Json
 from tests.simulation.graphs import Worker
-from tests.simulation.scheduler import gate
 from tests.simulation.world import World
 
 CLAIM_HEADER = "x-exosphere-claim-token"
@@ -80,6 +79,26 @@ def errored(held: str, error: str = "boom") -> Op:
     return Op(f"errored({held})", REPORT, call)
 
 
+def work() -> Op:
+    """A worker: claims what is due, and reports each state it got executed (the answer of its
+    last report, or of the claim if it got nothing)."""
+
+    async def call(world: World, fx: Fixture) -> httpx.Response:
+        body = {"nodes": ["Alpha", "Beta", "Gamma"], "batch_size": 10, "wait_ms": 0}
+        answer = await world.client.post(_url(world, "/states/enqueue"), json=body)
+        for state in answer.json()["states"]:
+            fx.held[f"worker:{state['identifier']}"] = state
+            outputs = fx.worker.run(state)
+            answer = await world.client.post(
+                _url(world, f"/state/{state['state_id']}/executed"),
+                json={"outputs": outputs if not isinstance(outputs, str) else [{}]},
+                headers={CLAIM_HEADER: state["claim_token"]},
+            )
+        return answer
+
+    return Op("worker", REPORT, call)
+
+
 def cancel() -> Op:
     async def call(world: World, fx: Fixture) -> httpx.Response:
         return await world.client.post(_url(world, f"/run/{fx.run_id}/cancel"))
@@ -119,17 +138,16 @@ def trigger(key: str) -> Op:
     return Op(f"trigger(key={key})", TRIGGER, call)
 
 
-async def _start_pass(name: str) -> None:
-    """A replica's pass starts when the scheduler says (a gate of its own), then reads the clock
-    2 ms on: every write made before it started is then stale (grace 0) whatever millisecond it
-    was made in, so the pass sees the same on every replay."""
-    await gate(f"{name}.start")
+async def _start_pass() -> None:
+    """A replica's pass reads the clock 2 ms after it starts (the scheduler starts it): every
+    write made before is then stale (grace 0) whatever millisecond it was made in, so the pass
+    sees the same on every replay."""
     await asyncio.sleep(0.002)
 
 
 def recovery() -> Op:
     async def call(world: World, fx: Fixture) -> Any:
-        await _start_pass("recovery")
+        await _start_pass()
         return await recover_once(world.ctx)
 
     return Op("recovery", PASS, call)
@@ -137,7 +155,7 @@ def recovery() -> Op:
 
 def sweep() -> Op:
     async def call(world: World, fx: Fixture) -> Any:
-        await _start_pass("sweep")
+        await _start_pass()
         return await run_status.sweep(100)
 
     return Op("sweep", PASS, call)

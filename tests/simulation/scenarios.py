@@ -51,6 +51,7 @@ class Scenario:
     clean_results: dict[str, list[Any]]  # outputs of its successful states, by identifier
     repair: Repair | None = None  # played after the first drain, followed by another
     joins: tuple[JoinCheck, ...] = field(default=())
+    create_after_cancel: bool = False  # after a cancel, also try SEED `states/create` into the run
 
     def __str__(self) -> str:
         return self.name
@@ -187,6 +188,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         clean_chain(),
     ),
     Scenario(
+        "chain_retry_vs_cancel_vs_worker",
+        chain_run(broken=("b",)),
+        (op.manual_retry("b"), op.cancel(), op.work()),
+        "SUCCESS",
+        clean_chain(),
+    ),
+    Scenario(
         "seed_create_vs_last_report",
         seeded_run(hold=True),
         (op.executed("c"), op.create_states("c", "fail")),
@@ -199,6 +207,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         (op.cancel(), op.create_states("c", "more")),
         "SUCCESS",
         {"c": [{"y": "seed+c"}, {"y": "more+c"}]},
+        create_after_cancel=True,
     ),
     Scenario(
         "idempotent_triggers",

@@ -8,8 +8,9 @@ choices, or a seeded random generator), and records the choice. So a run is a fu
 
 A crash point `Crash(op, call)` kills operation `op` as it arrives at its `call`-th gate
 (1-based), before that call happens: its task is cancelled, it makes no further store calls
-and its answer is lost, as if its server replica died there. The last gate of each operation
-is its answer (after its last store call), so a crash there loses only the answer.
+and its answer is lost, as if its server replica died there. The first gate of each operation
+is its start (a crash there: the request never arrived) and the last its answer (after its
+last store call: a crash there loses only the answer).
 """
 
 from __future__ import annotations
@@ -183,6 +184,9 @@ class Scheduler:
 
     async def _body(self, op: _Op, operation: Operation) -> None:
         try:
+            # Its first gate: nothing of it (not even a clock read) happens before the scheduler
+            # starts it, so what it sees does not depend on how fast the others were set up.
+            await self.gate(op.index, "start")
             value = await operation()
             await self.gate(op.index, "answer")
         except asyncio.CancelledError:
