@@ -20,7 +20,7 @@ import functools
 import os
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from state_manager.db.documents import Run, State
@@ -67,7 +67,9 @@ async def simulate(
         chooser = Chooser(choices, random.Random(seed) if seed is not None else None)
         scheduler = Scheduler(chooser, crash)
         world.clock = lambda: scheduler.step
-        results = await scheduler.run([(op.name, functools.partial(op.call, world, fx)) for op in scenario.ops])
+        results = await scheduler.run(
+            [(op.name, functools.partial(op.call, world, fx)) for op in scenario.ops]
+        )
         world.clock = lambda: AFTER_THE_RACE
         record = Record(list(zip(scenario.ops, results, strict=True)))
         for op, result in list(record.ops):
@@ -143,7 +145,9 @@ async def report(world: World, fx: Fixture, state: Json, record: Record) -> None
     url = f"/state/{state['state_id']}/" + ("errored" if isinstance(outcome, str) else "executed")
     body: Any = {"error": outcome} if isinstance(outcome, str) else {"outputs": outcome}
     answer = await world.client.post(world.api.url(url), json=body, headers=headers)
-    record.attempts.append(Attempt(f"drain: report {state['identifier']} {state['state_id']}", "report", answer))
+    record.attempts.append(
+        Attempt(f"drain: report {state['identifier']} {state['state_id']}", "report", answer)
+    )
 
 
 async def _try_after_cancel(world: World, fx: Fixture, record: Record, create: bool) -> None:
@@ -165,7 +169,9 @@ async def _try_after_cancel(world: World, fx: Fixture, record: Record, create: b
     identifier = "c" if fx.graph == "chain" else "start"
     body = {"run_id": fx.run_id, "states": [{"identifier": identifier, "inputs": {"x": "after-cancel"}}]}
     answer = await world.client.post(world.api.url(f"/graph/{fx.graph}/states/create"), json=body)
-    record.attempts.append(Attempt("states/create into the run after the cancel", "reopen", answer, after_cancel=True))
+    record.attempts.append(
+        Attempt("states/create into the run after the cancel", "reopen", answer, after_cancel=True)
+    )
 
 
 async def _work_after_cancel(world: World, fx: Fixture, record: Record) -> None:
@@ -204,7 +210,11 @@ def scenario(name: str) -> Scenario:
 def parse_replay(text: str) -> tuple[Scenario, list[int], Crash | None]:
     """`<scenario> <choices, comma-separated, or -> <crash op@call, or ->`."""
     name, choices, crash = text.split()
-    return scenario(name), ([] if choices == "-" else [int(c) for c in choices.split(",")]), Crash.parse(crash)
+    return (
+        scenario(name),
+        ([] if choices == "-" else [int(c) for c in choices.split(",")]),
+        Crash.parse(crash),
+    )
 
 
 def env_int(name: str, default: int) -> int:
@@ -222,13 +232,15 @@ async def explore(scenario: Scenario, max_preemptions: int | None, cap: int) -> 
     return outcomes
 
 
-async def crash_everywhere(scenario: Scenario, choices: Sequence[int] = ()) -> list[Outcome]:
-    """The schedule `choices` with a crash at each boundary of each operation in turn."""
+async def crash_everywhere(scenario: Scenario, cap: int, choices: Sequence[int] = ()) -> list[Outcome]:
+    """The schedule `choices` with a crash at each boundary of each operation in turn (up to
+    `cap` crashes, spread evenly over the boundaries)."""
     clean = await simulate(scenario, choices)
+    points = [Crash(op, call) for op, calls in enumerate(clean.op_calls) for call in range(1, calls + 1)]
+    step = max(1, -(-len(points) // cap))
     outcomes = [clean]
-    for op, calls in enumerate(clean.op_calls):
-        for call in range(1, calls + 1):
-            outcomes.append(await simulate(scenario, choices, crash=Crash(op, call)))
+    for crash in points[::step]:
+        outcomes.append(await simulate(scenario, choices, crash=crash))
     return outcomes
 
 

@@ -24,9 +24,10 @@ import httpx
 from state_manager.db.documents import Run, State
 from state_manager.domain.progress import Progress, StateFacts, expected_progress
 from state_manager.domain.status import StateStatus
-from tests.simulation.operations import CANCEL, REOPEN, REPORT, TRIGGER, Fixture
+from tests.simulation.operations import REOPEN, REPORT, TRIGGER, Fixture
 from tests.simulation.record import Record
 from tests.simulation.scenarios import Scenario
+from tests.simulation.scheduler import OpResult
 from tests.simulation.world import World
 
 Doc = dict[str, Any]
@@ -46,16 +47,24 @@ async def check(world: World, scenario: Scenario, fx: Fixture, record: Record) -
         violations += nothing_lost(scenario, run, states, progress)
     counted, logged = world.runs_finished_counted(), len(world.events("run_finished"))
     if counted != logged:
-        violations.append(f"I3: exosphere_runs_finished_total counted {counted:g} run ends, {logged} were logged")
+        violations.append(
+            f"I3: exosphere_runs_finished_total counted {counted:g} run ends, {logged} were logged"
+        )
     return violations
 
 
 def _progress(run: Doc, states: list[Doc]) -> Progress:
     facts = [
-        StateFacts(StateStatus(s["status"]), owes_effect=s.get("pending_effect") is not None, claimed_ms=s.get("claimed_ms"))
+        StateFacts(
+            StateStatus(s["status"]),
+            owes_effect=s.get("pending_effect") is not None,
+            claimed_ms=s.get("claimed_ms"),
+        )
         for s in states
     ]
-    return expected_progress(facts, cancelled=run.get("cancelled_at") is not None, seeded=run.get("seeded", False))
+    return expected_progress(
+        facts, cancelled=run.get("cancelled_at") is not None, seeded=run.get("seeded", False)
+    )
 
 
 def _name(state: Doc) -> str:
@@ -78,10 +87,9 @@ def _answers(record: Record) -> list[str]:
         elif isinstance(result.value, httpx.Response) and result.value.status_code >= 500:
             found.append(f"{op.name} answered {result.value.status_code}: {result.value.text[:300]}")
     for attempt in record.attempts:
-        if attempt.kind == REPORT and not attempt.after_cancel and attempt.response is not None:
-            if attempt.response.status_code != 200:
-                code, detail = attempt.response.status_code, _detail(attempt.response)
-                found.append(f"{attempt.what} answered {code}: {detail}")
+        response = attempt.response
+        if attempt.kind == REPORT and not attempt.after_cancel and response and response.status_code != 200:
+            found.append(f"{attempt.what} answered {response.status_code}: {_detail(response)}")
     return found
 
 
@@ -93,7 +101,9 @@ def _triggers(record: Record, runs: list[Doc]) -> list[str]:
     found = [f"a trigger answered {a.status_code}: {_detail(a)}" for a in answers if a.status_code != 200]
     run_ids = {a.json()["run_id"] for a in answers if a.status_code == 200}
     if len(run_ids) > 1 or len(runs) != 1:
-        found.append(f"I5: triggers with one Idempotency-Key answered runs {sorted(run_ids)}; {len(runs)} stored")
+        found.append(
+            f"I5: triggers with one Idempotency-Key answered runs {sorted(run_ids)}; {len(runs)} stored"
+        )
     return found
 
 
@@ -104,17 +114,25 @@ def at_rest(run: Doc, states: list[Doc], expected: Progress) -> list[str]:
     rid = run["run_id"]
     found = []
     if expected.open:
-        still = [_name(s) for s in states if s["status"] in ("CREATED", "QUEUED", "EXECUTED") or s.get("pending_effect")]
+        still = [
+            _name(s)
+            for s in states
+            if s["status"] in ("CREATED", "QUEUED", "EXECUTED") or s.get("pending_effect")
+        ]
         found.append(f"I1: run {rid} never came to rest: {expected.open} state(s) open: {still}")
     if run["status"] != expected.status.value:
         found.append(
             f"I1: run {rid} is stored {run['status']}, but its states make it {expected.status.value} "
-            f"(states: {dict(sorted(expected.counts.items()))}, cancelled: {run.get('cancelled_at') is not None})"
+            f"(states: {dict(sorted(expected.counts.items()))}, "
+            f"cancelled: {run.get('cancelled_at') is not None})"
         )
     if (run.get("started_ms") is not None) != expected.started:
-        found.append(f"I1: run {rid} started_ms is {run.get('started_ms')}, but a state was claimed: {expected.started}")
+        started = run.get("started_ms")
+        found.append(f"I1: run {rid} started_ms is {started}, but a state was claimed: {expected.started}")
     if (run.get("finished_ms") is not None) != expected.ended:
-        found.append(f"I1: run {rid} finished_ms is {run.get('finished_ms')}, but it has ended: {expected.ended}")
+        found.append(
+            f"I1: run {rid} finished_ms is {run.get('finished_ms')}, but it has ended: {expected.ended}"
+        )
     if expected.ended and run.get("counts") != expected.counts:
         found.append(
             f"I1: run {rid} stores counts {dict(sorted(run.get('counts', {}).items()))}, "
@@ -134,49 +152,63 @@ def cancel_rules(world: World, run: Doc, record: Record) -> list[str]:
     rid = run["run_id"]
     found: list[str] = []
     accepted = record.cancels_answered(200)
-    ends = world.events("run_finished", run_id=rid)
     if accepted:
         cancel = min(accepted, key=lambda r: r.answered or 0)
-        answered = cancel.answered or 0
-        assert isinstance(cancel.value, httpx.Response)
-        before = [e for e in ends if e["sim_step"] < answered and e["status"] != "CANCELLED"]
-        if before and not _reopened_between(record, before[-1], answered):
-            found.append(
-                f"I2: cancel answered 200 ({cancel.value.json()}) after run {rid} had ended "
-                f"{before[-1]['status']} (logged at step {before[-1]['sim_step']}): a cancel that loses to "
-                f"the run's end must answer 409 and change nothing; the run is now {run['status']}"
-            )
-        for op, result in record.ops:
-            late = result.started is not None and result.started > answered and op.kind in (REOPEN, REPORT)
-            if late and _claimed_nothing_of(result.value, rid):
-                continue
-            if late and isinstance(result.value, httpx.Response) and not _is_cancel_refusal(result.value):
-                found.append(
-                    f"I2: {op.name} after the cancel answered 200 answered {result.value.status_code}: "
-                    f"{_detail(result.value)[:200]} (expected 409 naming the cancel)"
-                )
-        for attempt in record.attempts:
-            if not attempt.after_cancel:
-                continue
-            if attempt.kind == "claim":
-                mine = [s for s in attempt.claimed if s["run_id"] == rid]
-                if mine:
-                    names = [f"{s['identifier']} {s['state_id']}" for s in mine]
-                    found.append(f"I2: {attempt.what}: a worker claimed {names} of the cancelled run {rid}")
-            elif not _is_cancel_refusal(attempt.response):
-                assert attempt.response is not None
-                found.append(
-                    f"I2: {attempt.what} answered {attempt.response.status_code}: "
-                    f"{_detail(attempt.response)[:200]} (expected 409 naming the cancel)"
-                )
+        found += _cancel_lost_to_the_end(world, run, record, cancel)
+        found += _tries_after_cancel(rid, record, cancel.answered or 0)
     if run.get("cancelled_at") is not None:
         found += _reports_refused_wrongly(rid, record)
     for _, result in record.ops:
         value = result.value
         refused = isinstance(value, httpx.Response) and value.status_code == 409
-        if refused and "/cancel" in str(value.request.url) and not accepted:
-            if "already ended" not in _detail(value) or run["status"] == "CANCELLED":
-                found.append(f"I2: a refused cancel ({_detail(value)}) left run {rid} {run['status']}")
+        if (
+            refused
+            and "/cancel" in str(value.request.url)
+            and not accepted
+            and ("already ended" not in _detail(value) or run["status"] == "CANCELLED")
+        ):
+            found.append(f"I2: a refused cancel ({_detail(value)}) left run {rid} {run['status']}")
+    return found
+
+
+def _cancel_lost_to_the_end(world: World, run: Doc, record: Record, cancel: OpResult) -> list[str]:
+    rid, answered = run["run_id"], cancel.answered or 0
+    assert isinstance(cancel.value, httpx.Response)
+    ends = world.events("run_finished", run_id=rid)
+    before = [e for e in ends if e["sim_step"] < answered and e["status"] != "CANCELLED"]
+    if not before or _reopened_between(record, before[-1], answered):
+        return []
+    return [
+        f"I2: cancel answered 200 ({cancel.value.json()}) after run {rid} had ended "
+        f"{before[-1]['status']} (logged at step {before[-1]['sim_step']}): a cancel that loses to "
+        f"the run's end must answer 409 and change nothing; the run is now {run['status']}"
+    ]
+
+
+def _tries_after_cancel(rid: str, record: Record, answered: int) -> list[str]:
+    found = []
+    for op, result in record.ops:
+        late = result.started is not None and result.started > answered and op.kind in (REOPEN, REPORT)
+        if not late or _claimed_nothing_of(result.value, rid):
+            continue
+        if isinstance(result.value, httpx.Response) and not _is_cancel_refusal(result.value):
+            found.append(
+                f"I2: {op.name} after the cancel answered 200 answered {result.value.status_code}: "
+                f"{_detail(result.value)[:200]} (expected 409 naming the cancel)"
+            )
+    for attempt in record.attempts:
+        if not attempt.after_cancel:
+            continue
+        if attempt.kind == "claim":
+            mine = [f"{s['identifier']} {s['state_id']}" for s in attempt.claimed if s["run_id"] == rid]
+            if mine:
+                found.append(f"I2: {attempt.what}: a worker claimed {mine} of the cancelled run {rid}")
+        elif not _is_cancel_refusal(attempt.response):
+            assert attempt.response is not None
+            found.append(
+                f"I2: {attempt.what} answered {attempt.response.status_code}: "
+                f"{_detail(attempt.response)[:200]} (expected 409 naming the cancel)"
+            )
     return found
 
 
@@ -308,7 +340,9 @@ def nothing_lost(scenario: Scenario, run: Doc, states: list[Doc], expected: Prog
             f"I5: run {rid} ended {expected.status.value} (stored {run['status']}); a clean run ends "
             f"{scenario.clean_status}"
         )
-    clean = {k: sorted(json.dumps(o, sort_keys=True) for o in v) for k, v in sorted(scenario.clean_results.items())}
+    clean = {
+        k: sorted(json.dumps(o, sort_keys=True) for o in v) for k, v in sorted(scenario.clean_results.items())
+    }
     got = _results(states)
     if got != clean:
         found.append(f"I5: run {rid}'s successful outputs are {got}; a clean run's are {clean}")

@@ -33,5 +33,7 @@ class Record:
         return [
             result
             for op, result in self.ops
-            if op.kind == CANCEL and isinstance(result.value, httpx.Response) and result.value.status_code == status
+            if op.kind == CANCEL
+            and isinstance(result.value, httpx.Response)
+            and result.value.status_code == status
         ]

@@ -233,7 +233,9 @@ def next_prefix(decisions: Sequence[Decision], max_preemptions: int | None) -> l
         position = decision.options.index(decision.chosen)
         for alternative in decision.options[position + 1 :]:
             cost = decision.preemptions_before + (
-                decision.last is not None and decision.last in decision.options and alternative != decision.last
+                decision.last is not None
+                and decision.last in decision.options
+                and alternative != decision.last
             )
             if max_preemptions is None or cost <= max_preemptions:
                 return [d.chosen for d in decisions[:depth]] + [alternative]

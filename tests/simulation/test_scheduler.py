@@ -30,7 +30,9 @@ def _two_writers(collection: object) -> list[tuple[str, object]]:
     return [("A", writer("A")), ("B", writer("B"))]
 
 
-async def _run(prefix: list[int], crash: Crash | None = None, seed: int | None = None) -> tuple[Scheduler, list[str]]:
+async def _run(
+    prefix: list[int], crash: Crash | None = None, seed: int | None = None
+) -> tuple[Scheduler, list[str]]:
     import random
 
     collection = _collection()

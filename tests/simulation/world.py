@@ -41,7 +41,9 @@ class World:
     clock: Callable[[], int] = lambda: 0  # the scheduler's step (0 during the setup)
 
     def events(self, name: str, **match: Any) -> list[MutableMapping[str, Any]]:
-        return [e for e in self.logs if e.get("event") == name and all(e.get(k) == v for k, v in match.items())]
+        return [
+            e for e in self.logs if e.get("event") == name and all(e.get(k) == v for k, v in match.items())
+        ]
 
     def runs_finished_counted(self) -> float:
         """The sum of `exosphere_runs_finished_total` over its labels."""
@@ -70,22 +72,24 @@ async def open_world(**overrides: Any) -> AsyncIterator[World]:
     }
     settings = Settings(**values, _env_file=None)  # type: ignore[call-arg]
     application = create_app(settings)
-    async with LifespanManager(application) as manager:
-        async with httpx.AsyncClient(
+    async with (
+        LifespanManager(application) as manager,
+        httpx.AsyncClient(
             transport=httpx.ASGITransport(app=manager.app),
             base_url="http://test",
             headers={"x-api-key": API_KEY},
-        ) as client:
-            world = World(application.state.context, client, Api(client, NAMESPACE), application.state.metrics)
-            capture = LogCapture()
-            processors = structlog.get_config()["processors"]
-            saved = list(processors)
-            processors[:] = [world.stamp, capture]
+        ) as client,
+    ):
+        world = World(application.state.context, client, Api(client, NAMESPACE), application.state.metrics)
+        capture = LogCapture()
+        processors = structlog.get_config()["processors"]
+        saved = list(processors)
+        processors[:] = [world.stamp, capture]
+        structlog.configure(processors=processors)
+        world.logs = capture.entries
+        try:
+            with metrics.active(world.metrics):  # the hooks count into this app's registry
+                yield world
+        finally:
+            processors[:] = saved
             structlog.configure(processors=processors)
-            world.logs = capture.entries
-            try:
-                with metrics.active(world.metrics):  # the hooks count into this app's registry
-                    yield world
-            finally:
-                processors[:] = saved
-                structlog.configure(processors=processors)
