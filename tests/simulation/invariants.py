@@ -189,6 +189,8 @@ def _tries_after_cancel(rid: str, record: Record, answered: int) -> list[str]:
     found = []
     for op, result in record.ops:
         late = result.started is not None and result.started > answered and op.kind in (REOPEN, REPORT)
+        if op.kind == REPORT and result.name.endswith("(sent again)"):
+            continue  # a repeat of a report whose replica died: it answers as the first did
         if not late or _claimed_nothing_of(result.value, rid):
             continue
         if isinstance(result.value, httpx.Response) and not _is_cancel_refusal(result.value):
