@@ -1,0 +1,49 @@
+"""Schedules that broke an invariant, kept and replayed on every run of the tier: each is
+(scenario, choices at the decision points, crash point), as printed in a failure's replay
+line. See README.md (FINDINGS) for what each found on commit 2a3ceea."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Regression:
+    race: str  # what it found
+    replay: str  # "<scenario> <choices or -> <crash op@call or ->"
+
+
+REGRESSIONS: tuple[Regression, ...] = (
+    Regression(
+        "1a: a repaired fan-in join runs on the list collected before the repair",
+        "fan_in_repair_then_join_retry - -",
+    ),
+    Regression(
+        "1b: retry-failed alone leaves the run FAILED with every branch green",
+        "fan_in_retry_failed - -",
+    ),
+    Regression(
+        "1c: under ALL_DONE a repaired branch is left out of the join that already ran",
+        "fan_in_all_done_repair - -",
+    ),
+    Regression(
+        "2: a cancel racing the run's last report turns SUCCESS into CANCELLED and ends it twice",
+        "chain_last_report_vs_cancel 1,1,0,0,0,0,0,0,0,0,0,0,0,0 -",
+    ),
+    Regression(
+        "3: a state written after a cancel's sweep is not flagged: a manual retry starts work",
+        "chain_report_vs_cancel 0,0,0,1,1,1,1,1,1,1 -",
+    ),
+    Regression(
+        "4: SEED states/create reopens before writing: the run stays SUCCESS with an ERRORED state",
+        "seed_create_vs_last_report 1,1,1,1,0,0,0,0,0,0,0,0,0,0,0 -",
+    ),
+    Regression(
+        "5: a crash between a manual retry's status write and the reopen leaves the run FAILED",
+        "chain_manual_retry - 0@3",
+    ),
+    Regression(
+        "6: SEED states/create into a cancelled run creates states that workers claim and run",
+        "seed_create_vs_cancel - -",
+    ),
+)
