@@ -129,6 +129,9 @@ class State(Document):
     join_generations: dict[str, int] = Field(default_factory=dict)
     join_generation: int = 0
     rejoin: bool = False
+    # On a retried branch (an operator's repair): its "spawn" effect also supersedes the joins
+    # above it, after writing its retry, so a crash between the two is completed by recovery.
+    rejoin_above: bool = False
     # Set on every state of a run when the run is cancelled: whatever a settle writes after
     # that is cancelled by the settle itself (see services/runs.cancel_run).
     run_cancelled: bool = False

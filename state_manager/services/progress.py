@@ -45,6 +45,7 @@ from state_manager.services.joins import (
     join_registration,
     may_settle_a_join,
     renew,
+    supersede_joins_above,
 )
 from state_manager.services.new_states import (
     branch_outputs,
@@ -222,6 +223,9 @@ async def _spawn(ctx: AppContext, state: State, graph: GraphTemplate | None) -> 
     if state.status == StateStatus.RETRY_CREATED and not state.run_cancelled:
         created.append(await _insert_retry(ctx, state, graph))
         spawned = [{"group": retry_group(state), "open": 1, "settled": {}}]
+        if state.rejoin_above:  # a repair: the joins above are made again once it settles
+            for join in await supersede_joins_above(state, graph):
+                await settle_isolated(ctx, join)
     then = after_spawn(state.status)
     closed = await queries.finish_effect(state_oid(state), Effect.SPAWN, then, spawned)
     await _undo_if_cancelled(ctx, closed, created)
@@ -442,6 +446,7 @@ async def _insert_retry(ctx: AppContext, state: State, graph: GraphTemplate | No
     retry = state.model_copy(
         update={
             "owed_group": retry_group(state),
+            "rejoin_above": False,
             "owed_index": 0,
             "owed_registration": {"open": 1},
             "reopened_from": None,

@@ -42,6 +42,7 @@ _PROGRESS = {
     "open": 1,
     "settled": 1,
     "final": 1,
+    "counts": 1,
     "status": 1,
     "cancelled_at": 1,
     "finished_ms": 1,
@@ -197,14 +198,22 @@ def ended_status(doc: dict[str, Any]) -> RunStatus:
 
 
 async def conclude(doc: dict[str, Any]) -> None:
-    """End the run if nothing in it is open; reopen it if it had ended and something is open."""
+    """End the run if nothing in it is open; reopen it if it had ended and something is open.
+
+    An end stored before states were counted that a crash kept from reopening the run (between
+    their registration and the reopen) is stale: its counts are not the run's. It is stored
+    again, as the end of the reopened run.
+    """
+    settled = {s: n for s, n in (doc.get("settled") or {}).items() if n}
     if doc.get("open", 0) <= 0 and doc.get("final") is None:
         await _end(doc)
+    elif doc.get("open", 0) <= 0 and doc.get("counts") != settled:
+        await _end(doc, stale=doc.get("final"))
     elif doc.get("open", 0) > 0 and doc.get("final") is not None:
         await _reopen(doc)
 
 
-async def _end(doc: dict[str, Any]) -> None:
+async def _end(doc: dict[str, Any], stale: dict[str, Any] | None = None) -> None:
     status = ended_status(doc)
     settled = {s: n for s, n in (doc.get("settled") or {}).items() if n}
     finished = doc.get("finished_ms") if doc.get("cancelled_at") is not None else None
@@ -215,8 +224,9 @@ async def _end(doc: dict[str, Any]) -> None:
         "finished_ms": finished or now_ms(),
     }
     result = await _runs().update_one(
-        {"run_id": doc["run_id"], "open": 0, "final": None, "cancelled_at": doc.get("cancelled_at")},
-        {"$set": fields},
+        {"run_id": doc["run_id"], "open": 0, "final": stale, "cancelled_at": doc.get("cancelled_at")},
+        # A stale end stored again is the end of the run reopened by what it had not counted.
+        {"$set": fields, "$inc": {"revision": 1}} if stale is not None else {"$set": fields},
     )
     if not result.modified_count:
         return  # something opened or cancelled it meanwhile, or another writer ended it

@@ -40,7 +40,7 @@ from state_manager.schemas.states import state_item
 from state_manager.services import run_status
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import template_for
-from state_manager.services.states import manual_retry, parse_state_id, rejoin_above
+from state_manager.services.states import manual_retry, parse_state_id
 
 # Failed states an operator's "retry failed" retries (a cancelled state was stopped on purpose).
 RETRYABLE = (StateStatus.ERRORED, StateStatus.TIMEDOUT, StateStatus.NEXT_CREATED_ERROR)
@@ -262,9 +262,9 @@ async def template_graph(ctx: AppContext, namespace: str, run_id: str) -> RunGra
 
 
 async def retry_failed(ctx: AppContext, namespace: str, run_id: str) -> RetryFailedResult:
-    """Repair a run: retry every failed state of the run once, then make every join above them
-    again from the branches as they will be (its next generation, once its branches settle). A
-    failed join with no failed branch is made again the same way. Each retry is keyed by the
+    """Repair a run: retry every failed state of the run once; each retried branch makes the
+    joins above it again from the branches as they will be (their next generation, once the
+    branches settle), and a failed join is made again the same way. Each retry is keyed by the
     failed state, so a repeated call (or two at once) retries nothing twice."""
     run = await _run(namespace, run_id)
     if run.cancelled_at is not None:
@@ -274,23 +274,16 @@ async def retry_failed(ctx: AppContext, namespace: str, run_id: str) -> RetryFai
         sort=[("_id", 1)],
     )
     created: list[str] = []
-    retried: list[State] = []
-    for state in (s for s in failed if not s.does_unites):
+    # Branches first: each one's retry supersedes the joins above it; then the joins whose own
+    # node failed (one superseded meanwhile is not retried twice).
+    for state in sorted(failed, key=lambda s: s.does_unites):
         assert state.id is not None
         try:
             retry = await manual_retry(
-                ctx, state.namespace_name, ObjectId(str(state.id)), f"retry-failed:{state.id}", rejoin=False
+                ctx, state.namespace_name, ObjectId(str(state.id)), f"retry-failed:{state.id}"
             )
         except (Conflict, InvalidTransition):
             continue  # retried meanwhile by another call
         created.append(str(retry.id))
-        retried.append(state)
-    await rejoin_above(ctx, retried)
-    for join in (s for s in failed if s.does_unites):
-        try:  # a join whose own node failed (superseded above when a branch below was retried)
-            made = await manual_retry(ctx, join.namespace_name, ObjectId(str(join.id)), "")
-        except (Conflict, InvalidTransition):
-            continue
-        created.append(str(made.id))
     detail = await run_detail(namespace, run_id)
     return RetryFailedResult(run_id=run_id, retried=len(created), state_ids=created, status=detail.status)

@@ -36,7 +36,6 @@ from state_manager.services.joins import (
     join_blocked,
     reopening,
     supersede,
-    supersede_joins_above,
 )
 from state_manager.services.progress import (
     EFFECTS,
@@ -276,21 +275,19 @@ def _wake_when_due(ctx: AppContext, namespace: str, delay_ms: int) -> None:
     asyncio.get_running_loop().call_later(delay_ms / 1000, ctx.work.notify, namespace)
 
 
-async def manual_retry(
-    ctx: AppContext, namespace: str, state_id: ObjectId, fanout_id: str, *, rejoin: bool = True
-) -> State:
+async def manual_retry(ctx: AppContext, namespace: str, state_id: ObjectId, fanout_id: str) -> State:
     """An operator's retry of a failed state; a duplicate, or one that lost a race, is a 409, and
     so is a retry in a cancelled run (a cancel that answered stops everything in its run).
 
-    A retried branch is a repair: the joins above it are made again from the branches as they
-    will be (`rejoin`; `retry-failed` does that once for all the branches it retries). A retried
-    join is made again, its inputs collected afresh (see `_retry_join`).
+    A retried branch is a repair: its spawn effect supersedes the joins above it once its retry
+    is written, and they are made again from the branches as they will be. A retried join is
+    made again, its inputs collected afresh (see `_retry_join`).
     """
     state = await load_state(namespace, state_id)
     await _refuse_if_run_cancelled(state)
     if state.does_unites:
         return await _retry_join(ctx, namespace, state)
-    fields: dict[str, Any] = {"manual_retry_request": fanout_id, **reopening(state)}
+    fields: dict[str, Any] = {"manual_retry_request": fanout_id, "rejoin_above": True, **reopening(state)}
     expect = {"run_cancelled": {"$ne": True}, "pending_effect": state.pending_effect}
     updated = await queries.transition(
         state_id, Event.MANUAL_RETRY, fields, namespace=namespace, extra_filter=expect
@@ -310,22 +307,9 @@ async def manual_retry(
     if updated.reopened_from is not None and state.pending_effect is None:
         await run_status.reopen_state(updated)  # counted open again: its run goes on
     await settle_or_count(ctx, updated)
-    if rejoin:
-        await rejoin_above(ctx, [updated])
     retry = await queries.find_one(State, {"spawn_key": manual_retry_key(updated, fanout_id)})
     assert retry is not None
     return retry
-
-
-async def rejoin_above(ctx: AppContext, retried: list[State]) -> None:
-    """Supersede the current generation of every join above these retried states, once each."""
-    seen: set[str] = set()
-    for state in retried:
-        graph = await template_for(ctx, state.graph_namespace, state.graph_name, state.graph_version)
-        for join in await supersede_joins_above(state, graph):
-            if str(join.id) not in seen:
-                seen.add(str(join.id))
-                await settle_or_count(ctx, join)
 
 
 async def _retry_join(ctx: AppContext, namespace: str, join: State) -> State:

@@ -4,7 +4,7 @@
 1. a fresh server; the scenario's setup (ungated) brings a run to the point of the race;
 2. the scenario's operations run interleaved by the scheduler (choices, then a seeded random
    generator or the default), with the crash if one is given;
-3. a client whose call died with its replica sends it again (a recovery pass or a sweep is not
+3. a client whose call died with its replica sends it again (a recovery pass is not
    sent again: the next pass does its work);
 4. recovery passes until nothing changes; after a cancel that answered 200, a user and a worker
    try again to start work in the run (every try must be refused); the drain: a worker claims
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from state_manager.db.documents import Run, State
+from state_manager.db.documents import State
 from state_manager.services.recovery import RecoveryReport, recover_once
 from tests.factories import Json
 from tests.simulation import invariants
@@ -63,7 +63,6 @@ async def simulate(
 ) -> Outcome:
     async with open_world() as world:
         fx = await scenario.setup(world)
-        await _runs_due(world)
         chooser = Chooser(choices, random.Random(seed) if seed is not None else None)
         scheduler = Scheduler(chooser, crash)
         world.clock = lambda: scheduler.step
@@ -73,7 +72,7 @@ async def simulate(
         world.clock = lambda: AFTER_THE_RACE
         record = Record(list(zip(scenario.ops, results, strict=True)))
         for op, result in list(record.ops):
-            if result.crashed and op.kind != PASS:
+            if result.crashed and op.kind != PASS and op.resend:
                 again = OpResult(f"{op.name} (sent again)")
                 again.value = await op.call(world, fx)
                 again.started = again.answered = scheduler.step + 1
@@ -98,15 +97,9 @@ async def simulate(
     )
 
 
-async def _runs_due(world: World) -> None:
-    """Time passes: every open run is due for the sweep's check (it waits a minute otherwise)."""
-    await Run.get_motor_collection().update_many({"final": None}, {"$set": {"check_after_ms": 0}})
-
-
 async def recover(world: World, passes: int = 6) -> None:
     """Recovery passes until one changes nothing."""
     for _ in range(passes):
-        await _runs_due(world)
         await asyncio.sleep(0.002)  # grace 0: everything written before now is stale
         report = await recover_once(world.ctx)
         if report == RecoveryReport():

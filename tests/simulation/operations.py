@@ -1,7 +1,7 @@
 """The operations a scenario interleaves, each one call a user, a worker or a replica makes.
 
 HTTP operations return the `httpx.Response` (so the checks can read status codes and
-messages); the recovery pass and the run sweep are service calls, as a replica's loops make them.
+messages); the recovery passes are service calls, as a replica's loop makes them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 
-from state_manager.services import run_status
 from state_manager.services.recovery import recover_once
 from tests.factories import Json
 from tests.simulation.graphs import Worker
@@ -46,6 +45,9 @@ class Op:
     name: str
     kind: str
     call: Call
+    # Whether a client whose call died sends it again. SEED `states/create` has no idempotency
+    # key: each call adds states, so a client cannot safely send it twice (upstream's contract).
+    resend: bool = True
 
     def __str__(self) -> str:
         return self.name
@@ -127,7 +129,7 @@ def create_states(identifier: str, x: str) -> Op:
         body = {"run_id": fx.run_id, "states": [{"identifier": identifier, "inputs": {"x": x}}]}
         return await world.client.post(_url(world, f"/graph/{fx.graph}/states/create"), json=body)
 
-    return Op(f"states/create({identifier}, x={x})", REOPEN, call)
+    return Op(f"states/create({identifier}, x={x})", REOPEN, call, resend=False)
 
 
 def trigger(key: str) -> Op:
@@ -153,9 +155,11 @@ def recovery() -> Op:
     return Op("recovery", PASS, call)
 
 
-def sweep() -> Op:
+def second_recovery() -> Op:
+    """Another replica's recovery pass at the same time (each replica runs its own)."""
+
     async def call(world: World, fx: Fixture) -> Any:
         await _start_pass()
-        return await run_status.sweep(100)
+        return await recover_once(world.ctx)
 
-    return Op("sweep", PASS, call)
+    return Op("recovery (another replica)", PASS, call)

@@ -29,6 +29,10 @@ class Record:
     ops: list[tuple[Op, OpResult]]
     attempts: list[Attempt] = field(default_factory=list)
 
+    def abandoned(self) -> bool:
+        """Whether a call died with its replica and its client could not send it again."""
+        return any(result.crashed and not op.resend for op, result in self.ops)
+
     def cancels_answered(self, status: int) -> list[OpResult]:
         return [
             result

@@ -183,7 +183,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "chain_manual_retry_vs_passes",
         chain_run(broken=("b",)),
-        (op.manual_retry("b"), op.sweep(), op.recovery()),
+        (op.manual_retry("b"), op.second_recovery(), op.recovery()),
         "SUCCESS",
         clean_chain(),
     ),
