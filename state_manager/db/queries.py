@@ -11,7 +11,6 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError, OperationFailure
 
-from state_manager import metrics
 from state_manager.clock import now_ms, utcnow
 from state_manager.db.documents import Run, State
 from state_manager.domain.effects import Effect, pending_after
@@ -105,7 +104,7 @@ async def transition(
     except (DocumentTooLarge, OperationFailure) as exc:
         _refuse_if_too_large(exc)
         raise
-    return None if doc is None else metrics.transitioned(event, State.model_validate(doc))
+    return None if doc is None else State.model_validate(doc)
 
 
 async def set_fields(state_id: ObjectId, fields: dict[str, Any], expect: dict[str, Any]) -> bool:
@@ -122,16 +121,16 @@ async def insert_once(state: State) -> bool:
         await insert(state)
     except DuplicateKeyError:
         return False
-    metrics.states_created([state])
     return True
 
 
-async def insert_many_once(states: list[State]) -> None:
+async def insert_many_once(states: list[State]) -> list[State]:
     """Insert states whose `spawn_key`s (and, where set, ids) are deterministic, in one unordered
     bulk insert; the ones that already exist are skipped, so a second run inserts nothing.
-    Each state this call inserted gets its id; a skipped one keeps the id it had (maybe none)."""
+    Each state this call inserted gets its id; a skipped one keeps the id it had (maybe none).
+    Returns the states this call inserted."""
     if not states:
-        return
+        return []
     now = now_ms()
     docs = []
     for state in states:
@@ -154,7 +153,7 @@ async def insert_many_once(states: list[State]) -> None:
     for index, (state, doc) in enumerate(zip(states, docs, strict=True)):
         if index not in skipped:
             state.id = doc["_id"]
-    metrics.states_created(state for index, state in enumerate(states) if index not in skipped)
+    return [state for index, state in enumerate(states) if index not in skipped]
 
 
 def _due(namespace: str, nodes: list[str], now: int) -> dict[str, Any]:
@@ -372,9 +371,7 @@ async def cancel_waiting(query: dict[str, Any], error: str) -> list[State]:
     await _states().update_many({"_id": {"$in": ids}, "status": {"$in": _WAITING}}, {"$set": fields})
     # Those this sweep cancelled: the ones with its mark (another writer may have moved some).
     found = _states().find({"_id": {"$in": ids}, "cancel_sweep": sweep})
-    cancelled = [State.model_validate(doc) async for doc in found]
-    metrics.states_cancelled(len(cancelled))
-    return cancelled
+    return [State.model_validate(doc) async for doc in found]
 
 
 async def mark_run_cancelled(run_id: str) -> None:

@@ -35,7 +35,7 @@ from state_manager.domain.status import (
     join_verdict,
 )
 from state_manager.errors import TooLarge
-from state_manager.services import run_status
+from state_manager.services import run_status, writes
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import graph_shape
 from state_manager.services.new_states import branch_outputs, check_size, fanout_copy_id, new_state
@@ -223,7 +223,7 @@ async def supersede(join: State) -> State | None:
     one (`renew`). None if it cannot be (being settled, or superseded already)."""
     fields = {"rejoin": True, "lease_expires_at": None, **reopening(join)}
     expect = {"pending_effect": join.pending_effect}
-    updated = await queries.transition(ObjectId(str(join.id)), Event.REJOIN, fields, extra_filter=expect)
+    updated = await writes.transition(ObjectId(str(join.id)), Event.REJOIN, fields, extra_filter=expect)
     if updated is None:
         return None
     log.info("join_superseded", join=join.identifier, run_id=join.run_id, generation=join.join_generation)
@@ -342,7 +342,7 @@ async def _create_join(
         state.error = error
         state.ended_ms = now_ms()
         state.pending_effect = Effect.JOINS
-    if not await queries.insert_once(state):
+    if not await writes.insert_once(state):
         return None
     log.info("join_created", join=join.identifier, run_id=anchor.run_id, status=state.status.value)
     if error is None:

@@ -23,6 +23,7 @@ from uuid import uuid4
 
 import structlog
 
+from state_manager import metrics
 from state_manager.clock import now_ms
 from state_manager.db import queries
 from state_manager.db.documents import GraphTemplate, Run, State
@@ -36,7 +37,7 @@ from state_manager.domain.planning import (
 from state_manager.domain.retry import retry_delay_ms
 from state_manager.domain.status import Event, StateStatus
 from state_manager.errors import TooLarge
-from state_manager.services import run_status
+from state_manager.services import run_status, writes
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import graph_shape, template_for
 from state_manager.services.joins import (
@@ -137,6 +138,7 @@ async def cancel_waiting(ctx: AppContext, query: dict[str, Any], reason: str) ->
     """Cancel the CREATED and QUEUED states matching `query` (their run was cancelled) and count
     them settled in their runs; how many this call cancelled."""
     cancelled = await queries.cancel_waiting(query, reason)
+    metrics.states_cancelled(len(cancelled))
     for run_id in {state.run_id for state in cancelled}:
         in_run = [state for state in cancelled if state.run_id == run_id]
         if await run_status.count_settled_together(run_id, in_run):
@@ -205,7 +207,7 @@ async def _give_up(ctx: AppContext, state: State, reason: str, kind: str) -> Non
         "pending_effect": then,
         "effect_failures": 0,
     }
-    failed = await queries.transition(
+    failed = await writes.transition(
         state_oid(state), Event.EFFECTS_FAILED, fields, extra_filter={"pending_effect": stage}
     )
     if failed is None:
@@ -292,7 +294,7 @@ async def _advance_executed(ctx: AppContext, state: State, graph: GraphTemplate 
         # Most states settle no join: skip the "joins" stage (one write less per state).
         joins = may_settle_a_join(state, StateStatus.SUCCESS, plan.graph)
         fields = {"pending_effect": Effect.JOINS if joins else Effect.TALLY, "spawned": spawned}
-        updated = await queries.transition(state_oid(state), Event.NEXT_CREATED, fields)
+        updated = await writes.transition(state_oid(state), Event.NEXT_CREATED, fields)
     await _undo_if_cancelled(ctx, updated, written)
     if updated is None:  # another settle of the same state moved it on meanwhile
         updated = await queries.find_state(state_oid(state))
@@ -310,7 +312,7 @@ async def _insert_all(ctx: AppContext, owner: State, states: list[State]) -> Non
         if time.monotonic() - started > ctx.settings.recovery_grace_seconds / 2:
             await queries.touch(state_oid(owner), Effect.SPAWN)
             started = time.monotonic()
-        await queries.insert_many_once(states[start : start + _INSERT_CHUNK])
+        await writes.insert_many_once(states[start : start + _INSERT_CHUNK])
 
 
 def _count_as_children(state: State, copies: list[State], created: list[State]) -> dict[str, Any] | None:
@@ -338,7 +340,7 @@ async def _next_failed(
     if spawned:
         fields["spawned"] = spawned
     log.info("next_states_failed", state_id=str(state.id), run_id=state.run_id, error=reason)
-    return await queries.transition(state_oid(state), Event.NEXT_FAILED, fields)
+    return await writes.transition(state_oid(state), Event.NEXT_FAILED, fields)
 
 
 def _fanout_copy(state: State, index: int, outputs: dict[str, Any]) -> State:
@@ -476,7 +478,7 @@ async def _insert_retry(ctx: AppContext, state: State, graph: GraphTemplate | No
             "pending_effect": None,
         }
     )
-    if await queries.insert_once(retry):
+    if await writes.insert_once(retry):
         ctx.work.notify(retry.namespace_name)
         log.info("retry_created", state_id=str(state.id), retry_count=count, delay_ms=delay)
     return key

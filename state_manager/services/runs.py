@@ -25,7 +25,7 @@ from state_manager.domain.planning import PlanningError, missing_store_keys, roo
 from state_manager.domain.status import RunStatus, StateStatus, tally, upstream_run_status
 from state_manager.errors import BadRequest, Conflict, NotFound, Unprocessable
 from state_manager.schemas.states import CreateStatesRequest, TriggerRequest, TriggerStateIn
-from state_manager.services import run_status
+from state_manager.services import run_status, writes
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import VALID, find_graph, graph_shape
 from state_manager.services.progress import cancel_waiting, cancelled_reason
@@ -190,7 +190,7 @@ async def seed_run(ctx: AppContext, run: Run) -> list[State]:
         _seed_state(run, seed, key, run_status.SEEDS, index, len(run.seeds))
         for index, (key, seed) in enumerate(zip(keys, run.seeds, strict=True))
     ]
-    await queries.insert_many_once(states)
+    await writes.insert_many_once(states)
     seeded = await Run.get_motor_collection().find_one_and_update(
         {"run_id": run.run_id}, {"$set": {"seeded": True}}, return_document=ReturnDocument.AFTER
     )
@@ -256,7 +256,7 @@ async def create_states(
         _seed_state(run, seed, f"{run.run_id}:create:{batch}:{i}", group, i, len(seeds))
         for i, seed in enumerate(seeds)
     ]
-    await queries.insert_many_once(states)
+    await writes.insert_many_once(states)
     # Counted after they are written (a run that had ended is reopened by it). A crash in
     # between leaves them uncounted until the first of them settles: it counts its batch then.
     await run_status.register(run.run_id, counting.Registration(group, len(states)))

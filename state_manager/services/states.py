@@ -28,7 +28,7 @@ from state_manager.domain.models import RetryPolicy
 from state_manager.domain.retry import retries_left
 from state_manager.domain.status import Event, StateStatus, sources
 from state_manager.errors import Conflict, InvalidTransition, NotFound, TooLarge, Unprocessable
-from state_manager.services import leases, queues, run_status
+from state_manager.services import leases, queues, run_status, writes
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import find_graph, graph_shape, template_for
 from state_manager.services.joins import (
@@ -158,7 +158,7 @@ async def _release(ctx: AppContext, namespace: str, claimed: list[State]) -> Non
     for state in claimed:
         assert state.id is not None
         fields = {"enqueue_after": state.enqueue_after, "lease_expires_at": None}
-        await queries.transition(
+        await writes.transition(
             ObjectId(str(state.id)), Event.REQUEUE_AFTER, fields, namespace=namespace, claim=state.claim_token
         )
     ctx.work.notify(namespace)
@@ -181,7 +181,7 @@ async def mark_executed(
         "fanout_outputs": outputs[1:],
         "lease_expires_at": None,
     }
-    updated = await queries.transition(state_id, Event.EXECUTED, fields, namespace=namespace, claim=claim)
+    updated = await writes.transition(state_id, Event.EXECUTED, fields, namespace=namespace, claim=claim)
     if updated is not None and claim is None:
         await leases.observe_success(ctx, updated)  # a client that does not heartbeat
     if updated is None:
@@ -219,7 +219,7 @@ async def mark_errored(
     retry = await _retry_allowed(ctx, await load_state(namespace, state_id))
     event = Event.ERRORED_RETRY if retry else Event.ERRORED
     fields = {"error": error, "lease_expires_at": None}
-    updated = await queries.transition(state_id, event, fields, namespace=namespace, claim=claim)
+    updated = await writes.transition(state_id, event, fields, namespace=namespace, claim=claim)
     if updated is None:
         state = await load_held_state(namespace, state_id, claim)
         if state.error == error and state.status in (StateStatus.ERRORED, StateStatus.RETRY_CREATED):
@@ -237,7 +237,7 @@ async def prune(
     ctx: AppContext, namespace: str, state_id: ObjectId, data: dict[str, Any], claim: str | None = None
 ) -> State:
     fields = {"data": data, "lease_expires_at": None}
-    updated = await queries.transition(state_id, Event.PRUNE, fields, namespace=namespace, claim=claim)
+    updated = await writes.transition(state_id, Event.PRUNE, fields, namespace=namespace, claim=claim)
     if updated is None:
         state = await load_held_state(namespace, state_id, claim)
         if state.status == StateStatus.PRUNED and state.data == data:
@@ -259,7 +259,7 @@ async def requeue_after(
     """
     fields = {"enqueue_after": now_ms() + delay_ms, "lease_expires_at": None}
     held = {"status": StateStatus.QUEUED.value} if claim is not None else None
-    updated = await queries.transition(
+    updated = await writes.transition(
         state_id, Event.REQUEUE_AFTER, fields, namespace=namespace, claim=claim, extra_filter=held
     )
     if updated is None:
@@ -289,7 +289,7 @@ async def manual_retry(ctx: AppContext, namespace: str, state_id: ObjectId, fano
         return await _retry_join(ctx, namespace, state)
     fields: dict[str, Any] = {"manual_retry_request": fanout_id, "rejoin_above": True, **reopening(state)}
     expect = {"run_cancelled": {"$ne": True}, "pending_effect": state.pending_effect}
-    updated = await queries.transition(
+    updated = await writes.transition(
         state_id, Event.MANUAL_RETRY, fields, namespace=namespace, extra_filter=expect
     )
     if updated is None:
@@ -410,7 +410,7 @@ async def expire_lease(ctx: AppContext, state: State, *, timed_out: bool = False
     }
     event = Event.LEASE_EXPIRED_RETRY if retry else Event.LEASE_EXPIRED
     assert state.id is not None
-    updated = await queries.transition(ObjectId(str(state.id)), event, fields, extra_filter=passed)
+    updated = await writes.transition(ObjectId(str(state.id)), event, fields, extra_filter=passed)
     if updated is not None:
         log.warning(
             "timed_out" if timed_out else "lease_expired",
