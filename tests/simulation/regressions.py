@@ -1,6 +1,7 @@
 """Schedules that broke an invariant, kept and replayed on every run of the tier: each is
 (scenario, choices at the decision points, crash point), as printed in a failure's replay
-line. See README.md (FINDINGS) for what each found on commit 2a3ceea."""
+line. See README.md (FINDINGS) for what each found: 1-6 on commit 2a3ceea, 7-8 on the first
+version of the stored progress (decision 0020) before they were fixed."""
 
 from __future__ import annotations
 
@@ -45,5 +46,15 @@ REGRESSIONS: tuple[Regression, ...] = (
     Regression(
         "6: SEED states/create into a cancelled run creates states that workers claim and run",
         "seed_create_vs_cancel - -",
+    ),
+    Regression(
+        "7: a crash between counting states/create's batch and reopening the ended run left it "
+        "ended with its old counts",
+        "seed_create_vs_last_report 0,0,0,0,0,0,0 1@6",
+    ),
+    Regression(
+        "8: a crash in retry-failed after its branch retries but before the joins above were "
+        "superseded left the run FAILED with every branch green",
+        "fan_in_retry_failed 0,0,0,0,0,0 0@7",
     ),
 )
