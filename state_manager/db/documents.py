@@ -79,6 +79,9 @@ class State(Document):
     parents: dict[str, str] = Field(default_factory=dict)  # ancestor identifier -> state id
     does_unites: bool = False
     enqueue_after: int = 0
+    # Its queue key while CREATED (domain/queues.py): in `ready` once due, in `delayed` before.
+    ready: str | None = None
+    delayed: str | None = None
     lease_expires_at: int | None = None
     claimed_ms: int | None = None  # when the current (or last) attempt was claimed
     ended_ms: int | None = None  # when it ended: reported, failed, timed out or cancelled
@@ -148,6 +151,8 @@ class State(Document):
                 [("namespace_name", 1), ("status", 1), ("node_name", 1), ("enqueue_after", 1)],
                 name="enqueue_query",
             ),
+            IndexModel([("ready", 1)], name="ready"),
+            IndexModel([("delayed", 1)], name="delayed"),
             IndexModel([("run_id", 1), ("status", 1)], name="run_id_status_index"),
             IndexModel([("status", 1), ("lease_expires_at", 1)], name="lease_expiry"),
             IndexModel([("status", 1), ("deadline_ms", 1)], name="deadline"),

@@ -14,6 +14,7 @@ from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError, 
 from state_manager.clock import now_ms, utcnow
 from state_manager.db.documents import Run, State
 from state_manager.domain.effects import Effect, pending_after
+from state_manager.domain.queues import OUT_OF_QUEUE, queue_fields, queue_key
 from state_manager.domain.status import ENDS_ATTEMPT, UNSETTLED, Event, StateStatus, sources, target
 from state_manager.errors import TooLarge
 
@@ -87,6 +88,8 @@ async def transition(
         TooLarge: The store refused the write: the document would be over its size limit.
     """
     query: dict[str, Any] = {"_id": state_id, "status": {"$in": [s.value for s in sources(event)]}}
+    if StateStatus.CREATED in sources(event) and target(event) != StateStatus.CREATED:
+        fields = {**OUT_OF_QUEUE, **(fields or {})}
     if namespace is not None:
         query["namespace_name"] = namespace
     if claim is not None:
@@ -113,10 +116,17 @@ async def set_fields(state_id: ObjectId, fields: dict[str, Any], expect: dict[st
     return bool(result.matched_count)
 
 
+def _queued(state: State, now: int) -> None:
+    """Give a new state its queue key (domain/queues.py)."""
+    keys = queue_fields(state.status, state.namespace_name, state.node_name, state.enqueue_after, now)
+    state.ready, state.delayed = keys["ready"], keys["delayed"]
+
+
 async def insert_once(state: State) -> bool:
     """Insert a state whose `spawn_key` is deterministic; False if it already exists."""
     now = now_ms()
     state.updated_ms = state.updated_ms or now
+    _queued(state, now)
     try:
         await insert(state)
     except DuplicateKeyError:
@@ -135,6 +145,7 @@ async def insert_many_once(states: list[State]) -> list[State]:
     docs = []
     for state in states:
         state.updated_ms = state.updated_ms or now
+        _queued(state, now)
         doc = state.model_dump(by_alias=True, exclude={"revision_id"} if state.id else {"id", "revision_id"})
         docs.append(doc)
     skipped: set[int] = set()
@@ -156,15 +167,6 @@ async def insert_many_once(states: list[State]) -> list[State]:
     return [state for index, state in enumerate(states) if index not in skipped]
 
 
-def _due(namespace: str, nodes: list[str], now: int) -> dict[str, Any]:
-    return {
-        "namespace_name": namespace,
-        "status": StateStatus.CREATED.value,
-        "node_name": {"$in": nodes},
-        "enqueue_after": {"$lte": now},
-    }
-
-
 _OLDEST_DUE_FIRST = [("enqueue_after", 1), ("_id", 1)]
 
 
@@ -175,43 +177,62 @@ def _claimed(now: int, lease_ms: int, token: str) -> dict[str, Any]:
         "claim_token": token,
         "claimed_ms": now,
         "tuned_lease_ms": None,
+        **OUT_OF_QUEUE,
     }
     return {"$set": stamp(fields)}
 
 
-async def claim(namespace: str, nodes: list[str], lease_ms: int, limit: int) -> list[State]:
-    """Atomically move up to `limit` of the oldest due CREATED states of these nodes to QUEUED,
-    each with a lease and the new claim token, in a constant number of operations.
+def _keys(namespace: str, nodes: list[str]) -> list[str]:
+    return [queue_key(namespace, node) for node in nodes]
 
-    One state: one find-and-modify. More: read the oldest due states, claim those still CREATED
-    with one conditional update (two operations); only when another replica took some of them in
-    between, read back the ones that carry this claim's token, so nothing is claimed twice.
+
+async def promote(namespace: str, nodes: list[str]) -> int:
+    """Move these nodes' delayed states whose time has come to `ready`; how many moved. One read
+    of each node's delayed states (the `delayed` index) and one write per node with some due."""
+    now = now_ms()
+    due: dict[str, list[Any]] = {}
+    for key in _keys(namespace, nodes):  # one equality lookup per node (the engine scans `$in`)
+        async for doc in _states().find({"delayed": key}, {"enqueue_after": 1}):
+            if doc.get("enqueue_after", 0) <= now:
+                due.setdefault(key, []).append(doc["_id"])
+    moved = 0
+    for key, ids in due.items():
+        result = await _states().update_many(
+            {"_id": {"$in": ids}, "delayed": key, "status": StateStatus.CREATED.value},
+            {"$set": {"ready": key, "delayed": None}},
+        )
+        moved += result.modified_count
+    return moved
+
+
+async def claim(namespace: str, nodes: list[str], lease_ms: int, limit: int) -> list[State]:
+    """Atomically move up to `limit` due CREATED states of these nodes to QUEUED, each with a
+    lease and the new claim token, in a constant number of operations.
+
+    Read the due states by their queue key (`ready`: an equality on one indexed field per node,
+    so the cost does not grow with the store), claim those still CREATED with one conditional
+    update by id; only when another replica took some of them in between, read back the ones
+    that carry this claim's token, so nothing is claimed twice. The oldest due of those read are
+    handed out first.
     """
     now = now_ms()
     token = uuid4().hex
-    if limit == 1:
-        doc = await _states().find_one_and_update(
-            _due(namespace, nodes, now),
-            _claimed(now, lease_ms, token),
-            sort=_OLDEST_DUE_FIRST,
-            return_document=ReturnDocument.AFTER,
-        )
-        claimed = [] if doc is None else [State.model_validate(doc)]
-    else:
-        cursor = _states().find(_due(namespace, nodes, now)).sort(_OLDEST_DUE_FIRST).limit(limit)
-        due = [doc async for doc in cursor]
-        if not due:
-            return []
-        ids = [doc["_id"] for doc in due]
-        update = _claimed(now, lease_ms, token)
-        result = await _states().update_many(
-            {"_id": {"$in": ids}, "status": StateStatus.CREATED.value}, update
-        )
-        if result.modified_count == len(ids):  # all still CREATED when claimed: what was read, claimed
-            claimed = [State.model_validate({**doc, **update["$set"]}) for doc in due]
-        else:  # another replica took some meanwhile: read back the ones this claim got
-            found = _states().find({"_id": {"$in": ids}, "claim_token": token}).sort(_OLDEST_DUE_FIRST)
-            claimed = [State.model_validate(doc) async for doc in found]
+    found: list[dict[str, Any]] = []
+    for key in _keys(namespace, nodes):  # one equality lookup per node (the engine scans `$in`)
+        found += [doc async for doc in _states().find({"ready": key}).limit(limit - len(found))]
+        if len(found) >= limit:
+            break
+    due = sorted(found, key=lambda doc: (doc.get("enqueue_after", 0), doc["_id"]))
+    if not due:
+        return []
+    ids = [doc["_id"] for doc in due]
+    update = _claimed(now, lease_ms, token)
+    result = await _states().update_many({"_id": {"$in": ids}, "status": StateStatus.CREATED.value}, update)
+    if result.modified_count == len(ids):  # all still CREATED when claimed: what was read, claimed
+        claimed = [State.model_validate({**doc, **update["$set"]}) for doc in due]
+    else:  # another replica took some meanwhile: read back the ones this claim got
+        mine = _states().find({"_id": {"$in": ids}, "claim_token": token}).sort(_OLDEST_DUE_FIRST)
+        claimed = [State.model_validate(doc) async for doc in mine]
     await _start_deadlines(claimed, now, token)
     return claimed
 
@@ -348,6 +369,7 @@ async def _group_count(match: dict[str, Any], field: str) -> dict[str, int]:
 
 
 CANCELLED_FIELDS = {
+    **OUT_OF_QUEUE,
     "status": StateStatus.CANCELLED.value,
     "lease_expires_at": None,
     "pending_effect": Effect.TALLY.value,  # counted settled in its run next

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,14 +45,18 @@ class WorkSignal:
         if event is not None:
             event.set()
 
-    async def wait(self, namespace: str, seconds: float, seen: int) -> None:
-        """Wait up to `seconds` for a notify of `namespace` after generation `seen`."""
+    async def wait(self, namespace: str, seconds: float, seen: int) -> bool:
+        """Wait up to `seconds` for a notify of `namespace` after generation `seen`; whether one
+        came (False: the time ran out)."""
         if self.closing or self.generation(namespace) != seen:
-            return
+            return True
         self._loop = asyncio.get_running_loop()
         event = self._events.setdefault(namespace, asyncio.Event())
-        with contextlib.suppress(TimeoutError):
+        try:
             await asyncio.wait_for(event.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
 
 
 class TemplateCache:
@@ -94,6 +97,8 @@ class AppContext:
     tuned_leases: dict[tuple[str, str], tuple[int | None, float]] = field(default_factory=dict)
     # (namespace, node) -> (running times not written yet, when they were last written)
     lease_samples: dict[tuple[str, str], tuple[list[int], float]] = field(default_factory=dict)
+    # (namespace, nodes) -> when this process last made their due delayed states claimable.
+    promoted: dict[tuple[str, tuple[str, ...]], int] = field(default_factory=dict)
     # (namespace, node) -> when this process last recorded a runtime's poll for it (epoch ms).
     polls_recorded: dict[tuple[str, str], int] = field(default_factory=dict)
 

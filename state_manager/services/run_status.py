@@ -74,10 +74,11 @@ async def runs_claimed(run_ids: set[str]) -> set[str]:
     cancels it, a claim can take it. Reading the runs after the claim closes that gap: a cancel
     that has answered was written before this read.
     """
-    if not run_ids:
-        return set()
-    found = _runs().find({"run_id": {"$in": sorted(run_ids)}}, {"run_id": 1, "status": 1, "cancelled_at": 1})
-    runs = [doc async for doc in found]
+    # One lookup per run (equality on the unique index: the embedded engine scans `$in`).
+    projection = {"run_id": 1, "status": 1, "cancelled_at": 1}
+    runs = [
+        doc for run_id in sorted(run_ids) if (doc := await _runs().find_one({"run_id": run_id}, projection))
+    ]
     pending = [doc["run_id"] for doc in runs if doc.get("status") == "PENDING"]
     if pending:
         await queries.mark_runs_started(pending, now_ms())

@@ -25,6 +25,7 @@ from state_manager.clock import now_ms
 from state_manager.db import queries
 from state_manager.db.documents import Run, State
 from state_manager.domain.models import RetryPolicy
+from state_manager.domain.queues import PROMOTE_EVERY_MS, queue_fields
 from state_manager.domain.retry import retries_left
 from state_manager.domain.status import Event, StateStatus, sources
 from state_manager.errors import Conflict, InvalidTransition, NotFound, TooLarge, Unprocessable
@@ -124,8 +125,10 @@ async def enqueue(
     """
     deadline = now_ms() + wait_ms
     await queues.record_poll(ctx, namespace, nodes)
+    woken = True  # the first try, and each after a wake-up, looks for delayed states now due
     while True:
         seen = ctx.work.generation(namespace)
+        await _promote_due(ctx, namespace, nodes, now=woken)
         claimed = await queries.claim(namespace, nodes, ctx.lease_ms, batch_size)
         if tuned:  # a client that never heartbeats: leases from the nodes' running times
             await leases.apply_tuned_leases(ctx, claimed)
@@ -141,9 +144,25 @@ async def enqueue(
                 await queues.record_poll(ctx, namespace, nodes)  # still asking at the end of a long-poll
             metrics.enqueue_answered(namespace, claimed)
             return claimed
-        await ctx.work.wait(namespace, min(remaining / 1000, ctx.settings.long_poll_tick_seconds), seen)
+        woken = await ctx.work.wait(
+            namespace, min(remaining / 1000, ctx.settings.long_poll_tick_seconds), seen
+        )
         if gone is not None and await gone():
             return []
+
+
+async def _promote_due(ctx: AppContext, namespace: str, nodes: list[str], *, now: bool) -> None:
+    """Make these nodes' delayed states whose time has come claimable (domain/queues.py): `now`
+    (a first try, or a wake-up: a delayed state may have become due), else at most every
+    PROMOTE_EVERY_MS per namespace and process."""
+    at = now_ms()
+    key = (namespace, tuple(sorted(nodes)))
+    if not now and at - ctx.promoted.get(key, 0) < PROMOTE_EVERY_MS:
+        return
+    ctx.promoted[key] = at
+    if len(ctx.promoted) > 10_000:
+        ctx.promoted.clear()
+    await queries.promote(namespace, nodes)
 
 
 async def _drop_cancelled(ctx: AppContext, claimed: list[State], cancelled_runs: set[str]) -> list[State]:
@@ -157,7 +176,11 @@ async def _drop_cancelled(ctx: AppContext, claimed: list[State], cancelled_runs:
 async def _release(ctx: AppContext, namespace: str, claimed: list[State]) -> None:
     for state in claimed:
         assert state.id is not None
-        fields = {"enqueue_after": state.enqueue_after, "lease_expires_at": None}
+        fields = {
+            "enqueue_after": state.enqueue_after,
+            "lease_expires_at": None,
+            **queue_fields(StateStatus.CREATED, namespace, state.node_name, 0, 1),  # due: at once
+        }
         await writes.transition(
             ObjectId(str(state.id)), Event.REQUEUE_AFTER, fields, namespace=namespace, claim=state.claim_token
         )
@@ -257,7 +280,13 @@ async def requeue_after(
     With a claim token only the current holder of a QUEUED state may do it, and a repeat of its
     call answers the same; without one (the official SDKs) a CREATED state may be delayed too.
     """
-    fields = {"enqueue_after": now_ms() + delay_ms, "lease_expires_at": None}
+    state = await load_state(namespace, state_id)  # its node names its queue
+    now = now_ms()
+    fields = {
+        "enqueue_after": now + delay_ms,
+        "lease_expires_at": None,
+        **queue_fields(StateStatus.CREATED, namespace, state.node_name, now + delay_ms, now),
+    }
     held = {"status": StateStatus.QUEUED.value} if claim is not None else None
     updated = await writes.transition(
         state_id, Event.REQUEUE_AFTER, fields, namespace=namespace, claim=claim, extra_filter=held

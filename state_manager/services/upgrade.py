@@ -23,6 +23,7 @@ from state_manager.clock import now_ms
 from state_manager.db.documents import Run, State
 from state_manager.domain import tally
 from state_manager.domain.progress import StateFacts, expected_progress, is_open
+from state_manager.domain.queues import queue_fields
 from state_manager.domain.status import StateStatus
 from state_manager.domain.status import tally as upstream_tally
 from state_manager.services import run_status
@@ -111,3 +112,37 @@ def _started_ms(states: list[dict[str, Any]], created_ms: int) -> int:
 def _finished_ms(states: list[dict[str, Any]], created_ms: int) -> int:
     ends = [s.get("ended_ms") or s.get("updated_ms") or 0 for s in states]
     return max([created_ms, *ends])
+
+
+_QUEUE_MARKER = {"_id": "queue_keys_v1"}
+
+
+async def upgrade_queue_keys(batch_size: int = 1000) -> int:
+    """Give every waiting (CREATED) state stored before claims read queue keys its key
+    (domain/queues.py), so that it can be claimed; how many states were given one. Once."""
+    meta = Run.get_motor_collection().database["ServerMeta"]
+    if await meta.find_one(_QUEUE_MARKER) is not None:
+        return 0
+    states = State.get_motor_collection()
+    lacking = {
+        "status": StateStatus.CREATED.value,
+        "ready": {"$exists": False},
+        "delayed": {"$exists": False},
+    }
+    fields = {"namespace_name": 1, "node_name": 1, "enqueue_after": 1}
+    upgraded = 0
+    while True:
+        batch = [doc async for doc in states.find(lacking, fields).limit(batch_size)]
+        now = now_ms()
+        for doc in batch:
+            keys = queue_fields(
+                StateStatus.CREATED, doc["namespace_name"], doc["node_name"], doc.get("enqueue_after", 0), now
+            )
+            result = await states.update_one({"_id": doc["_id"], **lacking}, {"$set": keys})
+            upgraded += result.modified_count
+        if len(batch) < batch_size:
+            break
+    if upgraded:
+        log.info("states_upgraded", states=upgraded, what="queue keys")
+    await meta.update_one(_QUEUE_MARKER, {"$set": {"done_ms": now_ms()}}, upsert=True)
+    return upgraded

@@ -141,6 +141,13 @@ async def test_runs_stored_before_the_stored_status_are_listed_as_their_states_s
     queued = db.State.find_one({"run_id": going, "status": "QUEUED"})
     assert queued["owed_group"] == "u" and going_run["owed"] == {"u": {"0": 1}}  # counted when it settles
 
+    # A waiting state stored before claims read queue keys is given its key.
+    db.State.insert_one({**_legacy_state("run-waiting", "w", "CREATED", 7), "node_name": "Waiting"})
+    db.ServerMeta.delete_one({"_id": "queue_keys_v1"})
+    await _runs_listed(store_uri, database)
+    waiting = db.State.find_one({"run_id": "run-waiting"})
+    assert waiting["ready"] == f"{NAMESPACE}\x1fWaiting" and waiting["delayed"] is None
+
     # A second start (or a second replica) changes nothing.
     before = list(db.runs.find({}, {"_id": 0}).sort("run_id", 1))
     again = await _runs_listed(store_uri, database)
