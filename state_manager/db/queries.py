@@ -310,6 +310,21 @@ async def any_matches(query: dict[str, Any]) -> bool:
     return False
 
 
+async def run_states_where(
+    run_id: str, match: dict[str, Any], *, limit: int = 0, fields: tuple[str, ...] | None = None
+) -> list[dict[str, Any]]:
+    """A run's states matching `match` on plain fields (equality, `$in`), as documents (only
+    `fields` when given), through an aggregation: the embedded engine runs its `$match` as SQL
+    on the (run_id, status) index, where a `find` with a condition on a nested field (a state's
+    `parents`) is evaluated document by document across the store."""
+    pipeline: list[dict[str, Any]] = [{"$match": {"run_id": run_id, **match}}]
+    if limit:
+        pipeline.append({"$limit": limit})
+    if fields is not None:
+        pipeline.append({"$project": dict.fromkeys(fields, 1)})
+    return [doc async for doc in _states().aggregate(pipeline)]
+
+
 async def statuses(query: dict[str, Any]) -> list[dict[str, Any]]:
     """Only the fields needed to count or judge states."""
     cursor = _states().find(query, {"status": 1, "pending_effect": 1, "run_id": 1, "identifier": 1})

@@ -108,17 +108,8 @@ async def _evaluate_join(
     independent of each other, and none waits for another.
     """
     scope = _scope(run_id, anchor_identifier, anchor_id, sibling_joins)
-    # One state still going is enough to wait: found with a probe on the (run_id, status) index,
-    # so a fan-out of n branches costs n probes, not n reads of the whole scope. A retry whose
-    # copy is not written yet is not settled either. (Two probes rather than one `$or`, which
-    # the embedded engine evaluates by scanning.)
-    going: list[dict[str, Any]] = [
-        {"status": {"$in": [s.value for s in UNSETTLED]}},
-        {"status": StateStatus.RETRY_CREATED.value, "pending_effect": Effect.SPAWN.value},
-    ]
-    for probe in going:
-        if await queries.exists({**scope, **probe}):
-            return None, True, None
+    if await _scope_going(scope):
+        return None, True, None
     anchor = await queries.find_state(ObjectId(anchor_id))
     if anchor is None or anchor.status != StateStatus.SUCCESS:
         return None, False, None
@@ -126,9 +117,7 @@ async def _evaluate_join(
     existing = await queries.find_one(State, {"spawn_key": key})
     if existing is not None:
         return None, False, existing
-    failures = await queries.statuses(
-        {"run_id": anchor.run_id, **scope, "status": {"$in": [s.value for s in FAILED]}}
-    )
+    failures = await _in_scope(scope, {"status": {"$in": [s.value for s in FAILED]}})
     assert join.unites is not None
     verdict = join_verdict(join.unites.strategy, [doc["status"] for doc in failures])
     error = None
@@ -155,6 +144,57 @@ def _scope(run_id: str, anchor_identifier: str, anchor_id: str, sibling_joins: l
     }
 
 
+# States still going, read a probe's worth at a time: in a fan-out, the first one read is in the
+# join's scope and answers at once.
+_PROBE = 64
+_GOING: list[dict[str, Any]] = [
+    {"status": {"$in": [s.value for s in UNSETTLED]}},
+    # A retry whose copy is not written yet is not settled either.
+    {"status": StateStatus.RETRY_CREATED.value, "pending_effect": Effect.SPAWN.value},
+]
+
+
+def _within(doc: dict[str, Any], scope: dict[str, Any]) -> bool:
+    """Whether a state (a document with `identifier` and `parents`) is in a join's scope (as
+    `_scope` says it to the store)."""
+    parents = doc.get("parents") or {}
+    for path, condition in scope.items():
+        if path == "run_id":
+            continue
+        if path == "identifier":
+            if doc.get("identifier") in condition["$nin"]:
+                return False
+        elif path.startswith("parents."):
+            name = path.removeprefix("parents.")
+            if isinstance(condition, dict):  # {"$exists": False}: not below a sibling join
+                if name in parents:
+                    return False
+            elif parents.get(name) != condition:
+                return False
+    return True
+
+
+async def _scope_going(scope: dict[str, Any]) -> bool:
+    """Whether anything in the join's scope is still going: the run's states still going (on
+    plain fields, cheap on every store), checked against the scope here; only when a probe's
+    worth of them are all outside the scope is the store asked for the scope itself."""
+    for going in _GOING:
+        found = await queries.run_states_where(
+            scope["run_id"], going, limit=_PROBE, fields=("identifier", "parents")
+        )
+        if any(_within(doc, scope) for doc in found):
+            return True
+        if len(found) == _PROBE and await queries.exists({**scope, **going}):
+            return True
+    return False
+
+
+async def _in_scope(scope: dict[str, Any], match: dict[str, Any]) -> list[dict[str, Any]]:
+    """The states of the join's scope matching `match` (plain fields), as documents."""
+    found = await queries.run_states_where(scope["run_id"], match, fields=("identifier", "parents", "status"))
+    return [doc for doc in found if _within(doc, scope)]
+
+
 async def join_blocked(join: State, graph: GraphTemplate | None) -> str | None:
     """Why a join cannot be made again now (its branches failed under ALL_SUCCESS, with nothing
     of them retried), or None."""
@@ -167,9 +207,9 @@ async def join_blocked(join: State, graph: GraphTemplate | None) -> str | None:
         return None
     joins = graph_shape(graph).joins_on.get(anchor_identifier, [])
     scope = _scope(join.run_id, anchor_identifier, join.parents[anchor_identifier], joins)
-    if await queries.exists({**scope, "status": {"$in": [s.value for s in UNSETTLED]}}):
+    if await _scope_going(scope):
         return None  # a branch is going (e.g. retried): the join is made when it settles
-    failures = await queries.statuses({**scope, "status": {"$in": [s.value for s in FAILED]}})
+    failures = await _in_scope(scope, {"status": {"$in": [s.value for s in FAILED]}})
     if not failures:
         return None
     failed = ", ".join(sorted({doc["identifier"] for doc in failures}))
@@ -288,13 +328,12 @@ async def _collect(anchor: State, join_identifier: str, refs: set[OutputRef]) ->
     """
     collected: dict[OutputRef, list[Any]] = {}
     for identifier in {ref.identifier for ref in refs}:
-        query = {
-            "run_id": anchor.run_id,
-            f"parents.{anchor.identifier}": str(anchor.id),
-            "identifier": identifier,
-            "status": StateStatus.SUCCESS.value,
-        }
-        states = sorted(await queries.find_states(query), key=lambda s: [*s.fanout_path, s.output_index])
+        match = {"status": StateStatus.SUCCESS.value, "identifier": identifier}
+        found = await queries.run_states_where(anchor.run_id, match)
+        below = [doc for doc in found if (doc.get("parents") or {}).get(anchor.identifier) == str(anchor.id)]
+        states = sorted(
+            (State.model_validate(doc) for doc in below), key=lambda s: [*s.fanout_path, s.output_index]
+        )
         for ref in (r for r in refs if r.identifier == identifier):
             missing = [s.id for s in states if ref.field not in s.outputs]
             if missing:
