@@ -4,7 +4,8 @@ one progress line per workload on stderr, and writes every figure to a JSON file
 Workloads (see workloads.py for what is measured and how):
   A   one-node runs triggered at once (200; --quick 50)
   B   three-node chains triggered at once (100; --quick 20)
-  C   one fan-out of 1000 outputs + a join (--quick 200); C-small: the same with 100 (--quick 20)
+  C   one fan-out of 1000 outputs + a join (--quick 200); C-small: the same with 100 (--quick 20);
+      C5k and C10k: 5,000 and 10,000 (only when asked for, with a --limit to match)
   D   a 20-step chain, 5 runs one after another: per-step latency (--quick 2 runs)
   E   an idle runtime for 10 s (--quick 3 s): requests/s it sends, CPU
 Each runs with our SDK and with the official exospherehost 0.0.3 (poll interval 0, 16 workers,
@@ -38,6 +39,7 @@ from benchmarks.processes import REPO_ROOT, install_sigterm_handler, nx_store, s
 from benchmarks.workloads import Measured, run_idle, run_workload, summarise, workloads
 
 ALL_WORKLOADS = ["A", "B", "C", "C-small", "D", "E"]
+LARGE_WORKLOADS = ["C5k", "C10k"]  # only when asked for
 SDKS = ["ours", "official"]
 
 
@@ -284,9 +286,8 @@ def main() -> None:
         stores.append("mongo")
     if "mongo" in stores and not options.mongo_uri:
         parser.error("the mongo store needs --mongo-uri")
-    unknown = (
-        set(names) - set(ALL_WORKLOADS) | set(sdks) - set(SDKS) | set(stores) - {"default", "nx", "mongo"}
-    )
+    known = set(ALL_WORKLOADS + LARGE_WORKLOADS)
+    unknown = set(names) - known | set(sdks) - set(SDKS) | set(stores) - {"default", "nx", "mongo"}
     if unknown:
         parser.error(f"unknown: {sorted(unknown)}")
     install_sigterm_handler()

@@ -278,6 +278,10 @@ def workloads(quick: bool) -> dict[str, Workload]:
         "C-small": Workload(
             "C-small", f"fan-out of {c_small} + join", lambda ns: fan_out_graph(ns, c_small), 1, c_small + 3
         ),
+        # The growth targets of issue 15: fan-outs of 5,000 and 10,000 + a join (not in the
+        # default set: ask for them with --workloads C5k,C10k and a --limit to match).
+        "C5k": Workload("C5k", "fan-out of 5000 + join", lambda ns: fan_out_graph(ns, 5000), 1, 5003),
+        "C10k": Workload("C10k", "fan-out of 10000 + join", lambda ns: fan_out_graph(ns, 10000), 1, 10003),
         "D": Workload(
             "D",
             f"{d_len}-step chain, {d_runs} runs one after another",

@@ -17,11 +17,11 @@ import pytest
 
 from exospherehost import Runtime
 from tests.e2e.conftest import server  # noqa: F401 - the module-scoped live server fixture
-from tests.e2e.nodes import Boom, Flaky, Sign, Slow, Upper
+from tests.e2e.nodes import Boom, Flaky, Sign, Slow, Split, Upper
 from tests.support.live_server import LiveServer, live_server_factory  # noqa: F401 - a fixture
 
 CLI_TIMEOUT_SECONDS = 40.0
-WORKER_NODES = [Upper, Boom, Flaky, Sign, Slow]
+WORKER_NODES = [Upper, Boom, Flaky, Sign, Slow, Split]
 
 
 @dataclass

@@ -199,6 +199,43 @@ async def test_retry_a_failed_run_until_it_succeeds(
     assert nothing_left.json()["retried"] == 0 and "no failed state to retry" in nothing_left.stderr
 
 
+async def test_retry_repairs_a_map_reduce_to_the_result_of_a_clean_run(
+    cli: Cli, worker: Runtime, ns: str, tmp_path: Path
+) -> None:
+    # Every branch fails its first attempt (Flaky), so the ALL_SUCCESS join cannot run: the run
+    # fails. `run retry` retries the branches, and the join is made again from their results.
+    tag = uuid.uuid4().hex
+    graph = f"""
+name: mapreduce
+nodes:
+  - {{node_name: Upper, namespace: {ns}, identifier: root, inputs: {{text: go}}, next_nodes: [split]}}
+  - {{node_name: Split, namespace: {ns}, identifier: split, inputs: {{count: "3"}}, next_nodes: [branch]}}
+  - node_name: Flaky
+    namespace: {ns}
+    identifier: branch
+    inputs: {{text: "${{{{ split.outputs.item }}}}-{tag}"}}
+  - node_name: Upper
+    namespace: {ns}
+    identifier: total
+    inputs: {{text: "${{{{ branch.outputs.text[*] }}}}"}}
+    unites: {{identifier: root}}
+retry_policy:
+  max_retries: 0
+"""
+    await _apply(cli, tmp_path, graph)
+    failed = await cli("run", "trigger", "mapreduce", *WATCH, "-o", "json")
+    run_id = failed.json()["run_id"]
+
+    retried = await cli("run", "retry", run_id, *WATCH, "-o", "json")
+    joins = (await cli("run", "states", run_id, "--node", "total", "-o", "json")).json()
+
+    assert failed.code == 1 and failed.json()["status"] == "FAILED", failed
+    assert retried.code == 0 and retried.json()["status"] == "SUCCESS", retried
+    made = [s for s in joins if s["status"] == "SUCCESS"]
+    assert [s["status"] for s in joins if s not in made] == ["RETRY_CREATED"]  # the one made before
+    assert made[0]["outputs"]["text"] == '["OK AFTER 2", "OK AFTER 2", "OK AFTER 2"]'
+
+
 async def test_state_get_and_state_retry(cli: Cli, worker: Runtime, ns: str, tmp_path: Path) -> None:
     await _apply(cli, tmp_path, _chain(ns, "bad", "Boom", text="nope"))
     summary = (await cli("run", "trigger", "bad", "-s", "suffix=z", *WATCH, "-o", "json")).json()

@@ -85,7 +85,8 @@ async def test_a_successful_and_a_failing_run_show_in_metrics_and_logs(sdk_env: 
     assert m.total("exosphere_state_queue_wait_seconds_count", namespace=ns) == 3
     assert m.total("exosphere_state_execution_seconds_count", namespace=ns) == 3
     assert m.total("exosphere_enqueue_requests_total", namespace=ns, result="claimed") >= 1
-    assert m.total("exosphere_http_request_duration_seconds_count", route=ENQUEUE_ROUTE, code="200") >= 3
+    # The three states came in at least two claims (the roots of both runs may come in one).
+    assert m.total("exosphere_http_request_duration_seconds_count", route=ENQUEUE_ROUTE, code="200") >= 2
     ids = {ok["run_id"], bad["run_id"]} | {s["id"] for s in ok_states + bad_states}
     assert m.label_values().isdisjoint(ids)
 
