@@ -40,7 +40,8 @@ from state_manager.schemas.states import state_item
 from state_manager.services import run_status
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import template_for
-from state_manager.services.states import manual_retry, parse_state_id
+from state_manager.services.progress import settle_or_count
+from state_manager.services.states import manual_retry, mark_retried, parse_state_id, retry_of
 
 # Failed states an operator's "retry failed" retries (a cancelled state was stopped on purpose).
 RETRYABLE = (StateStatus.ERRORED, StateStatus.TIMEDOUT, StateStatus.NEXT_CREATED_ERROR)
@@ -274,16 +275,24 @@ async def retry_failed(ctx: AppContext, namespace: str, run_id: str) -> RetryFai
         sort=[("_id", 1)],
     )
     created: list[str] = []
-    # Branches first: each one's retry supersedes the joins above it; then the joins whose own
-    # node failed (one superseded meanwhile is not retried twice).
-    for state in sorted(failed, key=lambda s: s.does_unites):
-        assert state.id is not None
+    # Every failed branch is marked retried before any is settled: while one still owes its
+    # retry, the joins above wait, so each is made again once, from all the repaired branches.
+    marked: list[tuple[State, str]] = []
+    for state in (s for s in failed if not s.does_unites):
+        key = f"retry-failed:{state.id}"
         try:
-            retry = await manual_retry(
-                ctx, state.namespace_name, ObjectId(str(state.id)), f"retry-failed:{state.id}"
-            )
+            marked.append((await mark_retried(state.namespace_name, state, key), key))
         except (Conflict, InvalidTransition):
             continue  # retried meanwhile by another call
-        created.append(str(retry.id))
+    for retried, key in marked:
+        await settle_or_count(ctx, retried)
+        created.append(str((await retry_of(retried, key)).id))
+    for join in (s for s in failed if s.does_unites):  # a join whose own node failed
+        assert join.id is not None
+        try:
+            made = await manual_retry(ctx, join.namespace_name, ObjectId(str(join.id)), "")
+        except (Conflict, InvalidTransition):
+            continue
+        created.append(str(made.id))
     detail = await run_detail(namespace, run_id)
     return RetryFailedResult(run_id=run_id, retried=len(created), state_ids=created, status=detail.status)

@@ -316,8 +316,21 @@ async def manual_retry(ctx: AppContext, namespace: str, state_id: ObjectId, fano
     await _refuse_if_run_cancelled(state)
     if state.does_unites:
         return await _retry_join(ctx, namespace, state)
+    updated = await mark_retried(namespace, state, fanout_id)
+    await settle_or_count(ctx, updated)
+    return await retry_of(updated, fanout_id)
+
+
+async def mark_retried(namespace: str, state: State, fanout_id: str) -> State:
+    """The status write of an operator's retry (RETRY_CREATED, its retry still to be written by
+    its spawn effect): counted open again in its run. Raises the refusals `manual_retry` answers.
+
+    While it owes that effect, a join above it waits: `retry-failed` marks every branch it
+    retries first, so that no join is made again from some of them only."""
     fields: dict[str, Any] = {"manual_retry_request": fanout_id, "rejoin_above": True, **reopening(state)}
     expect = {"run_cancelled": {"$ne": True}, "pending_effect": state.pending_effect}
+    assert state.id is not None
+    state_id = ObjectId(str(state.id))
     updated = await writes.transition(
         state_id, Event.MANUAL_RETRY, fields, namespace=namespace, extra_filter=expect
     )
@@ -335,8 +348,12 @@ async def manual_retry(ctx: AppContext, namespace: str, state_id: ObjectId, fano
         )
     if updated.reopened_from is not None and state.pending_effect is None:
         await run_status.reopen_state(updated)  # counted open again: its run goes on
-    await settle_or_count(ctx, updated)
-    retry = await queries.find_one(State, {"spawn_key": manual_retry_key(updated, fanout_id)})
+    return updated
+
+
+async def retry_of(retried: State, fanout_id: str) -> State:
+    """The new attempt an operator's retry wrote."""
+    retry = await queries.find_one(State, {"spawn_key": manual_retry_key(retried, fanout_id)})
     assert retry is not None
     return retry
 

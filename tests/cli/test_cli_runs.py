@@ -264,9 +264,9 @@ async def test_nodes_and_queues_are_json_arrays(cli: Cli, worker: Runtime) -> No
     table = await cli("queues")
 
     assert nodes.code == 0 and queues.code == 0, (nodes, queues)
-    assert sorted(n["name"] for n in nodes.json()) == ["Boom", "Flaky", "Sign", "Slow", "Upper"]
+    assert sorted(n["name"] for n in nodes.json()) == ["Boom", "Flaky", "Sign", "Slow", "Split", "Upper"]
     rows = {row["node_name"]: row for row in queues.json()}
-    assert set(rows) == {"Boom", "Flaky", "Sign", "Slow", "Upper"}
+    assert set(rows) == {"Boom", "Flaky", "Sign", "Slow", "Split", "Upper"}
     assert rows["Upper"]["registered"] is True and rows["Upper"]["stalled"] is False
     assert table.stdout.splitlines()[0].split()[:3] == ["NODE", "REGISTERED", "DUE"]
 
