@@ -12,23 +12,19 @@ has been in use for a while.
 
 from __future__ import annotations
 
-import base64
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pymongo
 import pytest
-from asgi_lifespan import LifespanManager
 
 from state_manager.app import create_app
-from state_manager.config import Settings
-from tests.factories import API_KEY, NAMESPACE, Api, graph, node, template
+from tests.factories import NAMESPACE, Api, graph, node, template
 from tests.support.durable_store import durable_store
+from tests.support.in_process import settings_for, started
 
 SMALL, LARGE = 1_000, 50_000
 REPEATS = 7
@@ -100,30 +96,12 @@ class Store:
         self.filled = total
 
 
-def _settings(uri: str, database: str) -> Settings:
-    return Settings(  # type: ignore[call-arg]
-        state_manager_secret=API_KEY,
-        secrets_encryption_key=base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        background_loops=False,
-        mongo_uri=uri,
-        mongo_database_name=database,
-        _env_file=None,
-    )
-
-
 @pytest.fixture
 async def store(store_uri: str) -> AsyncIterator[Store]:
     database = f"db{uuid.uuid4().hex[:8]}"
-    app = create_app(_settings(store_uri, database))
+    app = create_app(settings_for(mongo_uri=store_uri, mongo_database_name=database))
     with pymongo.MongoClient(store_uri) as mongo:
-        async with (
-            LifespanManager(app) as manager,
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=manager.app),
-                base_url="http://t",
-                headers={"x-api-key": API_KEY},
-            ) as http,
-        ):
+        async with started(app) as http:
             api = Api(http, NAMESPACE)
             await api.register(node("Alpha"), node("Beta"), node("Split", outputs=["n"]), node("Sum", ["v"]))
             await api.upsert(

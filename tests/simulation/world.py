@@ -12,15 +12,14 @@ from typing import Any
 
 import httpx
 import structlog
-from asgi_lifespan import LifespanManager
 from structlog.testing import LogCapture
 
 from state_manager import metrics
 from state_manager.app import create_app
-from state_manager.config import Settings
 from state_manager.services.context import AppContext
-from tests.factories import API_KEY, NAMESPACE, Api
+from tests.factories import NAMESPACE, Api
 from tests.simulation.scheduler import CURRENT
+from tests.support.in_process import settings_for, started
 
 # Anything owing an effect is at once eligible for take-over by a recovery pass (a harsh
 # adversary for the operations it races), and leases do not run out during a schedule.
@@ -62,24 +61,9 @@ class World:
 
 @asynccontextmanager
 async def open_world(**overrides: Any) -> AsyncIterator[World]:
-    values: dict[str, Any] = {
-        "state_manager_secret": API_KEY,
-        "secrets_encryption_key": _KEY,
-        "background_loops": False,
-        "mock_store": True,
-        **SIM_SETTINGS,
-        **overrides,
-    }
-    settings = Settings(**values, _env_file=None)  # type: ignore[call-arg]
+    settings = settings_for(secrets_encryption_key=_KEY, mock_store=True, **SIM_SETTINGS, **overrides)
     application = create_app(settings)
-    async with (
-        LifespanManager(application) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app),
-            base_url="http://test",
-            headers={"x-api-key": API_KEY},
-        ) as client,
-    ):
+    async with started(application) as client:
         world = World(application.state.context, client, Api(client, NAMESPACE), application.state.metrics)
         capture = LogCapture()
         processors = structlog.get_config()["processors"]

@@ -4,22 +4,18 @@ their states say; the upgrade is idempotent (a restart, or a second replica, cha
 
 from __future__ import annotations
 
-import base64
-import os
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pymongo
 import pytest
-from asgi_lifespan import LifespanManager
 
 from state_manager.app import create_app
-from state_manager.config import Settings
-from tests.factories import API_KEY, NAMESPACE
+from tests.factories import NAMESPACE
 from tests.support.durable_store import durable_store
+from tests.support.in_process import settings_for, started
 
 CREATED_AT = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 CREATED_MS = int(CREATED_AT.timestamp() * 1000)
@@ -74,27 +70,9 @@ def _legacy_state(run_id: str, identifier: str, status: str, n: int) -> dict[str
     }
 
 
-def _settings(uri: str, database: str) -> Settings:
-    return Settings(  # type: ignore[call-arg]
-        state_manager_secret=API_KEY,
-        secrets_encryption_key=base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        background_loops=False,
-        mongo_uri=uri,
-        mongo_database_name=database,
-        _env_file=None,
-    )
-
-
 async def _runs_listed(uri: str, database: str) -> dict[str, dict[str, Any]]:
-    app = create_app(_settings(uri, database))
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app),
-            base_url="http://t",
-            headers={"x-api-key": API_KEY},
-        ) as http,
-    ):
+    app = create_app(settings_for(mongo_uri=uri, mongo_database_name=database))
+    async with started(app) as http:
         page = (await http.get(f"/v0/namespace/{NAMESPACE}/runs")).json()
         upstream = (await http.get(f"/v0/namespace/{NAMESPACE}/runs/1/10")).json()
     statuses = {run["run_id"]: run for run in page["runs"]}
