@@ -14,11 +14,12 @@ from tests.factories import Api, Json, graph, node, template
 START, SPLIT = node("Start"), node("Split", outputs=["n"])
 SQUARE = node("Square", inputs=["n"], outputs=["sq"])
 SUM = node("Sum", inputs=["values"], outputs=["total"])
+NODES = (START, SPLIT, SQUARE, SUM)
 ITEMS = ["3", "1", "2", "5"]
 CLEAN_TOTAL = str(sum(int(n) ** 2 for n in ITEMS))
 
 
-def _map_reduce(strategy: str) -> Json:
+def map_reduce(strategy: str) -> Json:
     return graph(
         template("start", "Start", {"x": "go"}, ["split"]),
         template("split", "Split", {"x": "${{ start.outputs.y }}"}, ["square"]),
@@ -28,7 +29,7 @@ def _map_reduce(strategy: str) -> Json:
     )
 
 
-async def _work(api: Api, *, broken: str | None) -> int:
+async def work(api: Api, *, broken: str | None) -> int:
     """Act as the runtimes until nothing is left to claim; Square fails on `broken`. Returns how
     many states were executed."""
     done = 0
@@ -58,7 +59,7 @@ async def _execute(api: Api, name: str, state: Json, broken: str | None) -> None
         await api.executed(state["state_id"], [{"total": str(sum(int(v) for v in values))}])
 
 
-async def _result(api: Api, run_id: str) -> tuple[str, list[str]]:
+async def result(api: Api, run_id: str) -> tuple[str, list[str]]:
     """The run's status and the totals of its live (not superseded) Sum states."""
     summary = await api.run_summary(run_id)
     sums = (await api.by_identifier(run_id)).get("sum", [])
@@ -71,23 +72,23 @@ async def _retry_failed(api: Api, run_id: str) -> Any:
 
 @pytest.mark.parametrize("strategy", ["ALL_SUCCESS", "ALL_DONE"])
 async def test_a_repaired_map_reduce_ends_as_a_clean_run(api: Api, strategy: str) -> None:
-    await api.setup("mr", _map_reduce(strategy), START, SPLIT, SQUARE, SUM)
+    await api.setup("mr", map_reduce(strategy), *NODES)
     clean = (await api.trigger("mr"))["run_id"]
-    await _work(api, broken=None)
-    assert await _result(api, clean) == ("SUCCESS", [CLEAN_TOTAL])
+    await work(api, broken=None)
+    assert await result(api, clean) == ("SUCCESS", [CLEAN_TOTAL])
 
     run_id = (await api.trigger("mr"))["run_id"]
-    await _work(api, broken="2")
-    status, partial = await _result(api, run_id)
+    await work(api, broken="2")
+    status, partial = await result(api, run_id)
     assert status == "FAILED"
     assert partial == ([] if strategy == "ALL_SUCCESS" else [str(9 + 1 + 25)])
 
     answer = await _retry_failed(api, run_id)  # the node is fixed: Square now works for 2
     assert answer["retried"] == 1
-    executed = await _work(api, broken=None)
+    executed = await work(api, broken=None)
 
     assert executed == 2  # the retried branch and the join, nothing else again
-    status, totals = await _result(api, run_id)
+    status, totals = await result(api, run_id)
     assert (status, totals[-1:]) == ("SUCCESS", [CLEAN_TOTAL])
     states = await api.run_states(run_id)
     superseded = [s for s in states if s["identifier"] == "sum" and s["status"] == "RETRY_CREATED"]
@@ -95,36 +96,36 @@ async def test_a_repaired_map_reduce_ends_as_a_clean_run(api: Api, strategy: str
 
 
 async def test_a_repeated_retry_failed_retries_nothing_twice(api: Api) -> None:
-    await api.setup("mr", _map_reduce("ALL_SUCCESS"), START, SPLIT, SQUARE, SUM)
+    await api.setup("mr", map_reduce("ALL_SUCCESS"), *NODES)
     run_id = (await api.trigger("mr"))["run_id"]
-    await _work(api, broken="2")
+    await work(api, broken="2")
 
     first = await _retry_failed(api, run_id)
     again = await _retry_failed(api, run_id)
-    await _work(api, broken=None)
+    await work(api, broken=None)
 
     assert (first["retried"], again["retried"]) == (1, 0)
-    assert await _result(api, run_id) == ("SUCCESS", [CLEAN_TOTAL])
+    assert await result(api, run_id) == ("SUCCESS", [CLEAN_TOTAL])
     sums = (await api.by_identifier(run_id))["sum"]
     assert sorted(s["status"] for s in sums) == ["RETRY_CREATED", "SUCCESS"]
 
 
 async def test_retrying_one_branch_makes_the_join_again(api: Api) -> None:
-    await api.setup("mr", _map_reduce("ALL_SUCCESS"), START, SPLIT, SQUARE, SUM)
+    await api.setup("mr", map_reduce("ALL_SUCCESS"), *NODES)
     run_id = (await api.trigger("mr"))["run_id"]
-    await _work(api, broken="2")
+    await work(api, broken="2")
     [failed] = [s for s in await api.run_states(run_id) if s["status"] == "ERRORED"]
 
     await api.call("POST", f"/state/{failed['id']}/manual-retry", {"fanout_id": "fix-1"})
-    await _work(api, broken=None)
+    await work(api, broken=None)
 
-    assert await _result(api, run_id) == ("SUCCESS", [CLEAN_TOTAL])
+    assert await result(api, run_id) == ("SUCCESS", [CLEAN_TOTAL])
 
 
 async def test_a_join_blocked_by_failed_branches_is_refused_and_unchanged(api: Api) -> None:
-    await api.setup("mr", _map_reduce("ALL_SUCCESS"), START, SPLIT, SQUARE, SUM)
+    await api.setup("mr", map_reduce("ALL_SUCCESS"), *NODES)
     run_id = (await api.trigger("mr"))["run_id"]
-    await _work(api, broken="2")
+    await work(api, broken="2")
     [join] = (await api.by_identifier(run_id))["sum"]
     assert join["status"] == "CANCELLED"
 
@@ -137,9 +138,9 @@ async def test_a_join_blocked_by_failed_branches_is_refused_and_unchanged(api: A
 
 async def test_a_retried_join_collects_its_inputs_afresh(api: Api) -> None:
     """The join's own node failed; retrying it makes the next generation from the branches."""
-    await api.setup("mr", _map_reduce("ALL_SUCCESS"), START, SPLIT, SQUARE, SUM)
+    await api.setup("mr", map_reduce("ALL_SUCCESS"), *NODES)
     run_id = (await api.trigger("mr"))["run_id"]
-    await _work(api, broken=None)
+    await work(api, broken=None)
     # Run it again with a join that fails: the same graph, a Sum worker that errors once.
     run_id = (await api.trigger("mr"))["run_id"]
     for name in ("Start", "Split", "Square"):
@@ -156,4 +157,4 @@ async def test_a_retried_join_collects_its_inputs_afresh(api: Api) -> None:
     assert made["state_id"] == answer["id"]
     assert json.loads(made["inputs"]["values"]) == [str(int(n) ** 2) for n in ITEMS]
     await _execute(api, "Sum", made, None)
-    assert await _result(api, run_id) == ("SUCCESS", [CLEAN_TOTAL])
+    assert await result(api, run_id) == ("SUCCESS", [CLEAN_TOTAL])

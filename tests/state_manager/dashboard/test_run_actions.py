@@ -3,7 +3,10 @@ needs the session and this server's origin."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.factories import ALPHA, BETA, NO_RETRY, Api, Worker, chain
+from tests.state_manager.api import test_repair as mapreduce
 from tests.state_manager.dashboard.conftest import Ui, run_url, text_of
 
 
@@ -70,6 +73,23 @@ async def test_retry_failed_asks_first_then_retries_each_failed_state_once(api: 
     await Worker(api, "Alpha").execute()
     await Worker(api, "Beta").execute()
     assert 'data-status="SUCCESS"' in await ui.page(run_url(run_id))
+
+
+@pytest.mark.parametrize("strategy", ["ALL_SUCCESS", "ALL_DONE"])
+async def test_retry_failed_repairs_a_map_reduce_to_a_clean_runs_result(
+    api: Api, ui: Ui, strategy: str
+) -> None:
+    await api.setup("mr", mapreduce.map_reduce(strategy), *mapreduce.NODES)
+    run_id = (await api.trigger("mr"))["run_id"]
+    await mapreduce.work(api, broken="2")
+    assert 'data-status="FAILED"' in await ui.page(run_url(run_id))
+
+    response = await ui.post(run_url(run_id, suffix="/retry-failed"))
+    await mapreduce.work(api, broken=None)  # the node is fixed
+
+    assert response.headers["location"] == run_url(run_id) + "?msg=retried&n=1"
+    assert 'data-status="SUCCESS"' in await ui.page(run_url(run_id))
+    assert await mapreduce.result(api, run_id) == ("SUCCESS", [mapreduce.CLEAN_TOTAL])
 
 
 async def test_an_unknown_action_leads_back_to_the_run(api: Api, ui: Ui) -> None:
