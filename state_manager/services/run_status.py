@@ -118,6 +118,8 @@ async def count_settled(state: State) -> None:
     count a crash interrupted: registered here, then counted), a group it created is registered
     already (counted without it), or it was counted already (a repeat: nothing to do).
     """
+    if not state.owed_group:  # written settled (a fan-out copy): counted when it was created
+        return
     slot = slot_of(state)
     creations = spawned_of(state)
     for _ in range(_ATTEMPTS):
