@@ -35,7 +35,6 @@ from tests.simulation.scheduler import Chooser, Crash, Decision, OpResult, Sched
 from tests.simulation.world import World, open_world
 
 AFTER_THE_RACE = 10**9  # the log step of everything after the interleaved operations
-REPLAY_ENV = "SIM_REPLAY"
 
 
 @dataclass
@@ -51,7 +50,7 @@ class Outcome:
 
     def replay(self) -> str:
         choices = ",".join(map(str, self.choices)) or "-"
-        return f"{REPLAY_ENV}='{self.scenario} {choices} {self.crash or '-'}'"
+        return f"python -m tests.simulation.replay '{self.scenario} {choices} {self.crash or '-'}'"
 
     def report(self) -> str:
         lines = "\n  ".join(self.violations)

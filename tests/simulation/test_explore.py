@@ -9,8 +9,6 @@ hold a known race fail here too (see README.md, FINDINGS).
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tests.simulation import harness
@@ -45,13 +43,3 @@ async def test_a_crash_at_every_boundary(scenario: Scenario) -> None:
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=str)
 async def test_seeded_random_schedules(scenario: Scenario) -> None:
     _fail_on(await harness.sample(scenario, range(SEED_BASE, SEED_BASE + SAMPLES)))
-
-
-@pytest.mark.skipif(
-    not os.environ.get(harness.REPLAY_ENV), reason=f"set {harness.REPLAY_ENV} to replay one schedule"
-)
-async def test_replay() -> None:
-    scenario, choices, crash = harness.parse_replay(os.environ[harness.REPLAY_ENV])
-    outcome = await harness.simulate(scenario, choices, crash=crash)
-    print("\n".join(f"{op}: {label}" for op, label in outcome.calls))
-    assert not outcome.violations, outcome.report()
