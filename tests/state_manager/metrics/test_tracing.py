@@ -23,6 +23,7 @@ from state_manager.config import Settings
 from state_manager.observability import install_tracing
 from state_manager.store import run_engine
 from tests.factories import API_KEY
+from tests.support.in_process import started
 
 GRAPHS_ROUTE = "/v0/namespace/{namespace_name}/graphs/"
 
@@ -51,14 +52,7 @@ async def test_requests_and_database_commands_become_spans() -> None:
         app = create_app(_settings(mongo_uri=engine.uri))
         install_tracing(app, None, exporter=exporter)
         try:
-            async with (
-                LifespanManager(app) as manager,
-                httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=manager.app),
-                    base_url="http://t",
-                    headers={"x-api-key": API_KEY},
-                ) as client,
-            ):
+            async with started(app) as client:
                 exporter.clear()  # startup's index creation
                 assert (await client.get("/health")).status_code == 200
                 assert (await client.get("/v0/namespace/ns/graphs/")).status_code == 200
