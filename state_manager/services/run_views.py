@@ -145,7 +145,9 @@ async def search_runs(
         keys["$lt"] = min(cursor, keys.get("$lt", cursor))
     if keys:
         query["sort_key"] = keys
-    found = Run.get_motor_collection().find(query, {"owed": 0}).sort("sort_key", -1).limit(limit + 1)
+    found = (
+        Run.get_motor_collection().find(query, {"owed": 0, "seeds": 0}).sort("sort_key", -1).limit(limit + 1)
+    )
     runs = [Run.model_validate(doc) async for doc in found]
     more, runs = len(runs) > limit, runs[:limit]
     items = [RunSummary(**_summary_fields(run, _listed_counts(run))) for run in runs]

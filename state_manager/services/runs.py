@@ -277,13 +277,14 @@ async def list_runs(namespace: str, page: int, size: int) -> tuple[int, list[dic
     a finished run's counts are stored on it, a run still going is counted now.
     """
     total = await Run.find({"namespace_name": namespace}).count()
-    runs = (
-        await Run.find({"namespace_name": namespace})
-        .sort("-created_at", "-_id")
+    found = (
+        Run.get_motor_collection()
+        .find({"namespace_name": namespace}, {"owed": 0, "seeds": 0})  # what a listing shows only
+        .sort([("created_at", -1), ("_id", -1)])
         .skip((page - 1) * size)
         .limit(size)
-        .to_list()
     )
+    runs = [Run.model_validate(doc) async for doc in found]
     items = []
     for run in runs:
         # From its stored figures: the states still open count as pending.
