@@ -9,15 +9,18 @@ settled when they settle), its `final` figures once it has ended, its times and 
 
 Bounded: runs are read `batch_size` at a time and each run's states through a projection.
 Idempotent: each write is conditional on the run still lacking its figures, so a second pass or
-a second replica upgrading at the same time changes nothing twice. Once a pass finds nothing
-left, a marker is stored and later starts skip the search.
+a second replica upgrading at the same time changes nothing twice. One document that cannot be
+upgraded is logged and skipped: it never keeps the server from starting. Once a pass upgraded
+everything, a marker is stored and later starts skip the search.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import structlog
+from pymongo import UpdateOne
 
 from state_manager.clock import now_ms
 from state_manager.db.documents import Run, State
@@ -36,24 +39,52 @@ _MARKER = {"_id": "runs_progress_v1"}
 UPGRADE_GROUP = "u"  # the tally group of the open states of an upgraded run
 
 
+async def _pages(
+    collection: Any, query: dict[str, Any], fields: dict[str, Any] | None, size: int
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The documents matching `query` in `_id` order, `size` at a time: each page starts after the
+    last `_id` seen, so one that stays in the query (it could not be upgraded) is not read again."""
+    after: Any = None
+    while True:
+        page = query if after is None else {**query, "_id": {"$gt": after}}
+        batch = [doc async for doc in collection.find(page, fields).sort("_id", 1).limit(size)]
+        if batch:
+            yield batch
+        if len(batch) < size:
+            return
+        after = batch[-1]["_id"]
+
+
+async def _once(marker: dict[str, Any], upgrade: Callable[[], Awaitable[tuple[int, int]]], what: str) -> int:
+    """Run one upgrade unless its marker says it was done; store the marker when nothing failed
+    (a document that could not be upgraded is logged and left for the next start)."""
+    meta = Run.get_motor_collection().database["ServerMeta"]
+    if await meta.find_one(marker) is not None:
+        return 0
+    upgraded, failed = await upgrade()
+    if upgraded or failed:
+        log.info("upgraded", what=what, upgraded=upgraded, failed=failed)
+    if not failed:
+        await meta.update_one(marker, {"$set": {"done_ms": now_ms()}}, upsert=True)
+    return upgraded
+
+
 async def upgrade_runs(batch_size: int = 200) -> int:
     """Give every run stored without its progress its status, counts, times and sort key; how
     many runs were upgraded."""
-    meta = Run.get_motor_collection().database["ServerMeta"]
-    if await meta.find_one(_MARKER) is not None:
-        return 0
-    upgraded = 0
-    while True:
-        cursor = Run.get_motor_collection().find(_NOT_UPGRADED).sort("_id", 1).limit(batch_size)
-        batch = [doc async for doc in cursor]
-        for doc in batch:
-            upgraded += await _upgrade(doc)
-        if len(batch) < batch_size:
-            break
-    if upgraded:
-        log.info("runs_upgraded", runs=upgraded)
-    await meta.update_one(_MARKER, {"$set": {"done_ms": now_ms()}}, upsert=True)
-    return upgraded
+
+    async def upgrade() -> tuple[int, int]:
+        upgraded = failed = 0
+        async for batch in _pages(Run.get_motor_collection(), _NOT_UPGRADED, None, batch_size):
+            for doc in batch:
+                try:
+                    upgraded += await _upgrade(doc)
+                except Exception:  # one bad run must not keep the server from starting
+                    log.exception("run_upgrade_failed", run_id=doc.get("run_id"))
+                    failed += 1
+        return upgraded, failed
+
+    return await _once(_MARKER, upgrade, "runs")
 
 
 async def _upgrade(doc: dict[str, Any]) -> int:
@@ -82,13 +113,21 @@ async def _upgrade(doc: dict[str, Any]) -> int:
         "settled": progress.settled,
         "owed": {UPGRADE_GROUP: tally.group_bits(len(open_ids))},
     }
-    for index, state_id in enumerate(open_ids):
-        slot = {
-            "owed_group": UPGRADE_GROUP,
-            "owed_index": index,
-            "owed_registration": {"open": len(open_ids)},
-        }
-        await State.get_motor_collection().update_one({"_id": state_id}, {"$set": slot})
+    slots = [
+        UpdateOne(
+            {"_id": state_id},
+            {
+                "$set": {
+                    "owed_group": UPGRADE_GROUP,
+                    "owed_index": i,
+                    "owed_registration": {"open": len(open_ids)},
+                }
+            },
+        )
+        for i, state_id in enumerate(open_ids)
+    ]
+    if slots:
+        await State.get_motor_collection().bulk_write(slots, ordered=False)
     if progress.ended:
         fields["counts"] = progress.counts
         fields["final"] = upstream_tally({StateStatus(s): n for s, n in progress.counts.items()})
@@ -120,9 +159,6 @@ _QUEUE_MARKER = {"_id": "queue_keys_v1"}
 async def upgrade_queue_keys(batch_size: int = 1000) -> int:
     """Give every waiting (CREATED) state stored before claims read queue keys its key
     (domain/queues.py), so that it can be claimed; how many states were given one. Once."""
-    meta = Run.get_motor_collection().database["ServerMeta"]
-    if await meta.find_one(_QUEUE_MARKER) is not None:
-        return 0
     states = State.get_motor_collection()
     lacking = {
         "status": StateStatus.CREATED.value,
@@ -130,19 +166,28 @@ async def upgrade_queue_keys(batch_size: int = 1000) -> int:
         "delayed": {"$exists": False},
     }
     fields = {"namespace_name": 1, "node_name": 1, "enqueue_after": 1}
-    upgraded = 0
-    while True:
-        batch = [doc async for doc in states.find(lacking, fields).limit(batch_size)]
-        now = now_ms()
-        for doc in batch:
-            keys = queue_fields(
-                StateStatus.CREATED, doc["namespace_name"], doc["node_name"], doc.get("enqueue_after", 0), now
-            )
-            result = await states.update_one({"_id": doc["_id"], **lacking}, {"$set": keys})
-            upgraded += result.modified_count
-        if len(batch) < batch_size:
-            break
-    if upgraded:
-        log.info("states_upgraded", states=upgraded, what="queue keys")
-    await meta.update_one(_QUEUE_MARKER, {"$set": {"done_ms": now_ms()}}, upsert=True)
-    return upgraded
+
+    async def upgrade() -> tuple[int, int]:
+        upgraded = failed = 0
+        async for batch in _pages(states, lacking, fields, batch_size):
+            now = now_ms()
+            writes = []
+            for doc in batch:
+                try:
+                    keys = queue_fields(
+                        StateStatus.CREATED,
+                        doc["namespace_name"],
+                        doc["node_name"],
+                        doc.get("enqueue_after", 0),
+                        now,
+                    )
+                except (KeyError, TypeError):
+                    log.error("state_upgrade_failed", state_id=str(doc["_id"]), what="queue keys")
+                    failed += 1
+                    continue
+                writes.append(UpdateOne({"_id": doc["_id"], **lacking}, {"$set": keys}))
+            if writes:
+                upgraded += (await states.bulk_write(writes, ordered=False)).modified_count
+        return upgraded, failed
+
+    return await _once(_QUEUE_MARKER, upgrade, "queue keys")

@@ -87,7 +87,10 @@ async def test_runs_stored_before_the_stored_status_are_listed_as_their_states_s
     database = f"db{uuid.uuid4().hex[:8]}"
     db = mongo[database]
     done, failed, going = "run-done", "run-failed", "run-going"
-    db.runs.insert_many([_legacy_run(done), _legacy_run(failed), _legacy_run(going)])
+    db.runs.insert_many(
+        [_legacy_run("run-corrupt"), _legacy_run(done), _legacy_run(failed), _legacy_run(going)]
+    )
+    db.State.insert_one(_legacy_state("run-corrupt", "a", "NOT-A-STATUS", 0))  # cannot be upgraded
     db.State.insert_many(
         [
             _legacy_state(done, "a", "SUCCESS", 1),
@@ -101,7 +104,9 @@ async def test_runs_stored_before_the_stored_status_are_listed_as_their_states_s
 
     listed = await _runs_listed(store_uri, database)
 
-    assert {run_id: run["status"] for run_id, run in listed.items()} == {
+    # The corrupt run is left as it was (and logged); the server started and upgraded the others.
+    assert db.runs.find_one({"run_id": "run-corrupt"}).get("open") is None
+    assert {run_id: run["status"] for run_id, run in listed.items() if run_id != "run-corrupt"} == {
         done: "SUCCESS",
         failed: "FAILED",
         going: "RUNNING",
