@@ -179,7 +179,7 @@ async def _release(ctx: AppContext, namespace: str, claimed: list[State]) -> Non
         fields = {
             "enqueue_after": state.enqueue_after,
             "lease_expires_at": None,
-            **queue_fields(StateStatus.CREATED, namespace, state.node_name, 0, 1),  # due: at once
+            **queue_fields(StateStatus.CREATED, namespace, state.node_name, state.enqueue_after, now_ms()),
         }
         await writes.transition(
             ObjectId(str(state.id)), Event.REQUEUE_AFTER, fields, namespace=namespace, claim=state.claim_token

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.factories import ALPHA, BETA, NO_RETRY, Api, Worker, chain
-from tests.state_manager.api import test_repair as mapreduce
 from tests.state_manager.dashboard.conftest import Ui, run_url, text_of
+from tests.support import map_reduce as mapreduce
 
 
 async def test_cancel_asks_first_then_cancels_the_run(api: Api, ui: Ui) -> None:

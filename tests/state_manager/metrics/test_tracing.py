@@ -10,9 +10,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -100,14 +98,7 @@ def collector() -> Iterator[str]:
 async def test_the_endpoint_setting_exports_spans_over_otlp_http(collector: str) -> None:
     app = create_app(_settings(mock_store=True, otel_exporter_otlp_endpoint=collector))
     try:
-        async with (
-            LifespanManager(app) as manager,
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=manager.app),
-                base_url="http://t",
-                headers={"x-api-key": API_KEY},
-            ) as client,
-        ):
+        async with started(app) as client:
             assert (await client.get("/v0/namespace/ns/graphs/")).status_code == 200
     finally:
         FastAPIInstrumentor.uninstrument_app(app)
