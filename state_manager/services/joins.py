@@ -107,7 +107,7 @@ async def _evaluate_join(
     The scope leaves out every join on the same anchor and their descendants: those joins are
     independent of each other, and none waits for another.
     """
-    scope = _scope(run_id, anchor_identifier, anchor_id, sibling_joins)
+    scope = _Scope(run_id, anchor_identifier, anchor_id, sibling_joins)
     if await _scope_going(scope):
         return None, True, None
     anchor = await queries.find_state(ObjectId(anchor_id))
@@ -133,15 +133,34 @@ async def _evaluate_join(
     return made, False, made
 
 
-def _scope(run_id: str, anchor_identifier: str, anchor_id: str, sibling_joins: list[str]) -> dict[str, Any]:
-    """The states a join above `anchor_id` waits for: everything below the anchor but the joins
-    on the same anchor and what follows them."""
-    return {
-        "run_id": run_id,
-        f"parents.{anchor_identifier}": anchor_id,
-        "identifier": {"$nin": sibling_joins},
-        **{f"parents.{name}": {"$exists": False} for name in sibling_joins},
-    }
+@dataclass(frozen=True)
+class _Scope:
+    """The states a join above the anchor state `anchor_id` waits for: everything below the
+    anchor but the joins on the same anchor and what follows them (those joins are independent:
+    none waits for another). Said once, to the store (`query`) and to a state read (`contains`)."""
+
+    run_id: str
+    anchor_identifier: str
+    anchor_id: str
+    sibling_joins: list[str]
+
+    @property
+    def query(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            f"parents.{self.anchor_identifier}": self.anchor_id,
+            "identifier": {"$nin": self.sibling_joins},
+            **{f"parents.{name}": {"$exists": False} for name in self.sibling_joins},
+        }
+
+    def contains(self, doc: dict[str, Any]) -> bool:
+        """Whether a state (a document with `identifier` and `parents`) is in the scope."""
+        parents = doc.get("parents") or {}
+        return (
+            parents.get(self.anchor_identifier) == self.anchor_id
+            and doc.get("identifier") not in self.sibling_joins
+            and not any(name in parents for name in self.sibling_joins)
+        )
 
 
 # States still going, read a probe's worth at a time: in a fan-out, the first one read is in the
@@ -154,45 +173,25 @@ _GOING: list[dict[str, Any]] = [
 ]
 
 
-def _within(doc: dict[str, Any], scope: dict[str, Any]) -> bool:
-    """Whether a state (a document with `identifier` and `parents`) is in a join's scope (as
-    `_scope` says it to the store)."""
-    parents = doc.get("parents") or {}
-    for path, condition in scope.items():
-        if path == "run_id":
-            continue
-        if path == "identifier":
-            if doc.get("identifier") in condition["$nin"]:
-                return False
-        elif path.startswith("parents."):
-            name = path.removeprefix("parents.")
-            if isinstance(condition, dict):  # {"$exists": False}: not below a sibling join
-                if name in parents:
-                    return False
-            elif parents.get(name) != condition:
-                return False
-    return True
-
-
-async def _scope_going(scope: dict[str, Any]) -> bool:
+async def _scope_going(scope: _Scope) -> bool:
     """Whether anything in the join's scope is still going: the run's states still going (on
     plain fields, cheap on every store), checked against the scope here; only when a probe's
     worth of them are all outside the scope is the store asked for the scope itself."""
     for going in _GOING:
         found = await queries.run_states_where(
-            scope["run_id"], going, limit=_PROBE, fields=("identifier", "parents")
+            scope.run_id, going, limit=_PROBE, fields=("identifier", "parents")
         )
-        if any(_within(doc, scope) for doc in found):
+        if any(scope.contains(doc) for doc in found):
             return True
-        if len(found) == _PROBE and await queries.exists({**scope, **going}):
+        if len(found) == _PROBE and await queries.exists({**scope.query, **going}):
             return True
     return False
 
 
-async def _in_scope(scope: dict[str, Any], match: dict[str, Any]) -> list[dict[str, Any]]:
+async def _in_scope(scope: _Scope, match: dict[str, Any]) -> list[dict[str, Any]]:
     """The states of the join's scope matching `match` (plain fields), as documents."""
-    found = await queries.run_states_where(scope["run_id"], match, fields=("identifier", "parents", "status"))
-    return [doc for doc in found if _within(doc, scope)]
+    found = await queries.run_states_where(scope.run_id, match, fields=("identifier", "parents", "status"))
+    return [doc for doc in found if scope.contains(doc)]
 
 
 async def join_blocked(join: State, graph: GraphTemplate | None) -> str | None:
@@ -206,7 +205,7 @@ async def join_blocked(join: State, graph: GraphTemplate | None) -> str | None:
     if template.unites.strategy != "ALL_SUCCESS":
         return None
     joins = graph_shape(graph).joins_on.get(anchor_identifier, [])
-    scope = _scope(join.run_id, anchor_identifier, join.parents[anchor_identifier], joins)
+    scope = _Scope(join.run_id, anchor_identifier, join.parents[anchor_identifier], joins)
     if await _scope_going(scope):
         return None  # a branch is going (e.g. retried): the join is made when it settles
     failures = await _in_scope(scope, {"status": {"$in": [s.value for s in FAILED]}})
