@@ -62,8 +62,9 @@ def _lifespan(context: AppContext) -> Callable[[FastAPI], Any]:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings = context.settings
         client = await open_database(settings)
-        # Data stored by earlier versions: runs' progress, waiting states' queue keys.
+        # Data stored by earlier versions: runs' progress and listing keys, waiting states' queue keys.
         await upgrade.upgrade_runs(settings.recovery_batch_size)
+        await upgrade.upgrade_listing_keys()
         await upgrade.upgrade_queue_keys()
         metrics.activate(app.state.metrics)  # the background loops' hooks update this app's series
         stalls = StallWatch(lambda: app.state.metrics.queue_rows(context))

@@ -42,6 +42,32 @@ def client_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def _mongomock_takes_bulk_updates() -> None:
+    """mongomock's bulk builder predates the `sort` that pymongo 4.11+ passes with each
+    `UpdateOne` of a `bulk_write`; accept it (and ignore it: none of our updates sorts)."""
+    from mongomock.collection import BulkOperationBuilder
+
+    original = BulkOperationBuilder.add_update
+    if getattr(original, "takes_sort", False):
+        return
+
+    def add_update(
+        self: Any,
+        selector: Any,
+        doc: Any,
+        multi: bool = False,
+        upsert: bool = False,
+        collation: Any = None,
+        array_filters: Any = None,
+        hint: Any = None,
+        sort: Any = None,
+    ) -> Any:
+        return original(self, selector, doc, multi, upsert, collation, array_filters, hint)
+
+    add_update.takes_sort = True  # type: ignore[attr-defined]
+    BulkOperationBuilder.add_update = add_update  # type: ignore[method-assign]
+
+
 async def open_database(settings: Settings) -> Any:
     """Connect, initialise Beanie (creating indexes) and return the client to close later."""
     if settings.mongo_uri:
@@ -52,6 +78,7 @@ async def open_database(settings: Settings) -> Any:
     elif settings.mock_store:
         from mongomock_motor import AsyncMongoMockClient
 
+        _mongomock_takes_bulk_updates()
         client = AsyncMongoMockClient(tz_aware=True)
         log.info("database_opened", kind="mock", message="in-process test store: nothing is kept")
     else:

@@ -8,7 +8,7 @@ from uuid import uuid4
 import bson
 from beanie import Document
 from bson import ObjectId
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError, OperationFailure
 
 from state_manager.clock import now_ms, utcnow
@@ -167,16 +167,39 @@ async def insert_many_once(states: list[State]) -> list[State]:
     return [state for index, state in enumerate(states) if index not in skipped]
 
 
-_OLDEST_DUE_FIRST = [("enqueue_after", 1), ("_id", 1)]
+def _oldest_due_first(doc: dict[str, Any]) -> tuple[int, ObjectId]:
+    return doc.get("enqueue_after", 0), doc["_id"]
 
 
-def _claimed(now: int, lease_ms: int, token: str) -> dict[str, Any]:
+async def _update_each(
+    collection: Any, ids: list[Any], condition: dict[str, Any], update: dict[str, Any] | list[dict[str, Any]]
+) -> int:
+    """Apply `update` (one for all, or one per id) to each document of `ids` that still matches
+    `condition`, in one command; how many changed.
+
+    One conditional update by `_id` each, not one update over `_id $in`: the embedded engine
+    looks up an `_id` by its primary key, but scans for `$in` with another condition.
+    """
+    updates = update if isinstance(update, list) else [update] * len(ids)
+    writes = [UpdateOne({"_id": oid, **condition}, change) for oid, change in zip(ids, updates, strict=True)]
+    if not writes:
+        return 0
+    return int((await collection.bulk_write(writes, ordered=False)).modified_count)
+
+
+async def _by_ids(collection: Any, ids: list[Any], fields: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The documents of `ids` (a primary-key lookup each; conditions are checked by the caller)."""
+    return [doc async for doc in collection.find({"_id": {"$in": ids}}, fields)]
+
+
+def _claimed(now: int, lease_ms: int, token: str, timeout_ms: int | None) -> dict[str, Any]:
     fields = {
         "status": StateStatus.QUEUED.value,
         "lease_expires_at": now + lease_ms,
         "claim_token": token,
         "claimed_ms": now,
         "tuned_lease_ms": None,
+        "deadline_ms": now + timeout_ms if timeout_ms else None,
         **OUT_OF_QUEUE,
     }
     return {"$set": stamp(fields)}
@@ -197,23 +220,20 @@ async def promote(namespace: str, nodes: list[str]) -> int:
                 due.setdefault(key, []).append(doc["_id"])
     moved = 0
     for key, ids in due.items():
-        result = await _states().update_many(
-            {"_id": {"$in": ids}, "delayed": key, "status": StateStatus.CREATED.value},
-            {"$set": {"ready": key, "delayed": None}},
-        )
-        moved += result.modified_count
+        condition = {"delayed": key, "status": StateStatus.CREATED.value}
+        moved += await _update_each(_states(), ids, condition, {"$set": {"ready": key, "delayed": None}})
     return moved
 
 
 async def claim(namespace: str, nodes: list[str], lease_ms: int, limit: int) -> list[State]:
     """Atomically move up to `limit` due CREATED states of these nodes to QUEUED, each with a
-    lease and the new claim token, in a constant number of operations.
+    lease, its deadline and the new claim token, in a constant number of operations.
 
     Read the due states by their queue key (`ready`: an equality on one indexed field per node,
     so the cost does not grow with the store), claim those still CREATED with one conditional
-    update by id; only when another replica took some of them in between, read back the ones
-    that carry this claim's token, so nothing is claimed twice. The oldest due of those read are
-    handed out first.
+    update by id each (one command); only when another replica took some of them in between,
+    read them back and keep the ones that carry this claim's token, so nothing is claimed twice.
+    The oldest due of those read are handed out first.
     """
     now = now_ms()
     token = uuid4().hex
@@ -222,31 +242,21 @@ async def claim(namespace: str, nodes: list[str], lease_ms: int, limit: int) -> 
         found += [doc async for doc in _states().find({"ready": key}).limit(limit - len(found))]
         if len(found) >= limit:
             break
-    due = sorted(found, key=lambda doc: (doc.get("enqueue_after", 0), doc["_id"]))
+    due = sorted(found, key=_oldest_due_first)
     if not due:
         return []
     ids = [doc["_id"] for doc in due]
-    update = _claimed(now, lease_ms, token)
-    result = await _states().update_many({"_id": {"$in": ids}, "status": StateStatus.CREATED.value}, update)
-    if result.modified_count == len(ids):  # all still CREATED when claimed: what was read, claimed
-        claimed = [State.model_validate({**doc, **update["$set"]}) for doc in due]
+    # Each with its own deadline when its node has a timeout, in the claim itself: no attempt
+    # ever runs without the clock that ends it.
+    updates = [_claimed(now, lease_ms, token, doc.get("timeout_ms")) for doc in due]
+    changed = await _update_each(_states(), ids, {"status": StateStatus.CREATED.value}, updates)
+    if changed == len(ids):  # all still CREATED when claimed: what was read, claimed
+        pairs = zip(due, updates, strict=True)
+        claimed = [State.model_validate({**doc, **update["$set"]}) for doc, update in pairs]
     else:  # another replica took some meanwhile: read back the ones this claim got
-        mine = _states().find({"_id": {"$in": ids}, "claim_token": token}).sort(_OLDEST_DUE_FIRST)
-        claimed = [State.model_validate(doc) async for doc in mine]
-    await _start_deadlines(claimed, now, token)
+        mine = [doc for doc in await _by_ids(_states(), ids) if doc.get("claim_token") == token]
+        claimed = [State.model_validate(doc) for doc in sorted(mine, key=_oldest_due_first)]
     return claimed
-
-
-async def _start_deadlines(claimed: list[State], now: int, token: str) -> None:
-    """Start the clock of each claimed state whose node has a timeout: one write per distinct
-    timeout (none when no node has one)."""
-    timeouts = {state.timeout_ms for state in claimed if state.timeout_ms}
-    for timeout in timeouts:
-        ids = [state.id for state in claimed if state.timeout_ms == timeout]
-        query = {"_id": {"$in": ids}, "claim_token": token}
-        await _states().update_many(query, {"$set": {"deadline_ms": now + timeout}})
-    for state in claimed:
-        state.deadline_ms = now + state.timeout_ms if state.timeout_ms else None
 
 
 async def find_state(state_id: ObjectId) -> State | None:
@@ -361,11 +371,10 @@ async def identifier_tallies(run_id: str) -> dict[str, dict[StateStatus, int]]:
     return tallies
 
 
-async def mark_runs_started(run_ids: list[str], when: int) -> None:
-    """PENDING -> RUNNING for these runs (a state of each was just claimed)."""
-    await Run.get_motor_collection().update_many(
-        {"run_id": {"$in": run_ids}, "status": "PENDING"}, {"$set": {"status": "RUNNING", "started_ms": when}}
-    )
+async def mark_runs_started(run_oids: list[ObjectId], when: int) -> None:
+    """PENDING -> RUNNING for these runs, by their `_id` (a state of each was just claimed)."""
+    started = {"$set": {"status": "RUNNING", "started_ms": when}}
+    await _update_each(Run.get_motor_collection(), run_oids, {"status": "PENDING"}, started)
 
 
 async def open_state_counts(run_id: str) -> dict[StateStatus, int]:
@@ -405,10 +414,10 @@ async def cancel_waiting(query: dict[str, Any], error: str) -> list[State]:
     sweep = uuid4().hex
     fields = stamp({**CANCELLED_FIELDS, "error": error, "cancel_sweep": sweep})
     fields["ended_ms"] = fields["updated_ms"]
-    await _states().update_many({"_id": {"$in": ids}, "status": {"$in": _WAITING}}, {"$set": fields})
+    await _update_each(_states(), ids, {"status": {"$in": _WAITING}}, {"$set": fields})
     # Those this sweep cancelled: the ones with its mark (another writer may have moved some).
-    found = _states().find({"_id": {"$in": ids}, "cancel_sweep": sweep})
-    return [State.model_validate(doc) async for doc in found]
+    found = await _by_ids(_states(), ids)
+    return [State.model_validate(doc) for doc in found if doc.get("cancel_sweep") == sweep]
 
 
 async def mark_run_cancelled(run_id: str) -> None:
@@ -425,8 +434,7 @@ async def next_join_generation(anchor_id: ObjectId, join_identifier: str, supers
 
 async def finish_effects(state_ids: list[ObjectId], effect: str) -> None:
     """`finish_effect` to nothing for several states at once (their last stage was done together)."""
-    query = {"_id": {"$in": state_ids}, "pending_effect": effect}
-    await _states().update_many(query, {"$set": stamp({"pending_effect": None})})
+    await _update_each(_states(), state_ids, {"pending_effect": effect}, {"$set": stamp({"pending_effect": None})})
 
 
 async def finish_effect(

@@ -61,6 +61,29 @@ def key_bound(epoch_ms: int) -> str:
     return f"{epoch_ms:013d}:"
 
 
+_LISTING_SEPARATOR = "\x1f"
+
+
+def listing_key(namespace: str, key: str) -> str:
+    """`Run.listing_key` of a run of `namespace` whose sort key is `key`."""
+    return f"{namespace}{_LISTING_SEPARATOR}{key}"
+
+
+def set_keys(run: Run) -> None:
+    """Give a new run its `sort_key` and `listing_key`."""
+    run.sort_key = sort_key(run)
+    run.listing_key = listing_key(run.namespace_name, run.sort_key)
+
+
+def listing_range(namespace: str, since: str | None = None, before: str | None = None) -> dict[str, str]:
+    """The `listing_key` condition of a namespace's runs whose sort keys are at least `since` and
+    below `before` (each optional)."""
+    return {
+        "$gte": listing_key(namespace, since or ""),
+        "$lt": listing_key(namespace, before) if before is not None else namespace + chr(0x1F + 1),
+    }
+
+
 def _runs() -> Any:
     return Run.get_motor_collection()
 
@@ -79,7 +102,7 @@ async def runs_claimed(run_ids: set[str]) -> set[str]:
     runs = [
         doc for run_id in sorted(run_ids) if (doc := await _runs().find_one({"run_id": run_id}, projection))
     ]
-    pending = [doc["run_id"] for doc in runs if doc.get("status") == "PENDING"]
+    pending = [doc["_id"] for doc in runs if doc.get("status") == "PENDING"]
     if pending:
         await queries.mark_runs_started(pending, now_ms())
     return {doc["run_id"] for doc in runs if doc.get("cancelled_at") is not None}

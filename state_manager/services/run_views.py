@@ -1,8 +1,8 @@
 """Runs and their states as the dashboard and the CLI read them, and the run-wide retry.
 
-Listings are cursor-paged on `_id` (newest runs first, a run's states oldest first), so a page
-costs the same however deep it is and a fan-out of thousands is never one response. A finished
-run's counts are stored on it; a run still going is counted with one aggregation.
+Listings are cursor-paged (runs newest first on their listing key, a run's states oldest first
+on `_id`), so a page costs the same however deep it is and a fan-out of thousands is never one
+response. Every count shown is stored on the run (decision 0020).
 """
 
 from __future__ import annotations
@@ -129,24 +129,23 @@ async def search_runs(
     cursor: str | None = None,
 ) -> RunPage:
     """Runs of a namespace, newest first, filtered by graph, stored status and creation time."""
-    query: dict[str, Any] = {"namespace_name": namespace}
+    query: dict[str, Any] = {}
     if graph:
         query["graph_name"] = graph
     if status:
         query["status"] = RunStatus(status).value
-    keys: dict[str, str] = {}
-    if since_ms is not None:
-        keys["$gte"] = run_status.key_bound(since_ms)
-    if until_ms is not None:
-        keys["$lt"] = run_status.key_bound(until_ms + 1)
+    since = run_status.key_bound(since_ms) if since_ms is not None else None
+    before = run_status.key_bound(until_ms + 1) if until_ms is not None else None
     if cursor is not None:
         if not _RUN_CURSOR.fullmatch(cursor):
             raise BadRequest(f"Invalid cursor {cursor!r}: pass the next_cursor of the previous page")
-        keys["$lt"] = min(cursor, keys.get("$lt", cursor))
-    if keys:
-        query["sort_key"] = keys
+        before = min(cursor, before) if before is not None else cursor
+    query["listing_key"] = run_status.listing_range(namespace, since, before)
     found = (
-        Run.get_motor_collection().find(query, {"owed": 0, "seeds": 0}).sort("sort_key", -1).limit(limit + 1)
+        Run.get_motor_collection()
+        .find(query, {"owed": 0, "seeds": 0})
+        .sort("listing_key", -1)
+        .limit(limit + 1)
     )
     runs = [Run.model_validate(doc) async for doc in found]
     more, runs = len(runs) > limit, runs[:limit]

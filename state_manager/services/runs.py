@@ -115,7 +115,7 @@ async def trigger_graph(
         open=len(seeds),
         owed={run_status.SEEDS: counting.group_bits(len(seeds))},
     )
-    run.sort_key = run_status.sort_key(run)
+    run_status.set_keys(run)
     try:
         await queries.insert(run)
     except DuplicateKeyError as exc:
@@ -245,7 +245,7 @@ async def create_states(
         seeded=True,
         created_ms=now_ms(),
     )
-    run.sort_key = run_status.sort_key(run)
+    run_status.set_keys(run)
     if existing is None:
         with contextlib.suppress(DuplicateKeyError):
             await queries.insert(run)
@@ -279,8 +279,8 @@ async def list_runs(namespace: str, page: int, size: int) -> tuple[int, list[dic
     total = await Run.find({"namespace_name": namespace}).count()
     found = (
         Run.get_motor_collection()
-        .find({"namespace_name": namespace}, {"owed": 0, "seeds": 0})  # what a listing shows only
-        .sort([("created_at", -1), ("_id", -1)])
+        .find({"listing_key": run_status.listing_range(namespace)}, {"owed": 0, "seeds": 0})
+        .sort("listing_key", -1)
         .skip((page - 1) * size)
         .limit(size)
     )

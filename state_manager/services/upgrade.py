@@ -1,4 +1,5 @@
-"""Upgrading stored data at start: runs written before runs stored their progress.
+"""Upgrading stored data at start: runs written before runs stored their progress or their
+listing key, waiting states written before claims read queue keys.
 
 Runs stored before decision 0019 have no `sort_key`, `status`, times or counts: the filtered
 listing would not show them and the upstream listing would show them PENDING forever; runs
@@ -102,9 +103,11 @@ async def _upgrade(doc: dict[str, Any]) -> int:
     progress = expected_progress(facts, cancelled=doc.get("cancelled_at") is not None)
     created_ms = doc.get("created_ms") or _epoch_ms(doc.get("created_at"))
     open_ids = [s["_id"] for s, f in zip(states, facts, strict=True) if is_open(f)]
+    key = doc.get("sort_key") or run_status.key_bound(created_ms) + run_id
     fields: dict[str, Any] = {
         "created_ms": created_ms,
-        "sort_key": doc.get("sort_key") or run_status.key_bound(created_ms) + run_id,
+        "sort_key": key,
+        "listing_key": run_status.listing_key(doc["namespace_name"], key),
         "status": progress.status.value,
         "started_ms": doc.get("started_ms")
         or (_started_ms(states, created_ms) if progress.started else None),
@@ -151,6 +154,33 @@ def _started_ms(states: list[dict[str, Any]], created_ms: int) -> int:
 def _finished_ms(states: list[dict[str, Any]], created_ms: int) -> int:
     ends = [s.get("ended_ms") or s.get("updated_ms") or 0 for s in states]
     return max([created_ms, *ends])
+
+
+_LISTING_MARKER = {"_id": "listing_keys_v1"}
+
+
+async def upgrade_listing_keys(batch_size: int = 1000) -> int:
+    """Give every run stored before the listings read `listing_key` its key; how many runs were
+    given one. Once (after `upgrade_runs`, which gives the runs it upgrades theirs)."""
+    runs = Run.get_motor_collection()
+    lacking = {"listing_key": {"$exists": False}}
+
+    async def upgrade() -> tuple[int, int]:
+        upgraded = failed = 0
+        async for batch in _pages(runs, lacking, {"run_id": 1, "namespace_name": 1, "sort_key": 1}, batch_size):
+            writes = []
+            for doc in batch:
+                if not doc.get("sort_key") or not isinstance(doc.get("namespace_name"), str):
+                    log.error("run_upgrade_failed", run_id=doc.get("run_id"), what="listing key")
+                    failed += 1
+                    continue
+                key = run_status.listing_key(doc["namespace_name"], doc["sort_key"])
+                writes.append(UpdateOne({"_id": doc["_id"], **lacking}, {"$set": {"listing_key": key}}))
+            if writes:
+                upgraded += (await runs.bulk_write(writes, ordered=False)).modified_count
+        return upgraded, failed
+
+    return await _once(_LISTING_MARKER, upgrade, "listing keys")
 
 
 _QUEUE_MARKER = {"_id": "queue_keys_v1"}

@@ -13,6 +13,8 @@ import pymongo
 import pytest
 
 from state_manager.app import create_app
+from state_manager.domain.status import StateStatus
+from state_manager.domain.status import tally as upstream_tally
 from tests.factories import NAMESPACE
 from tests.support.durable_store import durable_store
 from tests.support.in_process import settings_for, started
@@ -70,11 +72,11 @@ def _legacy_state(run_id: str, identifier: str, status: str, n: int) -> dict[str
     }
 
 
-async def _runs_listed(uri: str, database: str) -> dict[str, dict[str, Any]]:
+async def _runs_listed(uri: str, database: str, namespace: str = NAMESPACE) -> dict[str, dict[str, Any]]:
     app = create_app(settings_for(mongo_uri=uri, mongo_database_name=database))
     async with started(app) as http:
-        page = (await http.get(f"/v0/namespace/{NAMESPACE}/runs")).json()
-        upstream = (await http.get(f"/v0/namespace/{NAMESPACE}/runs/1/10")).json()
+        page = (await http.get(f"/v0/namespace/{namespace}/runs")).json()
+        upstream = (await http.get(f"/v0/namespace/{namespace}/runs/1/10")).json()
     statuses = {run["run_id"]: run for run in page["runs"]}
     for run in upstream["runs"]:
         statuses[run["run_id"]]["upstream"] = run
@@ -136,3 +138,37 @@ async def test_runs_stored_before_the_stored_status_are_listed_as_their_states_s
     again = await _runs_listed(store_uri, database)
     assert list(db.runs.find({}, {"_id": 0}).sort("run_id", 1)) == before
     assert {k: v["status"] for k, v in again.items()} == {k: v["status"] for k, v in listed.items()}
+
+
+async def test_runs_stored_before_the_listing_key_are_listed_newest_first(
+    store_uri: str, mongo: pymongo.MongoClient[dict[str, Any]]
+) -> None:
+    """Runs with their progress but no `listing_key` (written by the version before it). In a
+    namespace of its own: the embedded engine keeps one set of collections for every database."""
+    database, namespace = f"db{uuid.uuid4().hex[:8]}", "listed"
+    db = mongo[database]
+    older, newer = "run-older", "run-newer"
+    for n, run_id in enumerate([older, newer]):
+        created_ms = CREATED_MS + n
+        db.runs.insert_one(
+            {
+                **_legacy_run(run_id),
+                "namespace_name": namespace,
+                "status": "SUCCESS",
+                "created_ms": created_ms,
+                "sort_key": f"{created_ms:013d}:{run_id}",
+                "created": 1,
+                "open": 0,
+                "settled": {"SUCCESS": 1},
+                "owed": {},
+                "counts": {"SUCCESS": 1},
+                "final": upstream_tally({StateStatus.SUCCESS: 1}),
+            }
+        )
+    db.ServerMeta.insert_one({"_id": "runs_progress_v1"})  # that upgrade was done before
+
+    listed = await _runs_listed(store_uri, database, namespace)
+
+    assert list(listed) == [newer, older]
+    assert [run["upstream"]["run_id"] for run in listed.values()] == [newer, older]
+    assert db.runs.find_one({"run_id": older})["listing_key"] == f"{namespace}\x1f{CREATED_MS:013d}:{older}"

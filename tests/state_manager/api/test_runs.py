@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from state_manager.db.documents import Run, State
+from state_manager.services import run_status
 from tests.factories import ALPHA, BETA, NAMESPACE, NO_RETRY, Api, Json, Worker, chain, graph, template
 
 ALL_STATUSES = {
@@ -225,7 +226,9 @@ async def test_new_states_in_a_finished_run_reopen_it(api: Api) -> None:
 
 
 async def test_a_run_whose_states_are_not_written_yet_is_pending(api: Api) -> None:
-    await Run(run_id="crashed", namespace_name=NAMESPACE, graph_name="g", seeds=[{}], created_ms=0).insert()
+    run = Run(run_id="crashed", namespace_name=NAMESPACE, graph_name="g", seeds=[{}], created_ms=0)
+    run_status.set_keys(run)
+    await run.insert()
 
     summary = await api.run_summary("crashed")
 
