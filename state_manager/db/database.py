@@ -60,7 +60,7 @@ def _mongomock_takes_bulk_updates() -> None:
         collation: Any = None,
         array_filters: Any = None,
         hint: Any = None,
-        sort: Any = None,
+        sort: Any = None,  # noqa: ARG001 (what pymongo passes; ignored)
     ) -> Any:
         return original(self, selector, doc, multi, upsert, collation, array_filters, hint)
 

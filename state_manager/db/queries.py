@@ -187,9 +187,9 @@ async def _update_each(
     return int((await collection.bulk_write(writes, ordered=False)).modified_count)
 
 
-async def _by_ids(collection: Any, ids: list[Any], fields: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+async def _by_ids(collection: Any, ids: list[Any]) -> list[dict[str, Any]]:
     """The documents of `ids` (a primary-key lookup each; conditions are checked by the caller)."""
-    return [doc async for doc in collection.find({"_id": {"$in": ids}}, fields)]
+    return [doc async for doc in collection.find({"_id": {"$in": ids}})]
 
 
 def _claimed(now: int, lease_ms: int, token: str, timeout_ms: int | None) -> dict[str, Any]:
@@ -434,7 +434,8 @@ async def next_join_generation(anchor_id: ObjectId, join_identifier: str, supers
 
 async def finish_effects(state_ids: list[ObjectId], effect: str) -> None:
     """`finish_effect` to nothing for several states at once (their last stage was done together)."""
-    await _update_each(_states(), state_ids, {"pending_effect": effect}, {"$set": stamp({"pending_effect": None})})
+    closed = {"$set": stamp({"pending_effect": None})}
+    await _update_each(_states(), state_ids, {"pending_effect": effect}, closed)
 
 
 async def finish_effect(

@@ -167,7 +167,8 @@ async def upgrade_listing_keys(batch_size: int = 1000) -> int:
 
     async def upgrade() -> tuple[int, int]:
         upgraded = failed = 0
-        async for batch in _pages(runs, lacking, {"run_id": 1, "namespace_name": 1, "sort_key": 1}, batch_size):
+        fields = {"run_id": 1, "namespace_name": 1, "sort_key": 1}
+        async for batch in _pages(runs, lacking, fields, batch_size):
             writes = []
             for doc in batch:
                 if not doc.get("sort_key") or not isinstance(doc.get("namespace_name"), str):
