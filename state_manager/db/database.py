@@ -62,7 +62,7 @@ def _mongomock_takes_bulk_updates() -> None:
         hint: Any = None,
         sort: Any = None,  # noqa: ARG001 (what pymongo passes; ignored)
     ) -> Any:
-        return original(self, selector, doc, multi, upsert, collation, array_filters, hint)
+        return original(self, selector, doc, multi, upsert, collation, array_filters, hint)  # type: ignore[no-untyped-call]
 
     add_update.takes_sort = True  # type: ignore[attr-defined]
     BulkOperationBuilder.add_update = add_update  # type: ignore[method-assign]
