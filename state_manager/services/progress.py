@@ -84,6 +84,13 @@ async def settle(ctx: AppContext, state: State) -> State:
                 await settle_isolated(ctx, join)
         then = owed_after(current.status, Effect.JOINS)
         spawned = _with_joins(current, evaluated.present)
+        if then == Effect.TALLY and not joins and spawned is None:
+            # It made no join and found none new: counted now and closed in one write (its
+            # `spawned` cannot change any more; a repeat of this stage after a crash finds any
+            # join another state made meanwhile, counted by that state: see decision 0020).
+            await run_status.count_settled(current)
+            closed = await queries.finish_effect(state_oid(current), Effect.JOINS, None)
+            return closed or _with_effect(current, None)
         closed = await queries.finish_effect(state_oid(current), Effect.JOINS, then, spawned)
         await _undo_if_cancelled(ctx, closed, [join.spawn_key for join in joins])
         current = closed or _with_effect(current, then)
