@@ -65,7 +65,7 @@ FINAL = frozenset(
 )
 _FAILED = frozenset({StateStatus.ERRORED, StateStatus.TIMEDOUT, StateStatus.NEXT_CREATED_ERROR})
 # The worker's reports: they end the execution that started at the claim.
-_REPORTS = frozenset({Event.EXECUTED, Event.ERRORED, Event.ERRORED_RETRY, Event.PRUNE})
+_REPORTS = frozenset({Event.EXECUTED, Event.EXECUTED_FINAL, Event.ERRORED, Event.ERRORED_RETRY, Event.PRUNE})
 _LEASE_EVENTS = frozenset({Event.LEASE_EXPIRED, Event.LEASE_EXPIRED_RETRY})
 _TIMEOUT = "timeout"  # State.failure_kind of an attempt that ran past its node's timeout
 _ERROR_CHARS = 500

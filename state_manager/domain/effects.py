@@ -12,6 +12,8 @@ recovery pass completes whatever a crash interrupted. The table, by the event wr
     rejoin                             spawn            the join's next generation, once its
                                                         branches have settled
     next_created, next_failed          joins            re-evaluate the joins above the state
+    executed_final                     joins (tally)    the same, for a report with nothing to
+                                                        spawn ("tally" when no join can care)
     errored, lease_expired, prune      joins
     cancel, effects_failed             joins
     enqueue, requeue_after             (none)           nothing follows a claim or a delay
@@ -45,6 +47,7 @@ PENDING_AFTER: dict[Event, Effect | None] = {
     Event.ENQUEUE: None,
     Event.REQUEUE_AFTER: None,
     Event.EXECUTED: Effect.SPAWN,
+    Event.EXECUTED_FINAL: Effect.JOINS,  # or straight to "tally" when no join can care
     Event.ERRORED_RETRY: Effect.SPAWN,
     Event.LEASE_EXPIRED_RETRY: Effect.SPAWN,
     Event.MANUAL_RETRY: Effect.SPAWN,

@@ -18,6 +18,9 @@ Statuses are the union of both upstream eras (SEED's ten plus HEAD's PRUNED)::
          EXECUTED ── next_created ──► SUCCESS
                   └─ next_failed ───► NEXT_CREATED_ERROR ── manual_retry ──► RETRY_CREATED
 
+         QUEUED ── executed_final ──► SUCCESS (a report with one output of a node with no next
+         node: nothing to write after it, so no EXECUTED step)
+
     CREATED / QUEUED ── cancel ──► CANCELLED (also: a join that can never be satisfied is
     created directly as CANCELLED, with the reason in `error`).
 
@@ -55,6 +58,7 @@ class StateStatus(StrEnum):
 class Event(StrEnum):
     ENQUEUE = "enqueue"
     EXECUTED = "executed"
+    EXECUTED_FINAL = "executed_final"
     NEXT_CREATED = "next_created"
     NEXT_FAILED = "next_failed"
     ERRORED_RETRY = "errored_retry"
@@ -75,6 +79,8 @@ FAILED_TERMINAL = frozenset({S.ERRORED, S.NEXT_CREATED_ERROR, S.TIMEDOUT, S.CANC
 TRANSITIONS: dict[Event, tuple[frozenset[StateStatus], StateStatus]] = {
     Event.ENQUEUE: (frozenset({S.CREATED}), S.QUEUED),
     Event.EXECUTED: (frozenset({S.QUEUED}), S.EXECUTED),
+    # A report that leaves nothing to write after it (one output, no next node): SUCCESS at once.
+    Event.EXECUTED_FINAL: (frozenset({S.QUEUED}), S.SUCCESS),
     Event.NEXT_CREATED: (frozenset({S.EXECUTED}), S.SUCCESS),
     Event.NEXT_FAILED: (frozenset({S.EXECUTED}), S.NEXT_CREATED_ERROR),
     Event.ERRORED_RETRY: (frozenset({S.QUEUED}), S.RETRY_CREATED),
@@ -103,6 +109,7 @@ UNSETTLED = frozenset(StateStatus) - TERMINAL
 ENDS_ATTEMPT = frozenset(
     {
         Event.EXECUTED,
+        Event.EXECUTED_FINAL,
         Event.ERRORED_RETRY,
         Event.ERRORED,
         Event.LEASE_EXPIRED_RETRY,

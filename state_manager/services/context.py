@@ -87,6 +87,17 @@ class TemplateCache:
         self._templates[key] = template
 
 
+@dataclass(frozen=True)
+class Final:
+    """A claimed state whose report, with one output, creates nothing: the graph it was judged
+    on, and the effect such a report owes ("joins" or "tally")."""
+
+    namespace: str
+    graph: str
+    version: int
+    effect: str
+
+
 @dataclass
 class AppContext:
     settings: Settings
@@ -101,6 +112,9 @@ class AppContext:
     promoted: dict[tuple[str, tuple[str, ...]], int] = field(default_factory=dict)
     # (namespace, node) -> when this process last recorded a runtime's poll for it (epoch ms).
     polls_recorded: dict[tuple[str, str], int] = field(default_factory=dict)
+    # State id -> what a report with one output leaves owed, for states claimed here whose node
+    # has no next node (services/states.py: such a report is written SUCCESS at once).
+    finals: dict[str, Final] = field(default_factory=dict)
 
     @property
     def lease_ms(self) -> int:

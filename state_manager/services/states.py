@@ -24,17 +24,19 @@ from state_manager import metrics
 from state_manager.clock import now_ms
 from state_manager.db import queries
 from state_manager.db.documents import Run, State
+from state_manager.domain.effects import Effect
 from state_manager.domain.models import RetryPolicy
 from state_manager.domain.queues import PROMOTE_EVERY_MS, queue_fields
 from state_manager.domain.retry import retries_left
 from state_manager.domain.status import Event, StateStatus, sources
 from state_manager.errors import Conflict, InvalidTransition, NotFound, TooLarge, Unprocessable
 from state_manager.services import leases, queues, run_status, writes
-from state_manager.services.context import AppContext
+from state_manager.services.context import AppContext, Final
 from state_manager.services.graphs import find_graph, graph_shape, template_for
 from state_manager.services.joins import (
     current_join,
     join_blocked,
+    may_settle_a_join,
     reopening,
     supersede,
 )
@@ -142,6 +144,7 @@ async def enqueue(
                 claimed = await _drop_cancelled(ctx, claimed, cancelled)
             if wait_ms > 0:
                 await queues.record_poll(ctx, namespace, nodes)  # still asking at the end of a long-poll
+            await _note_finals(ctx, claimed)
             metrics.enqueue_answered(namespace, claimed)
             return claimed
         woken = await ctx.work.wait(
@@ -163,6 +166,35 @@ async def _promote_due(ctx: AppContext, namespace: str, nodes: list[str], *, now
     if len(ctx.promoted) > 10_000:
         ctx.promoted.clear()
     await queries.promote(namespace, nodes)
+
+
+_FINALS_KEPT = 100_000  # states claimed here and not reported yet; beyond, forgotten (a hint)
+
+
+async def _note_finals(ctx: AppContext, claimed: list[State]) -> None:
+    """Remember which of these states have a node with no next node: a report of one output
+    then creates nothing, and is written SUCCESS at once (`mark_executed`). Read from the graph
+    this process has cached; a report to another replica takes the usual two writes."""
+    if len(ctx.finals) > _FINALS_KEPT:
+        ctx.finals.clear()
+    for state in claimed:
+        graph = await template_for(ctx, state.graph_namespace, state.graph_name, state.graph_version)
+        template = graph_shape(graph).by_id.get(state.identifier) if graph is not None else None
+        if graph is None or template is None or template.next_nodes:
+            continue
+        joins = may_settle_a_join(state, StateStatus.SUCCESS, graph)
+        effect = (Effect.JOINS if joins else Effect.TALLY).value
+        ctx.finals[str(state.id)] = Final(state.graph_namespace, state.graph_name, graph.version, effect)
+
+
+def _final_effect(ctx: AppContext, state_id: ObjectId, outputs: list[dict[str, Any]]) -> str | None:
+    """The effect a report of `outputs` owes when it creates nothing (see `_note_finals`), if
+    this process knows it; None otherwise. Only while the graph is the one it was judged on."""
+    final = ctx.finals.pop(str(state_id), None)
+    if final is None or len(outputs) > 1:
+        return None
+    graph = ctx.templates.get(final.namespace, final.graph, final.version)
+    return final.effect if graph is not None and graph.version == final.version else None
 
 
 async def _drop_cancelled(ctx: AppContext, claimed: list[State], cancelled_runs: set[str]) -> list[State]:
@@ -199,12 +231,15 @@ async def mark_executed(
     A repeat of the same report answers the same, after finishing any effect still pending;
     a report whose effects cannot be stored is refused (413) on every try.
     """
-    fields = {
+    fields: dict[str, Any] = {
         "outputs": outputs[0] if outputs else {},
         "fanout_outputs": outputs[1:],
         "lease_expires_at": None,
     }
-    updated = await writes.transition(state_id, Event.EXECUTED, fields, namespace=namespace, claim=claim)
+    event = Event.EXECUTED
+    if (final := _final_effect(ctx, state_id, outputs)) is not None:  # nothing to write after it
+        event, fields["pending_effect"] = Event.EXECUTED_FINAL, final
+    updated = await writes.transition(state_id, event, fields, namespace=namespace, claim=claim)
     if updated is not None and claim is None:
         await leases.observe_success(ctx, updated)  # a client that does not heartbeat
     if updated is None:
