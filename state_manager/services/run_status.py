@@ -88,6 +88,29 @@ def _runs() -> Any:
     return Run.get_motor_collection()
 
 
+# Run id -> the run document's `_id`, for runs this process has written or read: a run is then
+# addressed by its primary key, which the embedded engine looks up at once even when the rest of
+# a conditional write's filter does not match (by `run_id`, a write that matches nothing scans
+# every run there). A fact that never changes; entries are dropped when a write misses.
+_run_oids: dict[str, Any] = {}
+_RUN_OIDS_KEPT = 100_000
+
+
+def remember(run_id: str, oid: Any) -> None:
+    """Note the `_id` of a run (after writing or reading it)."""
+    if oid is None:
+        return
+    if len(_run_oids) >= _RUN_OIDS_KEPT:
+        _run_oids.clear()
+    _run_oids[run_id] = oid
+
+
+def _where(run_id: str) -> dict[str, Any]:
+    """The filter of one run: by its `_id` when known here, else by its run id."""
+    oid = _run_oids.get(run_id)
+    return {"run_id": run_id} if oid is None else {"_id": oid, "run_id": run_id}
+
+
 async def runs_claimed(run_ids: set[str]) -> set[str]:
     """After a claim of states of these runs: mark the PENDING ones RUNNING, and return the ones
     that were cancelled, whose claimed states must not be handed out.
@@ -97,11 +120,19 @@ async def runs_claimed(run_ids: set[str]) -> set[str]:
     cancels it, a claim can take it. Reading the runs after the claim closes that gap: a cancel
     that has answered was written before this read.
     """
-    # One lookup per run (equality on the unique index: the embedded engine scans `$in`).
+    # The runs whose `_id` is known here in one read by primary key; any other by its run id, one
+    # lookup each (equality on the unique index: the embedded engine scans `$in` on it).
     projection = {"run_id": 1, "status": 1, "cancelled_at": 1}
-    runs = [
-        doc for run_id in sorted(run_ids) if (doc := await _runs().find_one({"run_id": run_id}, projection))
-    ]
+    known = {run_id: _run_oids[run_id] for run_id in run_ids if run_id in _run_oids}
+    runs = []
+    if known:
+        found = _runs().find({"_id": {"$in": list(known.values())}}, projection)
+        runs = [doc async for doc in found if known.get(doc.get("run_id")) == doc["_id"]]
+    for run_id in sorted(run_ids - {doc["run_id"] for doc in runs}):
+        _run_oids.pop(run_id, None)
+        if (doc := await _runs().find_one({"run_id": run_id}, projection)) is not None:
+            remember(run_id, doc["_id"])
+            runs.append(doc)
     pending = [doc["_id"] for doc in runs if doc.get("status") == "PENDING"]
     if pending:
         await queries.mark_runs_started(pending, now_ms())
@@ -120,9 +151,17 @@ def spawned_of(state: State) -> list[tally.Registration]:
 
 
 async def _apply(run_id: str, query: dict[str, Any], update: dict[str, Any]) -> dict[str, Any] | None:
+    """One conditional update of a run; the run as it is after it, or None when it matched
+    nothing."""
     doc: dict[str, Any] | None = await _runs().find_one_and_update(
-        {"run_id": run_id, **query}, update, projection=_PROGRESS, return_document=ReturnDocument.AFTER
+        {**_where(run_id), **query}, update, projection=_PROGRESS, return_document=ReturnDocument.AFTER
     )
+    oid = _run_oids.get(run_id) if doc is None else None
+    if oid is not None and await _runs().find_one({"_id": oid, "run_id": run_id}, {"_id": 1}) is None:
+        _run_oids.pop(run_id, None)  # not this store's run any more: ask by run id
+        return await _apply(run_id, query, update)
+    if doc is not None:
+        remember(run_id, doc["_id"])
     return doc
 
 
@@ -130,6 +169,9 @@ async def _owed(run_id: str) -> dict[str, Any] | None:
     """The run with its `owed` bits (read only when a count matched nothing: not the usual case).
     All of `owed`: the embedded engine ignores a projection of fields inside it."""
     doc: dict[str, Any] | None = await _runs().find_one({"run_id": run_id}, {**_PROGRESS, "owed": 1})
+    _run_oids.pop(run_id, None)
+    if doc is not None:
+        remember(run_id, doc["_id"])
     return doc
 
 
@@ -250,7 +292,7 @@ async def _end(doc: dict[str, Any], stale: dict[str, Any] | None = None) -> None
         "finished_ms": finished or now_ms(),
     }
     result = await _runs().update_one(
-        {"run_id": doc["run_id"], "open": 0, "final": stale, "cancelled_at": doc.get("cancelled_at")},
+        {"_id": doc["_id"], "open": 0, "final": stale, "cancelled_at": doc.get("cancelled_at")},
         # A stale end stored again is the end of the run reopened by what it had not counted.
         {"$set": fields, "$inc": {"revision": 1}} if stale is not None else {"$set": fields},
     )
@@ -282,7 +324,7 @@ async def _reopen(doc: dict[str, Any]) -> None:
         reopened |= {"status": RunStatus.RUNNING.value, "finished_ms": None}
     await _runs().update_one(
         {
-            "run_id": doc["run_id"],
+            "_id": doc["_id"],
             "open": {"$gt": 0},
             "final": {"$ne": None},
             "cancelled_at": doc.get("cancelled_at"),
@@ -295,6 +337,7 @@ async def conclude_run(run_id: str) -> None:
     """`conclude` for a run read now (after a cancel, or by recovery)."""
     doc = await _runs().find_one({"run_id": run_id}, _PROGRESS)
     if doc is not None:
+        remember(run_id, doc["_id"])
         await conclude(doc)
 
 

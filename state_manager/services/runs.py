@@ -120,6 +120,7 @@ async def trigger_graph(
         await queries.insert(run)
     except DuplicateKeyError as exc:
         raise Conflict(f"Run {run.run_id} already exists") from exc
+    run_status.remember(run.run_id, run.id)
     states = await seed_run(ctx, run)
     metrics.run_triggered(run)
     log.info("run_triggered", namespace=namespace, graph=graph_name, run_id=run.run_id, states=len(states))

@@ -175,6 +175,15 @@ async def test_the_hot_operations_cost_the_same_however_large_the_store(store: S
         first, _ = await api.claim("Beta", batch_size=2)
         return lambda: api.executed(first["state_id"], [{"y": "1"}])
 
+    async def a_repeated_report() -> Callable[[], Awaitable[Any]]:
+        # A client's retry of a report that was stored: every conditional write it repeats
+        # matches nothing, which must not scan.
+        await _chain_run(api)
+        await api.executed(_claimed(await api.claim("Alpha"))["state_id"], [{"y": "1"}])
+        state = _claimed(await api.claim("Beta"))
+        await api.executed(state["state_id"], [{"y": "2"}])
+        return lambda: api.executed(state["state_id"], [{"y": "2"}])
+
     run_id = await _chain_run(api)
 
     async def runs_page() -> Callable[[], Awaitable[Any]]:
@@ -188,6 +197,7 @@ async def test_the_hot_operations_cost_the_same_however_large_the_store(store: S
         ("report with a child", report_with_a_child),
         ("the report that ends a run", report_that_ends_the_run),
         ("a join's arrival", a_joins_arrival),
+        ("a repeated report", a_repeated_report),
         ("a runs-list page", runs_page),
         ("a run page", run_page),
     ]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from state_manager.app import create_app
 from state_manager.db.documents import Run, State
 from state_manager.services import run_status
 from tests.factories import ALPHA, BETA, NAMESPACE, NO_RETRY, Api, Json, Worker, chain, graph, template
+from tests.support.in_process import settings_for, started
 
 ALL_STATUSES = {
     "CREATED",
@@ -233,3 +235,20 @@ async def test_a_run_whose_states_are_not_written_yet_is_pending(api: Api) -> No
     summary = await api.run_summary("crashed")
 
     assert (summary["status"], summary["total_count"]) == ("PENDING", 0)
+
+
+async def test_a_run_id_used_again_in_another_store_is_counted_in_its_own_run() -> None:
+    """The server remembers each run's document id to address it by primary key; a run of the
+    same id in another store (a second app in the process, a store replaced under the server)
+    is still counted and ended in its own document."""
+    body = {"run_id": "same-run", "states": [{"identifier": "b", "inputs": {"x": "1"}}]}
+    for _ in range(2):
+        async with started(create_app(settings_for(mock_store=True))) as http:
+            api = Api(http, NAMESPACE)
+            await api.setup("g", chain(), ALPHA, BETA)
+            await api.call("POST", "/graph/g/states/create", body)
+            waiting = await api.run_summary("same-run")
+            assert (waiting["status"], waiting["pending_count"]) == ("PENDING", 1)
+            await Worker(api, "Beta").execute()
+            summary = await api.run_summary("same-run")
+            assert (summary["status"], summary["success_count"]) == ("SUCCESS", 1)
