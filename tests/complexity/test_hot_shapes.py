@@ -2,9 +2,8 @@
 
 Measured on the embedded engine (nx-27017, a real wire-protocol store: a scan shows there as a
 15-60x slowdown, while an index lookup stays flat): the same operation with 1,000 and with
-50,000 other states stored, the minimum of several repeats each, in one process. The target is
-1.5x (`make bench` reports the measured ratios); the assertion allows 3x for a loaded machine
-and still catches a scan.
+50,000 other states stored, the minimum of several repeats each, in one process, within the
+1.5x target (measured on 2026-12-07: 0.97x-1.16x; a scan shows as 15x and more).
 
 The other states belong to other runs and namespaces and are in every status, as in a store that
 has been in use for a while.
@@ -28,7 +27,7 @@ from tests.support.in_process import settings_for, started
 
 SMALL, LARGE = 1_000, 50_000
 REPEATS = 7
-ALLOWED = 3.0
+ALLOWED = 1.5
 STATUSES = ["SUCCESS", "SUCCESS", "SUCCESS", "ERRORED", "CREATED", "QUEUED", "CANCELLED"]
 
 pytestmark = pytest.mark.timeout(600)
