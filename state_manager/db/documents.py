@@ -154,8 +154,6 @@ class State(Document):
             IndexModel([("ready", 1)], name="ready"),
             IndexModel([("delayed", 1)], name="delayed"),
             IndexModel([("run_id", 1), ("status", 1)], name="run_id_status_index"),
-            # A run's states by equality (the embedded engine scans a compound index's prefix).
-            IndexModel([("run_id", 1)], name="run_id"),
             IndexModel([("status", 1), ("lease_expires_at", 1)], name="lease_expiry"),
             IndexModel([("status", 1), ("deadline_ms", 1)], name="deadline"),
             IndexModel([("pending_effect", 1), ("updated_ms", 1)], name="pending_effect"),

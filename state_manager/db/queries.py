@@ -378,17 +378,11 @@ async def mark_runs_started(run_oids: list[ObjectId], when: int) -> None:
 
 
 async def open_state_counts(run_id: str) -> dict[StateStatus, int]:
-    """How many of one run's states are in each status that is not settled (for a run's page).
-
-    Read as ids, one equality lookup per status on the `run_id` index: its cost is the run's open
-    states, whatever the store holds (the embedded engine's aggregations grow with the store)."""
-    counts: dict[StateStatus, int] = {}
-    for status in sorted(UNSETTLED):
-        found = _states().find({"run_id": run_id, "status": status.value}, {"_id": 1})
-        n = len([doc async for doc in found])
-        if n:
-            counts[status] = n
-    return counts
+    """How many of one run's states are in each status that is not settled (for a run's page):
+    one aggregation on the (run_id, status) index, grouped on a plain field."""
+    open_statuses = [status.value for status in UNSETTLED]
+    found = await _group_count({"run_id": run_id, "status": {"$in": open_statuses}}, "status")
+    return {StateStatus(status): n for status, n in found.items() if n}
 
 
 async def _group_count(match: dict[str, Any], field: str) -> dict[str, int]:
