@@ -173,11 +173,18 @@ _GOING: list[dict[str, Any]] = [
 ]
 
 
+# The order the two are read in. A branch moves from the first (its attempt QUEUED) to the second
+# (RETRY_CREATED, its next attempt owed) and back to the first (the next attempt, CREATED), each
+# step a separate write: a branch that moved while one read was going on is found by a later one.
+_GOING_READS = (_GOING[0], _GOING[1], _GOING[0])
+
+
 async def _scope_going(scope: _Scope) -> bool:
     """Whether anything in the join's scope is still going: the run's states still going (on
     plain fields, cheap on every store), checked against the scope here; only when a probe's
-    worth of them are all outside the scope is the store asked for the scope itself."""
-    for going in _GOING:
+    worth of them are all outside the scope is the store asked for the scope itself. The last two
+    reads are made only when the first found nothing going in the scope (the last arrivals)."""
+    for going in _GOING_READS:
         found = await queries.run_states_where(
             scope.run_id, going, limit=_PROBE, fields=("identifier", "parents")
         )

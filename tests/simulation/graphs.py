@@ -37,13 +37,17 @@ def chain() -> Json:
     )
 
 
-def fan_in(strategy: str) -> Json:
+# One automatic retry, due at once (a branch that errors is tried again).
+ONE_RETRY: Json = {"max_retries": 1, "strategy": "FIXED", "backoff_factor": 1}
+
+
+def fan_in(strategy: str, retry_policy: Json = NO_RETRY) -> Json:
     return graph(
         template("start", "Start", {"x": "go"}, ["split"]),
         template("split", "Split", {"x": "${{ start.outputs.y }}"}, ["square"]),
         template("square", "Square", {"n": "${{ split.outputs.n }}"}),
         template("sum", "Sum", {"values": "${{ square.outputs.sq[*] }}"}, unites="start", strategy=strategy),
-        retry_policy=NO_RETRY,
+        retry_policy=retry_policy,
     )
 
 
