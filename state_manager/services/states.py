@@ -71,6 +71,15 @@ async def load_state(namespace: str, state_id: ObjectId) -> State:
     return state
 
 
+async def load_operated_state(namespace: str, state_id: ObjectId) -> State:
+    """A state an operator acts on (a manual retry), found the way reads find it: by its graph's
+    namespace, or (as upstream does) by its node's."""
+    state = await queries.find_state(state_id)
+    if state is None or namespace not in (state.graph_namespace, state.namespace_name):
+        raise NotFound(NOT_FOUND)
+    return state
+
+
 async def load_held_state(namespace: str, state_id: ObjectId, claim: str | None) -> State:
     """Re-read a state after a conditional write missed; 409 if the caller's claim is not the
     state's current one (a later claim superseded it) or its lease expired."""
@@ -347,16 +356,16 @@ async def manual_retry(ctx: AppContext, namespace: str, state_id: ObjectId, fano
     is written, and they are made again from the branches as they will be. A retried join is
     made again, its inputs collected afresh (see `_retry_join`).
     """
-    state = await load_state(namespace, state_id)
+    state = await load_operated_state(namespace, state_id)
     await _refuse_if_run_cancelled(state)
     if state.does_unites:
-        return await _retry_join(ctx, namespace, state)
-    updated = await mark_retried(namespace, state, fanout_id)
+        return await _retry_join(ctx, state)
+    updated = await mark_retried(state, fanout_id)
     await settle_or_count(ctx, updated)
     return await retry_of(updated, fanout_id)
 
 
-async def mark_retried(namespace: str, state: State, fanout_id: str) -> State:
+async def mark_retried(state: State, fanout_id: str) -> State:
     """The status write of an operator's retry (RETRY_CREATED, its retry still to be written by
     its spawn effect): counted open again in its run. Raises the refusals `manual_retry` answers.
 
@@ -366,11 +375,9 @@ async def mark_retried(namespace: str, state: State, fanout_id: str) -> State:
     expect = {"run_cancelled": {"$ne": True}, "pending_effect": state.pending_effect}
     assert state.id is not None
     state_id = ObjectId(str(state.id))
-    updated = await writes.transition(
-        state_id, Event.MANUAL_RETRY, fields, namespace=namespace, extra_filter=expect
-    )
+    updated = await writes.transition(state_id, Event.MANUAL_RETRY, fields, extra_filter=expect)
     if updated is None:
-        state = await load_state(namespace, state_id)
+        state = await load_operated_state(state.graph_namespace, state_id)
         if await queries.find_one(State, {"spawn_key": manual_retry_key(state, fanout_id)}) is not None:
             raise Conflict("Duplicate retry state detected")
         if state.status == StateStatus.RETRY_CREATED:
@@ -393,7 +400,7 @@ async def retry_of(retried: State, fanout_id: str) -> State:
     return retry
 
 
-async def _retry_join(ctx: AppContext, namespace: str, join: State) -> State:
+async def _retry_join(ctx: AppContext, join: State) -> State:
     """A manual retry of a failed join makes it again (its next generation) with its inputs
     collected from its branches as they are now, not a copy of the old inputs. Refused (409,
     nothing changed) while the branches it needs have failed; made when they settle if some are
@@ -409,7 +416,7 @@ async def _retry_join(ctx: AppContext, namespace: str, join: State) -> State:
         raise Conflict(blocked)
     superseded = await supersede(join)
     if superseded is None:
-        current = await load_state(namespace, ObjectId(str(join.id)))
+        current = await load_operated_state(join.graph_namespace, ObjectId(str(join.id)))
         if current.status == StateStatus.RETRY_CREATED:
             raise Conflict(f"Join {join.id} is already being made again")
         raise InvalidTransition(f"State is {current.status}: it cannot be retried")

@@ -580,3 +580,25 @@ async def test_nodes_of_another_namespace_are_claimed_there(api: Api) -> None:
     assert remote["inputs"] == {"x": "v"}
     assert secrets == {"secrets": {"token": "shared"}}
     assert (await api.run_summary(run_id))["status"] == "SUCCESS"
+
+
+async def test_a_node_of_another_namespace_is_retried_where_it_is_read(api: Api) -> None:
+    """A graph may use a node registered in another namespace: its states are read, and retried,
+    under the graph's namespace (and, as upstream, under the node's)."""
+    await api.register(node("Tool"), namespace="tools")
+    await api.setup(
+        "uses-tool", graph(template("t", "Tool", {"x": "go"}, namespace="tools"), retry_policy=NO_RETRY)
+    )
+    run_id = (await api.trigger("uses-tool"))["run_id"]
+    [state] = await api.claim("Tool", namespace="tools")
+    await api.call("POST", f"/state/{state['state_id']}/errored", {"error": "boom"}, namespace="tools")
+
+    view = await api.call("GET", f"/state/{state['state_id']}/view")
+    retried = await api.call("POST", f"/state/{state['state_id']}/manual-retry", {"fanout_id": "op"})
+
+    assert view["status"] == "ERRORED"
+    assert retried["status"] == "CREATED"
+    [again] = await api.claim("Tool", namespace="tools")
+    assert again["state_id"] == retried["id"]
+    await api.call("POST", f"/state/{state['state_id']}/manual-retry", {"fanout_id": "op2"}, expect=409)
+    assert (await api.run_summary(run_id))["status"] != "FAILED"
