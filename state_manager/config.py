@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     idempotency_key_seconds: float = Field(default=24 * 3600, gt=0, le=365 * 24 * 3600)
     # Count database commands by name (benchmarks read them at GET /v0/debug/db-commands).
     count_db_commands: bool = False
+    # Dashboard logins (docs/decisions/0021-dashboard-sessions-and-login-limit.md): after this
+    # many wrong API keys from one client address within DASHBOARD_LOGIN_WINDOW_SECONDS (counted
+    # from its first failure), that address's logins answer 429 until the window ends. Counted in
+    # memory by each replica: with N replicas an address may try N times as many.
+    dashboard_login_max_failures: int = Field(default=10, ge=1, le=10_000)
+    dashboard_login_window_seconds: float = Field(default=300.0, gt=0, le=24 * 3600)
 
     @field_validator("state_manager_secret")
     @classmethod

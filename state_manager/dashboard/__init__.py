@@ -8,11 +8,13 @@ from fastapi.staticfiles import StaticFiles
 
 from state_manager.dashboard import auth, catalog, runs, states
 from state_manager.dashboard.guard import DashboardGuard
+from state_manager.dashboard.login_limit import LoginLimiter
 from state_manager.dashboard.render import HERE
 
 
 def install(app: FastAPI) -> None:
-    """Mount the pages, their static assets and the guard (session, origin, headers) on `app`."""
+    """Mount the pages, their static assets and the guard (session, origin, headers) on `app`,
+    and keep the app's login limiter (one per app, so one per process) in `app.state`."""
     router = APIRouter(prefix="/ui", include_in_schema=False)
     router.add_api_route("", auth.home, methods=["GET"])
     router.add_api_route("/", auth.home, methods=["GET"])
@@ -20,5 +22,8 @@ def install(app: FastAPI) -> None:
         router.include_router(module.router)
     app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
-    key = app.state.context.settings.state_manager_secret.get_secret_value()
-    app.add_middleware(DashboardGuard, api_key=key)
+    settings = app.state.context.settings
+    app.state.login_limiter = LoginLimiter(
+        settings.dashboard_login_max_failures, settings.dashboard_login_window_seconds
+    )
+    app.add_middleware(DashboardGuard, api_key=settings.state_manager_secret.get_secret_value())

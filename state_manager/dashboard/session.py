@@ -12,12 +12,16 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from urllib.parse import urlsplit
 
 COOKIE_NAME = "exosphere_session"
 SESSION_MS = 12 * 3600 * 1000
 _KEY_LABEL = b"exosphere-dashboard-session-v1"
+# What `issue` makes: base64url payload (about 80 characters), a dot, a 43-character base64url
+# HMAC-SHA256. Anything else (other characters, other lengths) is refused unread.
+_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,1024}\.[A-Za-z0-9_-]{43}")
 
 
 def session_key(api_key: str) -> bytes:
@@ -45,18 +49,35 @@ def issue(key: bytes, now_ms: int, lifetime_ms: int = SESSION_MS) -> str:
 
 
 def is_valid(key: bytes, value: str | None, now_ms: int) -> bool:
-    """Whether `value` was signed with `key`, was issued before now and has not expired."""
-    if not value or value.count(".") != 1:
+    """Whether `value` was signed with `key`, was issued before now and has not expired.
+
+    The one place that decides "is this a session": any value that is not one is False, never
+    an exception. The value comes from a cookie that any site on the same host can set, so it
+    may hold anything (non-ASCII text, control characters, megabytes); its shape is checked
+    before anything else touches it.
+    """
+    if value is None or not _SHAPE.fullmatch(value):
         return False
     payload, signature = value.split(".")
-    if not hmac.compare_digest(_sign(key, payload), signature):
+    if not hmac.compare_digest(_sign(key, payload).encode(), signature.encode()):
         return False
+    lifetime = _lifetime(payload)
+    return lifetime is not None and lifetime[0] <= now_ms < lifetime[1]
+
+
+def _lifetime(payload: str) -> tuple[int, int] | None:
+    """`(issued_ms, expires_ms)` of a signed payload, None when it does not hold two integers
+    (only a payload we signed gets here, but "we signed it" is no reason to crash on it)."""
     try:
         body = json.loads(_unb64(payload))
-        issued, expires = int(body["iat"]), int(body["exp"])
-    except (ValueError, KeyError, TypeError):
-        return False
-    return issued <= now_ms < expires
+    except (ValueError, RecursionError):  # bad base64, not UTF-8, not JSON, nested too deep
+        return None
+    if not isinstance(body, dict):
+        return None
+    issued, expires = body.get("iat"), body.get("exp")
+    if type(issued) is not int or type(expires) is not int:  # not bool, float or text
+        return None
+    return issued, expires
 
 
 def key_matches(expected: str, given: str) -> bool:

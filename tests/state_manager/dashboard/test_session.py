@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+
 import pytest
 
 from state_manager.dashboard import session
@@ -24,9 +28,57 @@ def test_the_signing_key_is_derived_from_the_api_key_and_is_not_it() -> None:
     assert "server-key" not in value
 
 
-@pytest.mark.parametrize("value", [None, "", "x", "a.b.c", "e30.AAAA", "!!!.???"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        "x",
+        "a.b.c",
+        "e30.AAAA",
+        "!!!.???",
+        "a.é",
+        "é.é",
+        "a." + "é" * 43,
+        "a.\x00\x01",
+        "a.\udcff",  # a lone surrogate: what undecodable bytes become with surrogateescape
+        "%C3%A9.%00",
+        "A" * 100_000 + "." + "B" * 43,
+    ],
+)
 def test_garbage_is_no_session(value: str | None) -> None:
     assert not session.is_valid(KEY, value, 1_000)
+
+
+def _signed(payload: bytes) -> str:
+    """`payload` as a session value with a correct signature (as only the key's holder makes)."""
+    text = base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
+    signature = hmac.new(KEY, text.encode(), hashlib.sha256).digest()
+    return f"{text}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[]",
+        b"not json",
+        b"\xff\xfe",
+        b"{}",
+        b'{"iat": 500}',
+        b'{"iat": "500", "exp": "2000"}',
+        b'{"iat": 500.0, "exp": 2000.0}',
+        b'{"iat": -1e400, "exp": 1e400}',  # infinities: int() of them raises OverflowError
+        b'{"iat": false, "exp": 2000}',
+        b"[" * 600 + b"]" * 600,
+    ],
+)
+def test_a_signed_payload_without_two_integer_times_is_no_session(payload: bytes) -> None:
+    assert not session.is_valid(KEY, _signed(payload), 1_000)
+
+
+def test_a_signed_payload_with_two_integer_times_is_a_session() -> None:
+    """The counterpart of the test above: `_signed` makes values `is_valid` accepts."""
+    assert session.is_valid(KEY, _signed(b'{"iat": 500, "exp": 2000}'), 1_000)
 
 
 def test_the_key_comparison_accepts_only_the_exact_key() -> None:
