@@ -53,6 +53,10 @@ class GraphTemplate(Document):
     version: int = 1  # bumped by every upsert; validation results are written against it
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    # The newest upsert that did not validate while a valid version was live (services/graphs.py):
+    # its fields as an upsert writes them, with its errors. The live version stays what triggers
+    # use; the candidate replaces it once it validates (a runtime registers its nodes).
+    candidate: dict[str, Any] | None = None
 
     class Settings:
         name = "GraphTemplate"

@@ -167,8 +167,17 @@ class UpsertGraphRequest(RequestBody):
         return value
 
 
+class GraphCandidate(BaseModel):
+    """An upsert that did not validate while a valid version was live."""
+
+    nodes: list[NodeTemplate]
+    validation_errors: list[str]
+    updated_at: str
+
+
 class GraphResponse(BaseModel):
-    """Upsert (201) and get (200). `secrets` only says which names are set, never values."""
+    """Upsert (201; 200 with `validate_only`) and get (200). `secrets` only says which names are
+    set, never values."""
 
     name: str
     namespace: str
@@ -181,6 +190,26 @@ class GraphResponse(BaseModel):
     updated_at: str
     validation_status: str
     validation_errors: list[str]
+    live: bool = Field(
+        default=True,
+        description="Whether this is the version triggers use. An upsert that does not validate "
+        "while a valid version is live answers false: the valid version stays live, and this one "
+        "waits as the graph's `candidate` (it goes live once it validates, e.g. when a runtime "
+        "registers its nodes; a later upsert replaces it).",
+    )
+    stored: bool = Field(default=True, description="False for `validate_only`: nothing was stored")
+    candidate: GraphCandidate | None = Field(
+        default=None, description="On get: the newest upsert that did not validate, if it waits"
+    )
+
+
+class GraphDeleted(BaseModel):
+    """A deleted graph, and how many of its open runs the deletion cancelled."""
+
+    name: str
+    namespace: str
+    deleted: bool = True
+    cancelled_runs: int = Field(description="Open runs cancelled by `force=true` (0 without it)")
 
 
 class GraphListItem(GraphResponse):

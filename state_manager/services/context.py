@@ -77,6 +77,10 @@ class TemplateCache:
             return cached
         return None
 
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop a deleted graph (a graph made again under its name starts at version 1)."""
+        self._templates.pop((namespace, name), None)
+
     def put(self, template: Any) -> None:
         key = (template.namespace, template.name)
         current = self._templates.pop(key, None)

@@ -9,6 +9,7 @@ becomes VALID when the runtime registers.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -68,7 +69,26 @@ async def _registered_check(
     return check_registered(graph_nodes, shape, registered, secrets)
 
 
-async def upsert_graph(ctx: AppContext, namespace: str, name: str, body: UpsertGraphRequest) -> GraphTemplate:
+@dataclass(frozen=True)
+class Upserted:
+    """What an upsert left: the graph as stored, and whether the upsert is its live version (an
+    upsert that did not validate while a valid version was live waits as `graph.candidate`)."""
+
+    graph: GraphTemplate
+    live: bool = True
+
+
+async def check_graph(body: UpsertGraphRequest) -> list[str]:
+    """What an upsert of `body` would be told, without storing anything: 400 for a structural
+    mistake, else the reasons it would not validate (none: VALID)."""
+    nodes = [node.to_domain() for node in body.nodes]
+    store_config = StoreConfig.model_validate(body.store_config.model_dump())
+    return await _registered_check(nodes, _shape(nodes, store_config), set(body.secrets))
+
+
+async def upsert_graph(ctx: AppContext, namespace: str, name: str, body: UpsertGraphRequest) -> Upserted:
+    """Store a new version of the graph. One that does not validate never replaces a valid live
+    version (a typo must not stop every trigger): it is kept as the graph's candidate instead."""
     nodes = [node.to_domain() for node in body.nodes]
     store_config = StoreConfig.model_validate(body.store_config.model_dump())
     shape = _shape(nodes, store_config)
@@ -84,9 +104,17 @@ async def upsert_graph(ctx: AppContext, namespace: str, name: str, body: UpsertG
         "validation_errors": errors,
         "updated_at": now,
     }
+    if errors and (kept := await _keep_live(namespace, name, fields)) is not None:
+        log.info("graph_upsert_kept_live", namespace=namespace, graph=name, errors=errors)
+        return Upserted(kept, live=False)
     doc = await GraphTemplate.get_motor_collection().find_one_and_update(
         {"name": name, "namespace": namespace},
-        {"$set": fields, "$inc": {"version": 1}, "$setOnInsert": {"created_at": now}},
+        {
+            "$set": fields,
+            "$unset": {"candidate": ""},
+            "$inc": {"version": 1},
+            "$setOnInsert": {"created_at": now},
+        },
         upsert=True,
         return_document=ReturnDocument.AFTER,
     )
@@ -94,7 +122,18 @@ async def upsert_graph(ctx: AppContext, namespace: str, name: str, body: UpsertG
     ctx.templates.put(graph)
     await sync_schedules(graph)
     log.info("graph_upserted", namespace=namespace, graph=name, status=graph.validation_status)
-    return graph
+    return Upserted(graph)
+
+
+async def _keep_live(namespace: str, name: str, fields: dict[str, Any]) -> GraphTemplate | None:
+    """Store `fields` as the candidate of a graph whose live version is valid; None when there
+    is no such graph (a new one, or one that is not valid either: the upsert replaces it)."""
+    doc = await GraphTemplate.get_motor_collection().find_one_and_update(
+        {"name": name, "namespace": namespace, "validation_status": VALID},
+        {"$set": {"candidate": fields}},
+        return_document=ReturnDocument.AFTER,
+    )
+    return None if doc is None else GraphTemplate.model_validate(doc)
 
 
 async def get_graph(namespace: str, name: str) -> GraphTemplate:
@@ -124,25 +163,60 @@ async def list_graphs(namespace: str) -> list[GraphTemplate]:
 
 
 async def revalidate_graphs_using(namespace: str, node_names: list[str]) -> None:
-    """Re-run the registered-node checks of every graph that uses one of these nodes."""
+    """Re-run the registered-node checks of every graph that uses one of these nodes, live or
+    in its candidate; a candidate that now validates goes live."""
     # One equality $elemMatch per node: the embedded engine does not match `$in` inside one.
-    uses = [{"nodes": {"$elemMatch": {"namespace": namespace, "node_name": name}}} for name in node_names]
+    uses = [
+        {path: {"$elemMatch": {"namespace": namespace, "node_name": name}}}
+        for name in node_names
+        for path in ("nodes", "candidate.nodes")
+    ]
     if not uses:
         return
-    query = {"$or": uses}
-    async for graph in GraphTemplate.find(query):
-        errors = await _registered_check(graph.nodes, graph_shape(graph), set(graph.secrets))
-        status = INVALID if errors else VALID
-        if status == graph.validation_status and errors == graph.validation_errors:
-            continue
-        # Conditional on the version: a concurrent upsert's own (newer) verdict wins.
-        result = await GraphTemplate.get_motor_collection().update_one(
-            {"_id": graph.id, "version": graph.version},
-            {"$set": {"validation_status": status, "validation_errors": errors, "updated_at": utcnow()}},
+    async for graph in GraphTemplate.find({"$or": uses}):
+        await _revalidate_live(graph)
+        if graph.candidate is not None:
+            await _promote_if_valid(graph)
+
+
+async def _revalidate_live(graph: GraphTemplate) -> None:
+    errors = await _registered_check(graph.nodes, graph_shape(graph), set(graph.secrets))
+    status = INVALID if errors else VALID
+    if status == graph.validation_status and errors == graph.validation_errors:
+        return
+    # Conditional on the version: a concurrent upsert's own (newer) verdict wins.
+    result = await GraphTemplate.get_motor_collection().update_one(
+        {"_id": graph.id, "version": graph.version},
+        {"$set": {"validation_status": status, "validation_errors": errors, "updated_at": utcnow()}},
+    )
+    if result.matched_count:
+        await sync_schedules(graph.model_copy(update={"validation_status": status}))
+    log.info("graph_revalidated", namespace=graph.namespace, graph=graph.name, status=status)
+
+
+async def _promote_if_valid(graph: GraphTemplate) -> None:
+    """Make the graph's candidate its live version once it validates (its nodes registered)."""
+    candidate = graph.candidate or {}
+    nodes = [NodeTemplate.model_validate(node) for node in candidate.get("nodes", [])]
+    store_config = StoreConfig.model_validate(candidate.get("store_config", {}))
+    try:
+        errors = await _registered_check(
+            nodes, _shape(nodes, store_config), set(candidate.get("secrets", {}))
         )
-        if result.matched_count:
-            await sync_schedules(graph.model_copy(update={"validation_status": status}))
-        log.info("graph_revalidated", namespace=graph.namespace, graph=graph.name, status=status)
+    except InvalidGraph:  # cannot happen (it passed the structural checks): it waits
+        return
+    if errors:
+        return
+    promoted = {**candidate, "validation_status": VALID, "validation_errors": [], "updated_at": utcnow()}
+    # Conditional on the candidate being this one: a newer upsert meanwhile wins.
+    doc = await GraphTemplate.get_motor_collection().find_one_and_update(
+        {"_id": graph.id, "candidate.updated_at": candidate.get("updated_at")},
+        {"$set": promoted, "$unset": {"candidate": ""}, "$inc": {"version": 1}},
+        return_document=ReturnDocument.AFTER,
+    )
+    if doc is not None:
+        await sync_schedules(GraphTemplate.model_validate(doc))
+        log.info("graph_candidate_live", namespace=graph.namespace, graph=graph.name)
 
 
 async def sync_schedules(graph: GraphTemplate) -> None:
