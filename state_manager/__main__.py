@@ -11,9 +11,10 @@ uses an API key and an encryption key generated once and kept in the data direct
 (`dev-keys.json`, mode 0600), and prints the API key: the same one on every start. Keys set in
 the environment or `.env` win.
 
-Before serving, it refuses (exit code 2, a message naming the variable, the directory or the
-engine) bad settings, a data directory that cannot be used or is in use, an engine that does
-not start, and an encryption key that cannot decrypt the secrets already stored.
+Before serving, it refuses (exit code 2, a message naming the variable, the port, the directory
+or the engine) bad settings, a port it cannot listen on (in use), a data directory that cannot
+be used or is in use, an engine that does not start, and an encryption key that cannot decrypt
+the secrets already stored.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import errno
 import os
 import signal
+import socket
 import threading
 from pathlib import Path
 from types import FrameType
@@ -199,23 +202,40 @@ def main(argv: list[str] | None = None) -> None:
     _stop_on_sigterm()
     try:
         with contextlib.ExitStack() as stack:
-            try:
-                settings = _open_store(stack, settings, overrides, missing)
-            except StoreError as exc:
-                parser.exit(2, f"error: {exc}\n")
-            problem = asyncio.run(check_secrets_key(settings))
-            if problem:
-                parser.exit(2, f"error: {problem}\n")
-            if settings.development:
-                base = f"http://{args.host}:{args.port}"
-                print(f"Dashboard: {base}/ui (log in with the key)   API reference: {base}/docs", flush=True)  # noqa: T201
-            _serve(settings, args.host, args.port)
+            _start_and_serve(parser, stack, args, settings, overrides, missing)
     except _Terminated:
         # Everything is stopped: end as killed by SIGTERM, as uvicorn itself would.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.raise_signal(signal.SIGTERM)
     except KeyboardInterrupt:  # Ctrl-C before uvicorn serves (uvicorn handles it after)
         parser.exit(130)
+
+
+def _start_and_serve(
+    parser: argparse.ArgumentParser,
+    stack: contextlib.ExitStack,
+    args: argparse.Namespace,
+    settings: Settings,
+    overrides: dict[str, Any],
+    missing: list[str],
+) -> None:
+    """Listen, open the store, check the key, serve; a problem exits with code 2 and one line.
+    Everything started is stopped by `stack`."""
+    try:
+        listener = stack.enter_context(_listen(args.host, args.port))
+    except OSError as exc:
+        parser.exit(2, f"error: {_cannot_listen(args.host, args.port, exc)}\n")
+    try:
+        settings = _open_store(stack, settings, overrides, missing)
+    except StoreError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    problem = asyncio.run(check_secrets_key(settings))
+    if problem:
+        parser.exit(2, f"error: {problem}\n")
+    if settings.development:
+        base = f"http://{args.host}:{args.port}"
+        print(f"Dashboard: {base}/ui (log in with the key)   API reference: {base}/docs", flush=True)  # noqa: T201
+    _serve(settings, args.host, args.port, listener)
 
 
 class _Terminated(Exception):
@@ -250,7 +270,25 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def _serve(settings: Settings, host: str, port: int) -> None:
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound before anything else starts: a port in use stops the
+    server at once with one line, not after "startup complete" (and nothing else can take the
+    port between this check and serving: uvicorn serves on this very socket)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.create_server((host, port), family=family, backlog=2048)
+    listener.set_inheritable(True)
+    return listener
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> str:
+    reason = (exc.strerror or str(exc)).lower()
+    hint = "choose another port with --port (PORT=... for make run)"
+    if exc.errno == errno.EADDRINUSE:
+        hint = f"another server is using it? {hint}"
+    return f"cannot listen on {host}:{port}: {reason} ({hint})"
+
+
+def _serve(settings: Settings, host: str, port: int, listener: socket.socket) -> None:
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -262,7 +300,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         # Open requests get this long to finish; long-polls are answered at once (see _Server).
         timeout_graceful_shutdown=3,
     )
-    _Server(config, app.state.context.work).run()
+    _Server(config, app.state.context.work).run(sockets=[listener])
 
 
 if __name__ == "__main__":

@@ -145,3 +145,25 @@ def _wait_for_json_line(path: Path, event: str, process: subprocess.Popen[bytes]
             break
         time.sleep(0.1)
     raise AssertionError(f"no {event!r} line in the server's output:\n{path.read_text(errors='replace')}")
+
+
+def test_a_port_in_use_stops_the_server_before_it_starts(tmp_path: Path) -> None:
+    """One line naming the port, exit code 2, before the store starts or the app says it is up."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "state_manager", "--dev", "--memory", "--port", str(port)],
+            env={**os.environ, "LOG_FORMAT": "json"},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert result.returncode == 2
+    assert f"error: cannot listen on 127.0.0.1:{port}: address already in use" in result.stderr
+    assert "--port" in result.stderr
+    output = result.stdout + result.stderr
+    assert "startup complete" not in output.lower() and "embedded_store" not in output
