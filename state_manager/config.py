@@ -83,7 +83,8 @@ class Settings(BaseSettings):
     # Queue health (GET /queues, the dashboard): a node is "stalled" when states have been due
     # for longer than this and no runtime asked for its work in this time.
     queue_stall_seconds: float = Field(default=30.0, gt=0)
-    # Limits: a request body over `max_request_bytes` is refused (413) before it is read; a
+    # Limits: a request body over `max_request_bytes` is refused (413) before it is parsed (the
+    # rest is drained, bounded, so every client reads the 413: api/guard.py); a
     # document over `max_document_bytes` (MongoDB's own limit by default) is never written.
     max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=1024**3)
     max_document_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=16 * 1024 * 1024)

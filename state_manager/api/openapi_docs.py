@@ -83,7 +83,7 @@ _DEFAULT_DESCRIPTIONS = {
     401: "Missing or wrong `x-api-key`",
     404: "Not found in this namespace",
     409: "A conflict with the current state; the message says which",
-    413: "The request body is over `MAX_REQUEST_BYTES` (refused before it is read)",
+    413: "The request body is over `MAX_REQUEST_BYTES` (refused before it is parsed)",
     422: "The request is malformed: each bad field is named",
 }
 
