@@ -45,14 +45,15 @@ async def test_a_wrong_key_exits_3_and_says_so(cli: Cli) -> None:
     assert result.stdout == ""
 
 
-async def test_an_unreachable_server_exits_3(cli: Cli) -> None:
+async def test_a_refused_connection_exits_3_and_says_so(cli: Cli) -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
 
     for args in (["ping"], ["run", "list", "-o", "json"]):
         result = await cli(*args, "--url", url)
 
         assert result.code == 3, result
-        assert f"could not reach the state manager at {url}" in result.stderr
+        assert f"error: cannot reach the server at {url}: connection refused" in result.stderr
+        assert "Timeout" not in result.stderr  # not reported as a timeout
         assert result.stdout == ""
 
 
@@ -107,6 +108,11 @@ async def test_a_4xx_exits_1_with_the_server_message(cli: Cli, ns: str) -> None:
         (["run", "list"], "EXOSPHERE_NAMESPACE", "No namespace"),
         (["run", "trigger", "g", "-i", "no-equals-sign"], None, "expected KEY=VALUE"),
         (["run", "list", "--since", "last tuesday"], None, "expected a duration"),
+        (["run", "trigger", "g", "--start-delay", "5x"], None, "'--start-delay': expected a duration like"),
+        (["run", "trigger", "g", "--start-delay", "-3s"], None, "'--start-delay': a duration cannot be"),
+        (["run", "watch", "r", "--timeout", "soon"], None, "'--timeout': expected a duration like"),
+        (["run", "watch", "r", "--interval", "1ms"], None, "'--interval': must be at least 50ms"),
+        (["graph", "apply", "-", "--timeout", "5x"], None, "'--timeout': expected a duration like"),
         (["run", "list", "--status", "DONE"], None, "'DONE' is not one of"),
         (["frobnicate"], None, "No such command"),
     ],

@@ -48,6 +48,7 @@ def test_since_accepts_durations_epoch_ms_and_iso_times() -> None:
 
     assert abs(int(parse_since("2h") or 0) - (now_ms - 7_200_000)) < 5_000
     assert abs(int(parse_since("30m") or 0) - (now_ms - 1_800_000)) < 5_000
+    assert abs(int(parse_since("1h30m") or 0) - (now_ms - 5_400_000)) < 5_000
     assert parse_since("1700000000000") == "1700000000000"
     expected = int(datetime(2025, 1, 31, 12, tzinfo=UTC).timestamp() * 1000)
     assert parse_since("2025-01-31T12:00:00Z") == str(expected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -124,7 +125,7 @@ async def test_run_list_is_a_json_array_with_filters(
     ok = (await cli("run", "trigger", "good", "-s", "suffix=z", *WATCH, "-o", "json")).json()["run_id"]
     failed = (await cli("run", "trigger", "bad", "-s", "suffix=z", *WATCH, "-o", "json")).json()["run_id"]
 
-    everything = await cli("run", "list", "-o", "json", "--since", "10m")
+    everything = await cli("run", "list", "-o", "json", "--since", "1h30m")
     only_failed = await cli("run", "list", "-o", "json", "--status", "failed")
     only_good = await cli("run", "list", "-o", "json", "--graph", "good")
     newest = await cli("run", "list", "-o", "json", "--limit", "1")
@@ -137,6 +138,25 @@ async def test_run_list_is_a_json_array_with_filters(
     header, *rows = table.stdout.splitlines()
     assert header.split() == ["RUN", "GRAPH", "STATUS", "CREATED", "DURATION", "STATES"]
     assert [row.split()[:3] for row in rows] == [[failed, "bad", "FAILED"], [ok, "good", "SUCCESS"]]
+
+
+async def test_start_delay_takes_a_duration_with_units_or_bare_milliseconds(
+    cli: Cli, worker: Runtime, ns: str, tmp_path: Path
+) -> None:
+    await _apply(cli, tmp_path, _chain(ns, "later", "Upper"))
+    delays: dict[str, int] = {}
+
+    for given in ("1m30s", "60s", "250ms", "45000"):
+        triggered = await cli(
+            "run", "trigger", "later", "-s", "suffix=z", "--start-delay", given, "-o", "json"
+        )
+        assert triggered.code == 0, triggered
+        run_id = triggered.json()["run_id"]
+        run = (await cli("run", "get", run_id, "-o", "json")).json()
+        [state] = (await cli("run", "states", run_id, "--node", "first", "-o", "json")).json()
+        delays[given] = state["enqueue_after"] - run["created_ms"]
+
+    assert delays == {"1m30s": 90_000, "60s": 60_000, "250ms": 250, "45000": 45_000}
 
 
 async def test_cancel_a_delayed_run(cli: Cli, worker: Runtime, ns: str, tmp_path: Path) -> None:
@@ -163,7 +183,7 @@ async def test_watch_gives_up_at_its_timeout_with_exit_1(
     args = ("run", "trigger", "slowstart", "-s", "suffix=z", "--start-delay", "60000", "-o", "json")
     run_id = (await cli(*args)).json()["run_id"]
 
-    result = await cli("run", "watch", run_id, "--interval", "0.2", "--timeout", "1", "-o", "json")
+    result = await cli("run", "watch", run_id, "--interval", "200ms", "--timeout", "1", "-o", "json")
 
     assert result.code == 1, result
     assert result.json()["status"] == "PENDING"
@@ -284,8 +304,70 @@ async def test_queues_warn_about_work_no_runtime_asks_for(
     await asyncio.sleep(1.5)
 
     queues = await cli("queues", "-o", "json")
+    table = await cli("queues")
 
     assert triggered.code == 0, triggered
+    assert queues.code == 1, queues  # a stalled node fails the command (for a health check)
     [row] = queues.json()
     assert (row["node_name"], row["due"], row["stalled"]) == ("Upper", 1, True)
-    assert "warning: stalled" in queues.stderr and "Upper" in queues.stderr
+    assert "error: stalled" in queues.stderr and "Upper" in queues.stderr
+    assert table.code == 1, table
+    assert table.stdout.splitlines()[1].split()[0] == "Upper" and "STALLED" in table.stdout
+
+
+async def test_watch_notices_the_end_promptly_and_prints_the_result(
+    cli: Cli, worker: Runtime, ns: str, tmp_path: Path
+) -> None:
+    await _apply(cli, tmp_path, _chain(ns, "prompt", "Upper"))
+    args = ("run", "trigger", "prompt", "-i", "text=ab", "-s", "suffix=z", "--start-delay", "300ms")
+    run_id = (await cli(*args, "-o", "json")).json()["run_id"]
+
+    # The run ends about half a second from now. Reads every 5 s (the old way) would see it
+    # only after 5 s; reads that start fast see it within a fraction of a second.
+    started = time.monotonic()
+    watched = await cli("run", "watch", run_id, "--interval", "5s", "-o", "json")
+    elapsed = time.monotonic() - started
+    table = await cli("run", "watch", run_id)
+    shown = await cli("run", "get", run_id, "-o", "json")
+
+    assert watched.code == 0, watched
+    assert elapsed < 4.0, watched
+    summary = watched.json()
+    assert summary["status"] == "SUCCESS"
+    [last] = summary["result"]  # the output of the last node, not of the first
+    assert (last["identifier"], last["outputs"]) == ("second", {"text": "AB-Z"})
+    assert shown.json()["result"] == summary["result"]
+    assert table.code == 0, table
+    header, row = _section(table.stdout, "RESULT NODE")
+    assert header.split() == ["RESULT", "NODE", "STATE", "OUTPUTS"]
+    assert row.split() == ["second", last["id"], '{"text":', '"AB-Z"}']
+
+
+async def test_the_result_of_a_fan_out_is_every_branch_that_ended(
+    cli: Cli, worker: Runtime, ns: str, tmp_path: Path
+) -> None:
+    graph = f"""
+name: fan
+nodes:
+  - {{node_name: Split, namespace: {ns}, identifier: split, inputs: {{count: "3"}}, next_nodes: [branch]}}
+  - node_name: Upper
+    namespace: {ns}
+    identifier: branch
+    inputs: {{text: "${{{{ split.outputs.item }}}}"}}
+"""
+    await _apply(cli, tmp_path, graph)
+
+    result = await cli("run", "trigger", "fan", *WATCH, "-o", "json")
+
+    assert result.code == 0, result
+    outputs = sorted(item["outputs"]["text"] for item in result.json()["result"])
+    assert outputs == ["ITEM-0", "ITEM-1", "ITEM-2"]
+    assert {item["identifier"] for item in result.json()["result"]} == {"branch"}
+
+
+def _section(stdout: str, header: str) -> list[str]:
+    """The lines of the plain table that starts with `header`, up to the next blank line."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    return lines[start:end]

@@ -24,8 +24,9 @@ def cli() -> None:
     \b
     Exit codes:
       0  success
-      1  the operation or the watched run failed (a 4xx, graph INVALID, run FAILED/CANCELLED)
-      2  usage error
+      1  the operation or the watched run failed (a 4xx, graph INVALID, run FAILED/CANCELLED,
+         a stalled node in `queues`)
+      2  usage error (e.g. a bad duration: use 250ms, 60s, 5m, 1h30m)
       3  server unreachable, API key refused, or a server error (5xx)
     """
 

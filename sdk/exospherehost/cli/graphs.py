@@ -7,6 +7,7 @@ from typing import IO, Any
 import click
 
 from ..state_manager import StateManager
+from .durations import Duration
 from .inputs import load_document, substitute_secrets
 from .output import Output, iso_text
 from .session import Failed, call, command_options, config
@@ -23,11 +24,11 @@ def graph() -> None:
 @click.argument("file", type=click.File("r", encoding="utf-8"))
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0),
-    default=60.0,
+    type=Duration("s"),
+    default="60s",
     show_default=True,
-    metavar="SECONDS",
-    help="How long to wait for the validation",
+    metavar="DURATION",
+    help="How long to wait for the validation, e.g. 30s or 2m; a bare number is seconds",
 )
 @command_options
 def apply(file: IO[str], timeout: float) -> None:

@@ -1,5 +1,7 @@
 """Reading what the user hands the CLI: `k=v` pairs, JSON/YAML files, `${ENV}` secrets, times.
 
+Durations are read by `durations.py`.
+
 Every problem here is a usage error (exit 2) that names the option or file at fault.
 """
 
@@ -16,11 +18,11 @@ from typing import IO, Any
 import click
 import yaml
 
+from .durations import parse_duration
+
 __all__ = ["load_document", "parse_pairs", "parse_since", "string_map", "substitute_secrets"]
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_pairs(pairs: Sequence[str], option: str) -> dict[str, str]:
@@ -91,7 +93,8 @@ def _env(variable: str, secret: str, what: str) -> str:
 
 
 def parse_since(value: str | None, option: str = "--since") -> str | None:
-    """`30m`, `2h`, `1d` (before now), epoch milliseconds, or an ISO 8601 time -> epoch ms.
+    """A duration before now (`30m`, `1h30m`, `1d`), epoch milliseconds, or an ISO 8601 time ->
+    epoch ms.
 
     ISO times without a zone are taken as local time.
     """
@@ -100,15 +103,17 @@ def parse_since(value: str | None, option: str = "--since") -> str | None:
     value = value.strip()
     if value.isdigit():
         return value
-    relative = _RELATIVE.match(value.lower())
-    if relative:
-        seconds = float(relative.group(1)) * _UNIT_SECONDS[relative.group(2)]
+    try:
+        seconds = parse_duration(value, bare_unit=None)
+    except ValueError:
+        pass
+    else:
         return str(int((time.time() - seconds) * 1000))
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
         raise click.BadParameter(
-            f"expected a duration like 30m, 2h, 1d, epoch milliseconds or an ISO 8601 time, got {value!r}",
+            f"expected a duration like 30m, 1h30m, 1d, epoch milliseconds or an ISO 8601 time, got {value!r}",
             param_hint=option,
         ) from exc
     if parsed.tzinfo is None:

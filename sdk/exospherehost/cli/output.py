@@ -22,7 +22,7 @@ from rich.text import Text
 
 from .session import Config
 
-__all__ = ["Output", "counts_text", "duration_text", "iso_text", "time_text"]
+__all__ = ["Output", "compact_json", "counts_text", "duration_text", "iso_text", "time_text"]
 
 STATUS_STYLES = {
     "SUCCESS": "green",
@@ -169,3 +169,10 @@ def counts_text(counts: Mapping[str, Any]) -> str:
     """`SUCCESS 3, ERRORED 1` (non-zero only); `-` for none."""
     parts = [f"{status} {n}" for status, n in sorted(counts.items()) if n]
     return ", ".join(parts) or "-"
+
+
+def compact_json(value: Any) -> str:
+    """A value on one line, `{"text": "ABC"}`; `-` for none or an empty one."""
+    if not value:
+        return "-"
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))

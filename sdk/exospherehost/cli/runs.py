@@ -7,10 +7,11 @@ from typing import IO, Any
 import click
 
 from ..state_manager import StateManager
+from .durations import Duration
 from .inputs import load_document, parse_pairs, parse_since, string_map
-from .output import Output, counts_text, duration_text, time_text
+from .output import Output, compact_json, counts_text, duration_text, time_text
 from .session import Failed, call, command_options, config
-from .watch import run_summary, watch_run
+from .watch import FIRST_READ_SECONDS, MAX_RESULT_STATES, run_summary, watch_run
 
 __all__ = ["run"]
 
@@ -19,17 +20,19 @@ _MAX_PAGE = 500
 
 _interval_option = click.option(
     "--interval",
-    type=click.FloatRange(min=0.05),
-    metavar="SECONDS",
-    default=1.0,
+    type=Duration("s", minimum=FIRST_READ_SECONDS),
+    metavar="DURATION",
+    default="1s",
     show_default=True,
-    help="Seconds between progress reads while watching",
+    help="Longest wait between progress reads while watching (they start 50ms apart and back off "
+    "to it), e.g. 500ms or 2s; a bare number is seconds",
 )
 _timeout_option = click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="SECONDS",
-    help="Stop watching after this long; exit 1 if the run has not ended by then",
+    type=Duration("s", positive=True),
+    metavar="DURATION",
+    help="Stop watching after this long (e.g. 90s, 5m, 1h30m; a bare number is seconds); "
+    "exit 1 if the run has not ended by then",
 )
 
 
@@ -48,7 +51,13 @@ def run() -> None:
     metavar="FILE",
     help="JSON or YAML mapping of inputs (-i wins)",
 )
-@click.option("--start-delay", type=click.IntRange(min=0), default=0, metavar="MS", help="Delay the start")
+@click.option(
+    "--start-delay",
+    type=Duration("ms"),
+    default="0",
+    metavar="DURATION",
+    help="Delay the start, e.g. 250ms, 60s, 5m, 1h30m; a bare number is milliseconds",
+)
 @click.option("--idempotency-key", metavar="KEY", help="Repeating the trigger with it starts no second run")
 @click.option("--watch", is_flag=True, help="Follow the run to its end; exit 1 if it fails")
 @_interval_option
@@ -59,7 +68,7 @@ def trigger(
     inputs: tuple[str, ...],
     store: tuple[str, ...],
     inputs_file: IO[str] | None,
-    start_delay: int,
+    start_delay: float,
     idempotency_key: str | None,
     watch: bool,
     interval: float,
@@ -85,7 +94,7 @@ def trigger(
             graph_name,
             inputs=root_inputs,
             store=run_store,
-            start_delay=start_delay,
+            start_delay=round(start_delay * 1000),
             idempotency_key=idempotency_key,
         )
         if not watch:
@@ -117,7 +126,7 @@ def trigger(
 @click.option(
     "--status", type=click.Choice(RUN_STATUSES, case_sensitive=False), help="Only runs in this status"
 )
-@click.option("--since", metavar="WHEN", help="Created since: 30m, 2h, 1d, epoch ms or ISO 8601")
+@click.option("--since", metavar="WHEN", help="Created since: 30m, 1h30m, 1d, epoch ms or ISO 8601")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many")
 @command_options
 def list_runs(graph_name: str | None, status: str | None, since: str | None, limit: int) -> None:
@@ -163,7 +172,7 @@ def list_runs(graph_name: str | None, status: str | None, since: str | None, lim
 @click.argument("run_id", metavar="RUN")
 @command_options
 def get(run_id: str) -> None:
-    """Show a run: status, times, per-node progress and the errors of failed states."""
+    """Show a run: status, times, per-node progress, its result and the errors of failed states."""
     cfg = config()
 
     async def work(sm: StateManager) -> dict[str, Any]:
@@ -341,6 +350,7 @@ def _show_summary(out: Output, s: dict[str, Any]) -> None:
             for n in nodes
         ]
         out.table(["node", "class", "status", "states"], rows, status_columns=[2])
+    _show_result(out, s.get("result") or [])
     failed = s.get("failed_states") or []
     if failed:
         out.line()
@@ -349,6 +359,20 @@ def _show_summary(out: Output, s: dict[str, Any]) -> None:
             for f in failed
         ]
         out.table(["failed state", "node", "status", "error"], rows, status_columns=[2])
+
+
+def _show_result(out: Output, result: list[dict[str, Any]]) -> None:
+    """The outputs of the run's last states, one row each."""
+    if not result:
+        return
+    out.line()
+    rows = [[str(r.get("identifier")), str(r.get("id")), compact_json(r.get("outputs"))] for r in result]
+    out.table(["result node", "state", "outputs"], rows)
+    if len(result) >= MAX_RESULT_STATES:
+        out.note(
+            f"the first {MAX_RESULT_STATES} result states; "
+            "`exosphere run states RUN --node ID --status SUCCESS` lists all"
+        )
 
 
 def _first_line(text: Any) -> str:

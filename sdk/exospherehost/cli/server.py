@@ -11,7 +11,7 @@ import click
 
 from ..state_manager import StateManager
 from .output import Output, iso_text, time_text
-from .session import URL_ENV, call, command_options, config
+from .session import URL_ENV, Failed, call, command_options, config
 
 __all__ = ["nodes", "ping", "queues", "ui"]
 
@@ -82,7 +82,11 @@ def nodes() -> None:
 @click.command(short_help="Queue health per node.")
 @command_options
 def queues() -> None:
-    """Queue health per node: due backlog and its age, whether a runtime is polling."""
+    """Queue health per node: due backlog and its age, whether a runtime is polling.
+
+    Exits 1 if a node is stalled: work has been due longer than the server's
+    QUEUE_STALL_SECONDS and no runtime asked for it.
+    """
     cfg = config()
     out = Output(cfg)
 
@@ -91,15 +95,19 @@ def queues() -> None:
 
     view = call(cfg, work)
     rows_in: list[dict[str, Any]] = view.get("nodes") or []
-    stalled = [str(r.get("node_name")) for r in rows_in if r.get("stalled")]
-    if stalled:
-        out.note(
-            f"warning: stalled (work due, no runtime asked for it in {view.get('stall_after_seconds')}s): "
-            + ", ".join(stalled)
-        )
     if out.json:
         out.result(rows_in)
-        return
+    else:
+        _queues_table(out, rows_in, view.get("now_ms"))
+    stalled = [str(r.get("node_name")) for r in rows_in if r.get("stalled")]
+    if stalled:
+        raise Failed(
+            f"stalled (work due, no runtime asked for it in {view.get('stall_after_seconds')}s): "
+            + ", ".join(stalled)
+        )
+
+
+def _queues_table(out: Output, rows_in: list[dict[str, Any]], now_ms: int | None) -> None:
     rows = [
         [
             str(r.get("node_name")),
@@ -115,7 +123,7 @@ def queues() -> None:
     ]
     headers = ["node", "registered", "due", "oldest due", "delayed", "claimed", "last poll", "stalled"]
     out.table(headers, rows)
-    out.note(f"as of {time_text(view.get('now_ms'))}")
+    out.note(f"as of {time_text(now_ms)}")
 
 
 @click.command(short_help="Print or open the dashboard page.")

@@ -5,13 +5,14 @@ Options `--url`, `--key`, `-n/--namespace` and `-o/--output` are accepted before
 then the environment (`EXOSPHERE_STATE_MANAGER_URI`, `EXOSPHERE_API_KEY`, `EXOSPHERE_NAMESPACE`).
 
 Exit codes: 0 success; 1 the operation or the watched run failed (a 4xx answer, a graph
-INVALID, a run FAILED or CANCELLED); 2 a usage error; 3 the server is unreachable, refused the
-key (401/403) or failed (5xx).
+INVALID, a run FAILED or CANCELLED, a stalled node in `queues`); 2 a usage error; 3 the server is
+unreachable, refused the key (401/403) or failed (5xx).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ __all__ = [
     "command_options",
     "common_options",
     "config",
+    "transport_problem",
 ]
 
 EXIT_FAILED = 1
@@ -167,13 +169,41 @@ def call(cfg: Config, work: Callable[[StateManager], Awaitable[T]], *, namespace
     try:
         return asyncio.run(session())
     except TransportError as exc:
-        raise Unavailable(str(exc)) from exc
+        raise Unavailable(_unreachable(cfg, exc)) from exc
     except StateManagerError as exc:
         raise _server_error(exc) from exc
     except GraphValidationError as exc:
         raise Failed(str(exc)) from exc
     except ValueError as exc:  # the SDK's argument checks, before anything is sent
         raise click.UsageError(str(exc)) from exc
+
+
+def transport_problem(exc: TransportError) -> str:
+    """`connection refused` when nothing listens at the address; else the SDK's message.
+
+    (The SDK's aiohttp transport reports a refused connection as a `ConnectTimeout`, which
+    misleads: the refusal is found in the chain of causes.)
+    """
+    return "connection refused" if _refused(exc) else str(exc)
+
+
+def _refused(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ConnectionRefusedError) or (
+            isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED
+        ):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _unreachable(cfg: Config, exc: TransportError) -> str:
+    if _refused(exc):
+        return f"cannot reach the server at {cfg.url}: connection refused"
+    return str(exc)  # names the address and the cause already
 
 
 def _server_error(exc: StateManagerError) -> Failed:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
 from ..state_manager import StateManager
-from .output import Output, time_text
+from .output import Output, compact_json, time_text
 from .session import call, command_options, config
 
 __all__ = ["state"]
@@ -47,8 +46,8 @@ def get(state_id: str) -> None:
             ("claimed", time_text(s.get("claimed_ms"))),
             ("ended", time_text(s.get("ended_ms"))),
             ("parents", ", ".join(f"{k}={v}" for k, v in (s.get("parents") or {}).items()) or "-"),
-            ("inputs", _compact(s.get("inputs"))),
-            ("outputs", _compact(s.get("outputs"))),
+            ("inputs", compact_json(s.get("inputs"))),
+            ("outputs", compact_json(s.get("outputs"))),
         ]
     )
     if s.get("error"):
@@ -86,9 +85,3 @@ def retry(state_id: str, fanout_id: str | None) -> None:
                 ("fanout id", str(answer.get("fanout_id"))),
             ]
         )
-
-
-def _compact(value: Any) -> str:
-    if not value:
-        return "-"
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))

@@ -3,16 +3,22 @@
 It stops when the run's status is final, or after `max_seconds` (the summary then shows the
 status it still has).
 
-The run's template graph (`GET /run/{id}/graph`) is read every `interval` seconds. On a
-terminal (and without `NO_COLOR`) a live table with a spinner is redrawn in place; otherwise one
-line is written whenever a node's status or counts change. A few seconds of network or server
-trouble are waited out (with a warning) rather than ending the watch.
+The run's template graph (`GET /run/{id}/graph`) is read 50 ms after the first read, then at
+doubling waits up to `interval` seconds (the server offers no long poll for a run's end), so a
+short run's end is seen at once and a long run costs one read per `interval`. On a terminal
+(and without `NO_COLOR`) a live table with a spinner is redrawn in place; otherwise one line is
+written whenever a node's status or counts change. A few seconds of network or server trouble
+are waited out (with a warning) rather than ending the watch.
+
+The summary carries the run's result: the outputs of the SUCCESS states of its last nodes (the
+graph's nodes with no next node, so the states with no successor).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console, Group
@@ -25,10 +31,25 @@ from .._admin import RUN_FINAL_STATUSES
 from ..errors import ServerError, TransportError
 from ..state_manager import StateManager
 from .output import STATUS_STYLES, Output, counts_text, duration_text
+from .session import transport_problem
 
-__all__ = ["FAILED_STATE_STATUSES", "run_summary", "watch_run"]
+__all__ = [
+    "FAILED_STATE_STATUSES",
+    "FIRST_READ_SECONDS",
+    "MAX_RESULT_STATES",
+    "read_delays",
+    "run_summary",
+    "watch_run",
+]
 
 FAILED_STATE_STATUSES = ("ERRORED", "TIMEDOUT", "NEXT_CREATED_ERROR")
+
+FIRST_READ_SECONDS = 0.05
+"""The wait before the second progress read of a watch; the waits then double up to `interval`."""
+
+MAX_RESULT_STATES = 100
+"""The most result states a summary carries (`run states RUN --node ID --status SUCCESS` lists
+them all)."""
 
 _TROUBLE_SECONDS = 15.0
 """How long network or server errors are waited out during a watch before giving up."""
@@ -80,7 +101,33 @@ async def run_summary(
         {key: node.get(key) for key in ("identifier", "node_name", "status", "counts", "total")}
         for node in progress.get("nodes", [])
     ]
-    return {**detail, "nodes": nodes, "failed_states": failed[:_MAX_FAILED_SHOWN]}
+    result = await _result(sm, run_id, progress)
+    return {**detail, "nodes": nodes, "result": result, "failed_states": failed[:_MAX_FAILED_SHOWN]}
+
+
+async def _result(sm: StateManager, run_id: str, progress: dict[str, Any]) -> list[dict[str, Any]]:
+    """The SUCCESS states of the graph's last nodes (no next node), with their outputs."""
+    found: list[dict[str, Any]] = []
+    for node in progress.get("nodes", []):
+        room = MAX_RESULT_STATES - len(found)
+        if room <= 0:
+            break
+        if node.get("next_nodes") or not (node.get("counts") or {}).get("SUCCESS"):
+            continue
+        page = await sm.list_run_states(run_id, status="SUCCESS", identifier=node["identifier"], limit=room)
+        found.extend(
+            {key: state.get(key) for key in ("id", "identifier", "outputs")}
+            for state in page.get("states", [])
+        )
+    return found
+
+
+def read_delays(longest: float) -> Iterator[float]:
+    """The waits between a watch's progress reads: 50 ms, doubling up to `longest` seconds."""
+    delay = min(FIRST_READ_SECONDS, longest)
+    while True:
+        yield delay
+        delay = min(delay * 2, longest)
 
 
 def _failed_statuses(detail: dict[str, Any], progress: dict[str, Any]) -> list[str]:
@@ -110,7 +157,8 @@ async def _poll(sm: StateManager, run_id: str, out: Output | None, console: Cons
             trouble_since = trouble_since or now
             if now - trouble_since > _TROUBLE_SECONDS:
                 raise
-            message = f"warning: {exc}; retrying"
+            problem = transport_problem(exc) if isinstance(exc, TransportError) else str(exc)
+            message = f"warning: {problem}; retrying"
             if console is not None:
                 console.print(Text(message, style="yellow"))
             elif out is not None:
@@ -123,6 +171,7 @@ async def _watch_plain(
 ) -> dict[str, Any]:
     seen: dict[str, tuple[str, str]] = {}
     run_status = ""
+    delays = read_delays(interval)
     while True:
         progress = await _poll(sm, run_id, out, None)
         stamp = f"[{clock.elapsed:6.1f}s]"
@@ -137,16 +186,17 @@ async def _watch_plain(
                 out.note(f"{stamp}   {node['identifier']}: {now[0]} ({now[1]})")
         if clock.done(progress):
             return progress
-        await asyncio.sleep(interval)
+        await asyncio.sleep(next(delays))
 
 
 async def _watch_live(
     sm: StateManager, run_id: str, console: Console, interval: float, clock: _Clock
 ) -> dict[str, Any]:
     view = _LiveView(await _poll(sm, run_id, None, console), clock)
+    delays = read_delays(interval)
     with Live(view, console=console, refresh_per_second=8, transient=False):
         while not clock.done(view.progress):
-            await asyncio.sleep(interval)
+            await asyncio.sleep(next(delays))
             view.progress = await _poll(sm, run_id, None, console)
     return view.progress
 
