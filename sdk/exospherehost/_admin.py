@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from ._client import ApiClient
+from ._http import ApiClient
 from .errors import GraphValidationError, TransportError
 
 __all__ = ["AdminCalls"]

@@ -1,10 +1,19 @@
 """The HTTP layer: the only module that imports httpx.
 
 `ApiClient` owns one `httpx.AsyncClient` per `Runtime` / `StateManager`, builds every v0 path in
-one place, and turns failures into the typed exceptions of `errors.py`:
+one place, and turns failures into the typed exceptions of `errors.py`, each with a one-line
+message naming the server's address:
 
 - a non-2xx answer becomes the `StateManagerError` subclass for its status code;
-- a network failure, a timeout or an unreadable 2xx body becomes `TransportError`.
+- no connection at all (refused, unknown host, connect timeout, TLS) becomes
+  `ServerUnreachableError`; another network failure, a timeout or an unreadable 2xx body
+  `TransportError`. The httpx / aiohttp exception is kept as `__context__` (`raise ... from
+  None`), so that a traceback shows the SDK's line, not the transport's 30 lines;
+- a base URL that is not `http(s)://host` becomes `InvalidURLError`, before anything is sent.
+
+After `ServerUnreachableError` or `AuthenticationError` (401) the connection pool is closed (when
+no other call is using it): it is of no use, and a script that ends on the error then leaves no
+aiohttp session unclosed ("Unclosed client session" at exit). The next call opens a new one.
 
 Every call about a claimed state (secrets, heartbeat, the reports) takes the state's
 `claim_token` and sends it as the `x-exosphere-claim-token` header, so that the server can refuse
@@ -23,6 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import ssl
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
@@ -31,7 +42,14 @@ from urllib.parse import quote
 import httpx
 
 from ._version import __version__
-from .errors import TransportError, error_for_status
+from .errors import (
+    AuthenticationError,
+    ExosphereError,
+    InvalidURLError,
+    ServerUnreachableError,
+    TransportError,
+    error_for_status,
+)
 
 try:  # the faster transport, when installed
     import aiohttp
@@ -47,6 +65,7 @@ __all__ = [
     "ApiClient",
     "AsyncTransport",
     "default_transport",
+    "network_error",
 ]
 
 AsyncTransport = httpx.AsyncBaseTransport
@@ -73,6 +92,12 @@ _NETWORK_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError,) + (
     (aiohttp.ClientError,) if aiohttp is not None else ()
 )
 
+# Failures to connect at all. httpx-aiohttp maps most aiohttp errors (even a server that hung up
+# mid-answer) to `httpx.ConnectTimeout`, so the aiohttp error behind it is what is classified.
+_CONNECT_FAILURES: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout) + (
+    (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) if aiohttp is not None else ()
+)
+
 _MAX_DETAIL_CHARS = 2000
 
 
@@ -94,13 +119,15 @@ class ApiClient:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        self._base_url = base_url
+        self.base_url = base_url
+        self._url_is_valid = _is_http_url(base_url)
         self._api_key = api_key
         self._prefix = f"/{_segment(version)}/namespace/{_segment(namespace)}"
         self._transport = transport
         self._timeout = httpx.Timeout(timeout, connect=min(_CONNECT_TIMEOUT, timeout))
         self._client: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._in_flight = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -110,9 +137,9 @@ class ApiClient:
             if self._client is not None and self._loop is not None and not self._client.is_closed:
                 _release_elsewhere(self._client, self._loop)
             # A new default transport per client: an aiohttp pool belongs to one event loop.
-            transport = self._transport if self._transport is not None else default_transport(self._base_url)
+            transport = self._transport if self._transport is not None else default_transport(self.base_url)
             self._client = httpx.AsyncClient(
-                base_url=self._base_url,
+                base_url=self.base_url,
                 headers={"x-api-key": self._api_key, "user-agent": f"exospherehost-python/{__version__}"},
                 timeout=self._timeout,
                 transport=transport,
@@ -145,11 +172,14 @@ class ApiClient:
 
         Raises:
             StateManagerError: A subclass matching the non-2xx status code.
+            ServerUnreachableError: No connection could be made.
             TransportError: The request failed on the network or the body was not JSON.
+            InvalidURLError: The base URL is not `http(s)://host`.
         """
-        client = self._get_client()
+        if not self._url_is_valid:
+            raise InvalidURLError(self.base_url)
         try:
-            response = await client.request(
+            response = await self._send(
                 method,
                 path,
                 json=body,
@@ -157,11 +187,31 @@ class ApiClient:
                 timeout=timeouts if timeouts is not None else self._timeout,
             )
         except _NETWORK_ERRORS as exc:
-            raise TransportError(f"{method} {path} failed: {type(exc).__name__}: {exc}") from exc
+            error: ExosphereError = network_error(exc, self.base_url, method, path)
+            await self._close_if_useless(error)
+            raise error from None
         if not response.is_success:
             detail, code = _detail(response), _code(response)
-            raise error_for_status(response.status_code, detail, method=method, path=path, code=code)
-        return _decode(response, method, path)
+            error = error_for_status(
+                response.status_code, detail, method=method, path=path, code=code, url=self.base_url
+            )
+            await self._close_if_useless(error)
+            raise error
+        return _decode(response, self.base_url, method, path)
+
+    async def _send(self, method: str, path: str, **options: Any) -> httpx.Response:
+        """`client.request(...)`, counted in `_in_flight` while it runs."""
+        client = self._get_client()
+        self._in_flight += 1
+        try:
+            return await client.request(method, path, **options)
+        finally:
+            self._in_flight -= 1
+
+    async def _close_if_useless(self, error: ExosphereError) -> None:
+        """Close the pool after a refused connection or key, unless other calls still use it."""
+        if isinstance(error, ServerUnreachableError | AuthenticationError) and self._in_flight == 0:
+            await self.aclose()
 
     async def request_object(
         self, method: str, path: str, *, body: Any = None, headers: Mapping[str, str] | None = None
@@ -280,6 +330,63 @@ def default_transport(base_url: str | None = None) -> httpx.AsyncBaseTransport:
     return AiohttpTransport(limits=limits, proxy=httpx.Proxy(proxy) if proxy else None)
 
 
+def network_error(exc: Exception, base_url: str, method: str, path: str) -> TransportError:
+    """The one-line `TransportError` (or `ServerUnreachableError`) for a request that got no answer.
+
+    `exc` is what httpx (or aiohttp under it) raised; raise the result `from None`.
+    """
+    chain = _chain(exc)
+    aiohttp_errors = [e for e in chain if aiohttp is not None and isinstance(e, aiohttp.ClientError)]
+    failure = aiohttp_errors[0] if aiohttp_errors else exc
+    if isinstance(failure, _CONNECT_FAILURES):
+        return ServerUnreachableError(base_url, _unreachable_reason(failure, chain, base_url))
+    if isinstance(failure, httpx.TimeoutException | TimeoutError):
+        return TransportError(f"the state manager at {base_url} did not answer in time ({method} {path})")
+    return TransportError(
+        f"{method} {path} to the state manager at {base_url} failed: {_one_line(failure, with_type=True)}"
+    )
+
+
+def _unreachable_reason(failure: Exception, chain: list[BaseException], base_url: str) -> str:
+    """Why no connection could be made: `connection refused`, `cannot resolve the host name h`, ..."""
+    for cause in chain:
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return f"cannot resolve the host name {httpx.URL(base_url).host}"
+        if isinstance(cause, ssl.SSLError | ssl.CertificateError):
+            return f"TLS failed: {_one_line(cause)}"
+    if isinstance(failure, httpx.TimeoutException | TimeoutError):
+        return "timed out while connecting"
+    for cause in reversed(chain):  # e.g. "network is unreachable"
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror.lower()
+    return _one_line(failure)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc`, then what caused it (`__cause__`, else `__context__`), and so on."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return chain
+
+
+def _one_line(exc: BaseException, *, with_type: bool = False) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if with_type else text
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.host)
+
+
 def _environment_proxy(base_url: str) -> str | None:
     """The proxy the environment names for `base_url`, or None (none set, or `NO_PROXY` matches)."""
     url = httpx.URL(base_url)
@@ -359,10 +466,12 @@ def _code(response: httpx.Response) -> str | None:
     return code if isinstance(code, str) else None
 
 
-def _decode(response: httpx.Response, method: str, path: str) -> Any:
+def _decode(response: httpx.Response, base_url: str, method: str, path: str) -> Any:
     if not response.content:
         return None
     try:
         return response.json()
-    except ValueError as exc:
-        raise TransportError(f"{method} {path}: the answer is not JSON") from exc
+    except ValueError:
+        raise TransportError(
+            f"the state manager at {base_url} answered {method} {path} with a body that is not JSON"
+        ) from None

@@ -5,7 +5,8 @@ execute`) must not cost its state the lease, so heartbeats are sent from a threa
 (`_heartbeats.py`) through this client: one `httpx.Client` (one small keep-alive pool) per
 `Runtime`. Failures map onto the same exceptions as `_http.py`: a non-2xx answer becomes the
 `StateManagerError` subclass for its status (with the body's `detail` and `code`); a network
-failure, a timeout or an unreadable body becomes `TransportError`, naming the server's address.
+failure, a timeout or an unreadable body becomes `TransportError` (`ServerUnreachableError` when
+no connection could be made), naming the server's address, as `_http.network_error` words it.
 
 A transport given to the `Runtime` (e.g. `httpx.MockTransport` in tests) is asynchronous; the
 heartbeat thread then drives it on a private event loop of its own, never on the runtime's.
@@ -19,8 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
-from ._client import unreachable_message
-from ._http import CLAIM_TOKEN_HEADER
+from ._http import CLAIM_TOKEN_HEADER, network_error
 from ._version import __version__
 from .errors import TransportError, error_for_status
 
@@ -70,14 +70,18 @@ class SyncHeartbeatClient:
         try:
             response = self._get_client().post(path, json={}, headers=headers)
         except httpx.HTTPError as exc:
-            raise TransportError(f"{unreachable_message(self.base_url, exc)} (POST {path})") from exc
+            raise network_error(exc, self.base_url, "POST", path) from None
         if not response.is_success:
             detail, code = _detail_and_code(response)
-            raise error_for_status(response.status_code, detail, method="POST", path=path, code=code)
+            raise error_for_status(
+                response.status_code, detail, method="POST", path=path, code=code, url=self.base_url
+            )
         try:
             answer = response.json() if response.content else {}
-        except ValueError as exc:
-            raise TransportError(f"POST {path}: the answer is not JSON") from exc
+        except ValueError:
+            raise TransportError(
+                f"the state manager at {self.base_url} answered POST {path} with a body that is not JSON"
+            ) from None
         if not isinstance(answer, dict):
             raise TransportError(f"POST {path}: expected a JSON object, got {type(answer).__name__}")
         return answer

@@ -11,12 +11,19 @@ ExosphereError
 │   ├── ConflictError              409: e.g. the state's lease was lost, a duplicate report
 │   ├── PayloadTooLargeError       413: the request, or a document it creates, is too large
 │   └── ServerError                5xx: the server failed; usually worth retrying
-├── TransportError                 no usable answer: connection refused, timeout, bad JSON
+├── TransportError                 no usable answer: a timeout, a dropped connection, bad JSON
+│   └── ServerUnreachableError     no connection at all: refused, unknown host, connect timeout
+├── InvalidURLError                the state manager URL is not http(s)://host (also a ValueError)
 └── GraphValidationError           upsert_graph: the graph is INVALID or validation timed out
 ```
 
 Catch `ExosphereError` to handle everything the SDK raises on purpose. A `ValueError` is
 raised instead for a mistake in the arguments themselves (before anything is sent).
+
+The message (`str(error)`) of a network failure, a refused key (401) or a bad URL is one line
+that names the server's address, e.g. `cannot reach the state manager at http://127.0.0.1:8000:
+connection refused`. The httpx / aiohttp exception behind a network failure is kept as
+`__context__` but not chained as `__cause__`, so that a traceback does not print it.
 """
 
 from __future__ import annotations
@@ -31,9 +38,11 @@ __all__ = [
     "ConflictError",
     "ExosphereError",
     "GraphValidationError",
+    "InvalidURLError",
     "NotFoundError",
     "PayloadTooLargeError",
     "ServerError",
+    "ServerUnreachableError",
     "StateManagerError",
     "TransportError",
 ]
@@ -60,6 +69,7 @@ class StateManagerError(ExosphereError):
         path: The URL path of the failed request.
         code: The machine-readable `code` the server sent next to `detail` (e.g.
             `"STATE_CANCELLED"`), or None when it sent none (an upstream server never does).
+        url: The state manager's base URL, or "" when not known.
     """
 
     def __init__(
@@ -70,12 +80,14 @@ class StateManagerError(ExosphereError):
         method: str = "",
         path: str = "",
         code: str | None = None,
+        url: str = "",
     ) -> None:
         self.status_code = status_code
         self.detail = detail
         self.method = method
         self.path = path
         self.code = code
+        self.url = url
         super().__init__(self._message())
 
     def _message(self) -> str:
@@ -88,7 +100,14 @@ class BadRequestError(StateManagerError):
 
 
 class AuthenticationError(StateManagerError):
-    """The API key is missing or wrong (401)."""
+    """The API key is missing or wrong (401).
+
+    The message names the server: `the state manager at <url> rejected the API key: 401 (...)`.
+    """
+
+    def _message(self) -> str:
+        where = f"the state manager at {self.url}" if self.url else "the state manager"
+        return f"{where} rejected the API key: {super()._message()}"
 
 
 class NotFoundError(StateManagerError):
@@ -122,9 +141,37 @@ class ServerError(StateManagerError):
 class TransportError(ExosphereError):
     """No usable answer from the server: connection error, timeout, or an unreadable body.
 
-    The underlying exception (an `httpx.HTTPError` or a JSON decoding error) is chained as
-    `__cause__`.
+    The message is one line naming the server's address. The underlying exception (an
+    `httpx.HTTPError`, or a JSON decoding error) is kept as `__context__`, not printed.
     """
+
+
+class ServerUnreachableError(TransportError):
+    """No connection to the server at all: refused, unknown host, TLS or connect failure.
+
+    Attributes:
+        url: The state manager's base URL.
+        reason: What happened, e.g. `"connection refused"`.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"cannot reach the state manager at {url}: {reason}")
+
+
+class InvalidURLError(ExosphereError, ValueError):
+    """The state manager URL is not an `http://` or `https://` URL with a host.
+
+    Raised by the first call (a `ValueError` as well: a mistake in the arguments).
+
+    Attributes:
+        url: The URL as given.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        super().__init__(f"the state manager URL {url!r} is not an http:// or https:// URL with a host")
 
 
 class GraphValidationError(ExosphereError):
@@ -153,17 +200,23 @@ _ERRORS_BY_STATUS: dict[int, type[StateManagerError]] = {
 
 
 def error_for_status(
-    status_code: int, detail: Any, *, method: str = "", path: str = "", code: str | None = None
+    status_code: int,
+    detail: Any,
+    *,
+    method: str = "",
+    path: str = "",
+    code: str | None = None,
+    url: str = "",
 ) -> StateManagerError:
     """Build the `StateManagerError` subclass that matches an HTTP status code.
 
-    `code` is the error body's machine-readable `"code"`, if it had one.
+    `code` is the error body's machine-readable `"code"`, if it had one; `url` the server's.
     """
     if status_code >= 500:
         cls: type[StateManagerError] = ServerError
     else:
         cls = _ERRORS_BY_STATUS.get(status_code, StateManagerError)
-    return cls(status_code, detail, method=method, path=path, code=code)
+    return cls(status_code, detail, method=method, path=path, code=code, url=url)
 
 
 def format_detail(detail: Any) -> str:

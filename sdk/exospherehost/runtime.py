@@ -45,10 +45,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from ._client import ApiClient
 from ._execution import Errored, Executed, Outcome, Pruned, Requeued
 from ._heartbeats import HeartbeatThread
-from ._http import AsyncTransport
+from ._http import ApiClient, AsyncTransport
 from ._logging import ensure_default_logging
 from ._sync_http import SyncHeartbeatClient
 from ._threads import NodeThreads
@@ -221,8 +220,9 @@ class Runtime:
         """Register the nodes, then claim and run states until `shutdown()` is called.
 
         Raises:
-            ExosphereError: If registration fails (e.g. `AuthenticationError` for a wrong key);
-                the runtime stays idle and `run()` may be called again. After registration,
+            ExosphereError: If registration fails (e.g. `AuthenticationError` for a wrong key,
+                `ServerUnreachableError` for a server that is down); the runtime stays idle, its
+                connection closed, and `run()` may be called again. After registration,
                 errors are logged and retried: only `shutdown()` or cancellation ends the loop.
             RuntimeError: If the runtime is already running or was shut down.
         """
@@ -294,19 +294,30 @@ class Runtime:
         SIGTERM stops claiming and lets running nodes finish within the shutdown grace period
         (one warning says so); a second one cancels them at once and reports them errored, so
         their retry policy runs them again. Either way `start()` then returns normally, without
-        a traceback (a process that ends there exits with status 0). Inside a running loop it
-        schedules `run()` and returns the task instead (keep a reference to it); signals are
-        then the application's business.
+        a traceback (a process that ends there exits with status 0). A runtime that cannot start
+        (registration fails: the server is unreachable, refuses the key, the URL is not http(s))
+        logs one line, `runtime <namespace>/<name> could not start: <reason>`, and raises
+        `SystemExit(1)`: the process exits with status 1, without a traceback.
+
+        Inside a running loop it schedules `run()` and returns the task instead (keep a reference
+        to it; a failed registration is that task's exception); signals are then the
+        application's business.
         """
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
+            loop = None
+        if loop is not None:
+            return loop.create_task(self.run())
+        try:
             # A KeyboardInterrupt can only come from a Ctrl-C before our handlers are installed:
             # asyncio's own handler then cancelled `run()`, which drained like a shutdown.
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(self._run_with_signal_handlers())
-            return None
-        return loop.create_task(self.run())
+        except ExosphereError as exc:  # only registration raises: after it, errors are retried
+            logger.error("runtime %s/%s could not start: %s", self._namespace, self._name, exc)
+            raise SystemExit(1) from None
+        return None
 
     async def shutdown(self, grace_period: float | None = None) -> None:
         """Stop claiming work, let running nodes finish, then close the connection.
@@ -417,7 +428,11 @@ class Runtime:
         if self._registered:
             return
         entries = [registration_entry(node, self._namespace) for node in self._nodes.values()]
-        await self._api.register_nodes(self._name, self._namespace, entries)
+        try:
+            await self._api.register_nodes(self._name, self._namespace, entries)
+        except BaseException:
+            await self._api.aclose()  # a runtime that did not start holds no connection
+            raise
         self._registered = True
 
     async def _drain(self) -> None:

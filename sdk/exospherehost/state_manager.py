@@ -10,8 +10,7 @@ from typing import Any, TypeVar, overload
 from pydantic import BaseModel, ValidationError
 
 from ._admin import AdminCalls
-from ._client import ApiClient
-from ._http import AsyncTransport
+from ._http import ApiClient, AsyncTransport
 from .errors import GraphValidationError
 from .models import CronTrigger, GraphNodeModel, RetryPolicyModel, StoreConfigModel
 

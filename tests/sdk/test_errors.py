@@ -70,14 +70,15 @@ async def test_non_json_error_body_keeps_the_text() -> None:
         await manager(transport).get_graph("g")
 
 
-async def test_network_failure_is_a_transport_error_with_the_cause() -> None:
+async def test_network_failure_is_a_transport_error_keeping_but_not_chaining_the_cause() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
     with pytest.raises(TransportError) as caught:
         await manager(httpx.MockTransport(refuse)).get_graph("g")
 
-    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__  # not printed
+    assert isinstance(caught.value.__context__, httpx.ConnectError)
     assert isinstance(caught.value, ExosphereError)
 
 

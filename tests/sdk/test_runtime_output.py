@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from exospherehost import Runtime, StateManager, TransportError
+from exospherehost import Runtime, ServerUnreachableError, StateManager, TransportError
 
 from .conftest import RuntimeFactory
 from .fake_server import API_KEY, BASE_URL, NAMESPACE, FakeServer
@@ -174,10 +174,9 @@ async def test_a_runtime_that_cannot_connect_names_the_address_it_tried() -> Non
     with pytest.raises(TransportError) as caught:
         await runtime.run()
 
-    message = str(caught.value)
-    assert message.startswith(f"could not reach the state manager at {BASE_URL}: ConnectError: ")
-    assert "Connection refused" in message
-    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+    assert str(caught.value) == f"cannot reach the state manager at {BASE_URL}: Connection refused"
+    assert isinstance(caught.value, ServerUnreachableError)
+    assert isinstance(caught.value.__context__, httpx.ConnectError)
     await runtime.shutdown()
 
 
@@ -193,7 +192,7 @@ async def test_a_failed_poll_and_a_state_manager_call_name_the_address(
 
     assert any(
         "claiming states failed" in r.getMessage()
-        and f"could not reach the state manager at {BASE_URL}: ConnectError" in r.getMessage()
+        and f"cannot reach the state manager at {BASE_URL}: Connection refused" in r.getMessage()
         for r in caplog.records
     )
 
@@ -201,5 +200,5 @@ async def test_a_failed_poll_and_a_state_manager_call_name_the_address(
         raise httpx.ConnectError("Connection refused", request=request)
 
     async with StateManager(NAMESPACE, BASE_URL, API_KEY, transport=httpx.MockTransport(refuse)) as sm:
-        with pytest.raises(TransportError, match=f"^could not reach the state manager at {BASE_URL}: "):
+        with pytest.raises(TransportError, match=f"^cannot reach the state manager at {BASE_URL}: "):
             await sm.trigger("g")
