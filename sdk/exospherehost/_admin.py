@@ -70,20 +70,36 @@ class AdminCalls:
         *,
         validation_timeout: float = 60,
         polling_interval: float = 0.5,
+        validate_only: bool = False,
     ) -> dict[str, Any]:
         """Send a graph body as is (`PUT /graph/{name}`) and wait while it is `PENDING`.
 
         Unlike `upsert_graph`, the body is not checked by the SDK's models (the server is the
         judge, so fields this SDK does not know yet pass through) and an `INVALID` graph is
-        returned, not raised: look at `validation_status` and `validation_errors`.
+        returned, not raised: look at `validation_status` and `validation_errors` (and `live`:
+        false when the graph's previous valid version stays live). With `validate_only` the
+        server only answers its verdict and stores nothing (`stored` is false).
 
         Raises:
             GraphValidationError: If the graph is still `PENDING` after `validation_timeout`.
             BadRequestError: If the server refuses the body (e.g. a cycle, an unknown field type).
         """
         path = self._api.path("graph", graph_name)
+        if validate_only:
+            return await self._api.request_object("PUT", path + "?validate_only=true", body=dict(body))
         graph = await self._api.request_object("PUT", path, body=dict(body))
         return await self._wait_while_pending(graph_name, graph, validation_timeout, polling_interval)
+
+    async def delete_graph(self, graph_name: str, *, force: bool = False) -> dict[str, Any]:
+        """Delete a graph template (`DELETE /graph/{name}`) and its cron schedules.
+
+        Raises:
+            ConflictError: If the graph has open runs and `force` is false (with `force` they
+                are cancelled first).
+            NotFoundError: If there is no such graph.
+        """
+        path = self._api.path("graph", graph_name) + ("?force=true" if force else "")
+        return await self._api.request_object("DELETE", path)
 
     async def _wait_while_pending(
         self, graph_name: str, graph: dict[str, Any], wait_seconds: float, interval: float

@@ -338,8 +338,9 @@ class StateManager(AdminCalls):
         status = graph.get("validation_status")
         if status != "VALID":
             errors = graph.get("validation_errors") or []
+            kept = " (the graph's previous valid version stays live)" if graph.get("live") is False else ""
             raise GraphValidationError(
-                f"Graph validation failed: {status} and errors: {errors}",
+                f"Graph validation failed: {status} and errors: {errors}{kept}",
                 validation_status=str(status),
                 validation_errors=list(errors),
             )

@@ -110,3 +110,49 @@ async def test_apply_reads_stdin_and_refuses_a_file_without_a_name(
     assert nameless.code == 2 and "has no `name`" in nameless.stderr
     assert named.code == 0, named
     assert "VALID" in named.stdout
+
+
+def _upper_graph(ns: str, name: str, node: str = "Upper") -> str:
+    return f"""
+name: {name}
+nodes:
+  - {{node_name: {node}, namespace: {ns}, identifier: up, inputs: {{text: hi}}}}
+"""
+
+
+async def test_a_typo_keeps_the_live_graph_and_a_dry_run_stores_nothing(
+    cli: Cli, worker: Runtime, ns: str, tmp_path: Path
+) -> None:
+    good = write(tmp_path, "good.yaml", _upper_graph(ns, "shout"))
+    typo = write(tmp_path, "typo.yaml", _upper_graph(ns, "shout", node="Uper"))
+    fresh = write(tmp_path, "fresh.yaml", _upper_graph(ns, "never-stored"))
+    assert (await cli("graph", "apply", str(good))).code == 0
+
+    dry_bad = await cli("graph", "apply", "--dry-run", str(typo), "-o", "json")
+    dry_good = await cli("graph", "apply", "--dry-run", str(fresh))
+    applied = await cli("graph", "apply", str(typo))
+    got = await cli("graph", "get", "shout")
+    run = await cli("run", "trigger", "shout", "--watch", "-o", "json")
+    missing = await cli("graph", "get", "never-stored")
+
+    assert dry_bad.code == 1 and dry_bad.json()["stored"] is False, dry_bad
+    assert dry_good.code == 0 and "dry run: nothing stored" in dry_good.stdout, dry_good
+    assert missing.code == 1
+    assert applied.code == 1 and "previous valid version stays live" in applied.stderr, applied
+    assert "waiting upsert" in got.stdout and "Upper" not in applied.stderr
+    assert run.code == 0 and run.json()["status"] == "SUCCESS", run
+
+
+async def test_delete_refuses_a_graph_with_open_runs_unless_forced(
+    cli: Cli, worker: Runtime, ns: str, tmp_path: Path
+) -> None:
+    assert (await cli("graph", "apply", str(write(tmp_path, "g.yaml", _upper_graph(ns, "idle"))))).code == 0
+    assert (await cli("run", "trigger", "idle", "--start-delay", "1h")).code == 0  # stays open
+
+    refused = await cli("graph", "delete", "idle")
+    forced = await cli("graph", "delete", "idle", "--force")
+    gone = await cli("graph", "get", "idle")
+
+    assert refused.code == 1 and "force" in refused.stderr, refused
+    assert forced.code == 0 and "1 open run(s) cancelled" in forced.stdout, forced
+    assert gone.code == 1

@@ -1,4 +1,4 @@
-"""`exosphere graph apply | list | get`."""
+"""`exosphere graph apply | list | get | delete`."""
 
 from __future__ import annotations
 
@@ -30,17 +30,21 @@ def graph() -> None:
     metavar="DURATION",
     help="How long to wait for the validation, e.g. 30s or 2m; a bare number is seconds",
 )
+@click.option("--dry-run", is_flag=True, help="Only validate: print the verdict and store nothing")
 @command_options
-def apply(file: IO[str], timeout: float) -> None:
+def apply(file: IO[str], timeout: float, dry_run: bool) -> None:
     """Create or replace a graph from a JSON or YAML FILE (`-` for stdin).
 
     FILE holds the body of `PUT /graph/{name}` plus its `name`: nodes, secrets, retry_policy,
     store_config, triggers. A secret value may be written `${ENV_VAR}`: it is read from the
-    environment. Waits for the validation, prints its errors and exits 1 if the graph is INVALID.
+    environment. Waits for the validation, prints its errors and exits 1 if the graph is INVALID
+    (a graph that was valid then keeps its previous version live: triggers go on using it).
+    With --dry-run the server only validates it.
 
     \b
     Example:
       exosphere graph apply graph.yaml
+      exosphere graph apply --dry-run graph.yaml
     """
     cfg = config()
     out = Output(cfg)
@@ -55,7 +59,7 @@ def apply(file: IO[str], timeout: float) -> None:
         document["secrets"] = {}
 
     async def work(sm: StateManager) -> dict[str, Any]:
-        return await sm.apply_graph(name.strip(), document, validation_timeout=timeout)
+        return await sm.apply_graph(name.strip(), document, validation_timeout=timeout, validate_only=dry_run)
 
     result = call(cfg, work)
     _show_graph(out, result, brief=True)
@@ -63,7 +67,12 @@ def apply(file: IO[str], timeout: float) -> None:
     errors = result.get("validation_errors") or []
     if status != "VALID":
         lines = "".join(f"\n  - {error}" for error in errors)
-        raise Failed(f"graph {result.get('name')} is {status}{lines}")
+        kept = (
+            "\n  its previous valid version stays live" if result.get("live") is False and not dry_run else ""
+        )
+        raise Failed(f"graph {result.get('name')} is {status}{lines}{kept}")
+    if dry_run and not out.json:
+        out.line(f"graph {result.get('name')} is VALID (dry run: nothing stored)")
 
 
 @graph.command("list")
@@ -107,6 +116,29 @@ def get(name: str) -> None:
     _show_graph(out, call(cfg, work), brief=False)
 
 
+@graph.command("delete")
+@click.argument("name")
+@click.option(
+    "--force", is_flag=True, help="Cancel the graph's open runs first (else refused while it has some)"
+)
+@command_options
+def delete(name: str, force: bool) -> None:
+    """Delete a graph template and its cron schedules. Refused while the graph has open runs,
+    unless --force, which cancels them. Finished runs stay readable."""
+    cfg = config()
+    out = Output(cfg)
+
+    async def work(sm: StateManager) -> dict[str, Any]:
+        return await sm.delete_graph(name, force=force)
+
+    result = call(cfg, work)
+    if out.json:
+        out.result(result)
+        return
+    cancelled = int(result.get("cancelled_runs") or 0)
+    out.line(f"graph {name} deleted" + (f"; {cancelled} open run(s) cancelled" if cancelled else ""))
+
+
 def _show_graph(out: Output, g: dict[str, Any], *, brief: bool) -> None:
     if out.json:
         out.result(g)
@@ -120,6 +152,11 @@ def _show_graph(out: Output, g: dict[str, Any], *, brief: bool) -> None:
         ("secrets", ", ".join(g.get("secrets") or {}) or "-"),
         ("updated", iso_text(g.get("updated_at"))),
     ]
+    candidate = g.get("candidate")
+    if candidate:
+        errors = len(candidate.get("validation_errors") or [])
+        since = iso_text(candidate.get("updated_at"))
+        pairs.append(("waiting upsert", f"INVALID ({errors} error(s)) since {since}: live once it validates"))
     if not brief:
         policy = g.get("retry_policy") or {}
         pairs.append(("retry policy", ", ".join(f"{k}={v}" for k, v in policy.items()) or "-"))
