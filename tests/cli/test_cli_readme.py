@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 
 import pytest
+import yaml
 
 from examples.hello_node import GRAPH, Greet, Shout
 from exospherehost import Runtime
-from tests.cli.conftest import Cli, write
+from tests.cli.conftest import Cli
 from tests.support.live_server import LiveServer
 
 pytestmark = pytest.mark.e2e
@@ -29,13 +29,12 @@ def _readme_commands() -> list[str]:
 
 async def test_the_readme_commands_work(server: LiveServer, cli: Cli, tmp_path: Path) -> None:
     commands = _readme_commands()
-    body = {
-        "name": "hello",
-        "nodes": [node.model_dump(mode="json", exclude={"timeout_seconds"}) for node in GRAPH],
-        "secrets": {},
-        "store_config": {"required_keys": ["name"]},
-    }
-    graph_file = write(tmp_path, "graph.yaml", json.dumps(body))
+    graph_file = ROOT / "examples" / "hello_graph.yaml"
+    # The file the README applies is the graph examples/hello_node.py upserts.
+    applied = yaml.safe_load(graph_file.read_text(encoding="utf-8"))
+    assert applied["nodes"] == [
+        node.model_dump(exclude_none=True, exclude={"timeout_seconds"}) for node in GRAPH
+    ]
     hello = Cli(env={**cli.env, "EXOSPHERE_NAMESPACE": "hello"})
     run_id = ""
 
@@ -44,7 +43,7 @@ async def test_the_readme_commands_work(server: LiveServer, cli: Cli, tmp_path: 
     ):
         for command in commands:
             args = [
-                str(graph_file) if arg == "graph.yaml" else run_id if arg == "<run-id>" else arg
+                str(ROOT / arg) if arg.endswith(".yaml") else run_id if arg == "<run-id>" else arg
                 for arg in shlex.split(command)[1:]
             ]
             result = await hello(*args, "--interval", "0.2") if "--watch" in args else await hello(*args)
