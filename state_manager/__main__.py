@@ -15,6 +15,11 @@ Before serving, it refuses (exit code 2, a message naming the variable, the port
 or the engine) bad settings, a port it cannot listen on (in use), a data directory that cannot
 be used or is in use, an engine that does not start, and an encryption key that cannot decrypt
 the secrets already stored.
+
+If the embedded engine exits while the server runs (it crashed, or was killed), the server logs
+one error (`embedded_store_exited`: the engine's exit code and its log file), answers 503 to the
+requests meanwhile, and exits with code 3 within seconds, releasing the data directory: a
+supervisor (docker's restart policy, systemd's Restart=) then starts it again on the same data.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ import asyncio
 import base64
 import contextlib
 import errno
+import functools
 import os
 import signal
 import socket
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -41,10 +48,15 @@ from state_manager.config import Settings
 from state_manager.observability import configure_logging
 from state_manager.services.context import WorkSignal
 from state_manager.services.startup import check_secrets_key
-from state_manager.store import StoreError, ensure_data_dir, open_data_dir, run_engine
+from state_manager.store import Engine, StoreError, ensure_data_dir, open_data_dir, run_engine
+from state_manager.store.embedded import ENGINE, exit_reason
 from state_manager.store.keys import DevKeys, load_or_create_dev_keys, new_dev_keys
+from state_manager.store.status import StoreStatus
 
 log = structlog.get_logger("state_manager")
+
+# The embedded engine exited under the server: a supervisor should start it again.
+STORE_LOST_EXIT_CODE = 3
 
 DEVELOPMENT_WARNING = (
     "MODE=development: the published example keys are accepted."
@@ -106,11 +118,15 @@ def _use_dev_keys(overrides: dict[str, Any], missing: list[str], keys: DevKeys) 
 
 
 def _open_store(
-    stack: contextlib.ExitStack, settings: Settings, overrides: dict[str, Any], missing: list[str]
+    stack: contextlib.ExitStack,
+    settings: Settings,
+    overrides: dict[str, Any],
+    missing: list[str],
+    status: StoreStatus,
 ) -> Settings:
     """Lock the data directory, fill in the `--dev` keys, start the embedded engine; the final settings.
 
-    Everything started is stopped by `stack`.
+    Everything started is stopped by `stack`. If the engine exits on its own, `status` is told.
     """
     embedded = not settings.mongo_uri and not settings.mock_store
     throwaway = embedded and settings.exosphere_memory
@@ -126,7 +142,7 @@ def _open_store(
         settings = _use_dev_keys(overrides, missing, keys)
     if not embedded:
         return settings
-    engine = stack.enter_context(run_engine(data_dir))
+    engine = stack.enter_context(run_engine(data_dir, on_exit=functools.partial(_engine_exited, status)))
     if engine.data_dir is None:
         where = "in memory (--memory): a throwaway store, NOTHING is kept when the server stops"
         log.warning(
@@ -146,6 +162,22 @@ def _open_store(
     if settings.development:
         print(f"Data: {where}", flush=True)  # noqa: T201
     return settings.model_copy(update={"mongo_uri": engine.uri})
+
+
+def _engine_exited(status: StoreStatus, engine: Engine, returncode: int) -> None:
+    """The engine exited under the server (called from the thread that watches it): one error
+    line, then `status` turns every answer into a 503 and stops the server (see `_serve`)."""
+    problem = (
+        f"the embedded store ({ENGINE}) {exit_reason(returncode)}: the server is stopping,"
+        " to be restarted by its supervisor"
+    )
+    log.error(
+        "embedded_store_exited",
+        exit_code=returncode,
+        log_file=str(engine.log_path),
+        message=f"{problem} (exit code {STORE_LOST_EXIT_CODE}); the engine's log is {engine.log_path}",
+    )
+    status.lost(problem)
 
 
 def _store_conflict(settings: Settings) -> str | None:
@@ -200,15 +232,28 @@ def main(argv: list[str] | None = None) -> None:
     if settings.development:
         log.warning("development_mode", message=DEVELOPMENT_WARNING)
     _stop_on_sigterm()
+    status = StoreStatus()
     try:
         with contextlib.ExitStack() as stack:
-            _start_and_serve(parser, stack, args, settings, overrides, missing)
+            _start_and_serve(parser, stack, args, settings, overrides, missing, status)
     except _Terminated:
         # Everything is stopped: end as killed by SIGTERM, as uvicorn itself would.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.raise_signal(signal.SIGTERM)
     except KeyboardInterrupt:  # Ctrl-C before uvicorn serves (uvicorn handles it after)
         parser.exit(130)
+    if status.problem is not None:
+        _exit_store_lost()
+
+
+def _exit_store_lost() -> None:
+    """Exit with STORE_LOST_EXIT_CODE now that the server has stopped and released the data
+    directory. At once (`os._exit`): the database client's worker threads may still be waiting for
+    the dead engine (its 30 s server-selection timeout), and a normal exit would wait for them.
+    Nothing is left to save."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(STORE_LOST_EXIT_CODE)
 
 
 def _start_and_serve(
@@ -218,6 +263,7 @@ def _start_and_serve(
     settings: Settings,
     overrides: dict[str, Any],
     missing: list[str],
+    status: StoreStatus,
 ) -> None:
     """Listen, open the store, check the key, serve; a problem exits with code 2 and one line.
     Everything started is stopped by `stack`."""
@@ -226,7 +272,7 @@ def _start_and_serve(
     except OSError as exc:
         parser.exit(2, f"error: {_cannot_listen(args.host, args.port, exc)}\n")
     try:
-        settings = _open_store(stack, settings, overrides, missing)
+        settings = _open_store(stack, settings, overrides, missing, status)
     except StoreError as exc:
         parser.exit(2, f"error: {exc}\n")
     problem = asyncio.run(check_secrets_key(settings))
@@ -235,7 +281,7 @@ def _start_and_serve(
     if settings.development:
         base = f"http://{args.host}:{args.port}"
         print(f"Dashboard: {base}/ui (log in with the key)   API reference: {base}/docs", flush=True)  # noqa: T201
-    _serve(settings, args.host, args.port, listener)
+    _serve(settings, args.host, args.port, listener, status)
 
 
 class _Terminated(Exception):
@@ -269,6 +315,11 @@ class _Server(uvicorn.Server):
         self._work.close()
         super().handle_exit(sig, frame)
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if sockets and self.started:  # uvicorn says where it listens only on sockets it bound
+            self._log_started_message(sockets)
+
 
 def _listen(host: str, port: int) -> socket.socket:
     """The server's listening socket, bound before anything else starts: a port in use stops the
@@ -288,8 +339,8 @@ def _cannot_listen(host: str, port: int, exc: OSError) -> str:
     return f"cannot listen on {host}:{port}: {reason} ({hint})"
 
 
-def _serve(settings: Settings, host: str, port: int, listener: socket.socket) -> None:
-    app = create_app(settings)
+def _serve(settings: Settings, host: str, port: int, listener: socket.socket, status: StoreStatus) -> None:
+    app = create_app(settings, store_status=status)
     config = uvicorn.Config(
         app,
         host=host,
@@ -300,7 +351,11 @@ def _serve(settings: Settings, host: str, port: int, listener: socket.socket) ->
         # Open requests get this long to finish; long-polls are answered at once (see _Server).
         timeout_graceful_shutdown=3,
     )
-    _Server(config, app.state.context.work).run(sockets=[listener])
+    server = _Server(config, app.state.context.work)
+    # The store is gone: stop as on SIGTERM, but without the signal (uvicorn would re-raise it at
+    # the end, and `main` would end as killed); requests meanwhile are answered 503 (StoreGuard).
+    status.when_lost(lambda: setattr(server, "should_exit", True))
+    server.run(sockets=[listener])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """The application factory: `create_app(settings)`.
 
 The lifespan opens the database and starts the background loops (recovery, cron); routers are
-mounted under `/v0` with the API-key dependency applied once per router.
+mounted under `/v0` with the API-key dependency applied once per router. `/health` pings the
+database (`app.state.database_ping`, set by the lifespan). With a `store_status` (the embedded
+engine's, from `python -m state_manager`), `StoreGuard` answers 503 once that store is lost.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from state_manager.api.deps import require_api_key
 from state_manager.api.docs import install_api_docs
 from state_manager.api.errors import install_error_handlers
 from state_manager.api.guard import RequestGuard
+from state_manager.api.health import DatabasePing, StoreGuard
 from state_manager.api.metrics import router as metrics_router
 from state_manager.api.openapi_docs import API_DESCRIPTION, TAGS
 from state_manager.config import Settings, get_settings
@@ -37,6 +40,7 @@ from state_manager.observability import (
 )
 from state_manager.services import crons, recovery, upgrade
 from state_manager.services.context import AppContext
+from state_manager.store.status import StoreStatus
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +66,8 @@ def _lifespan(context: AppContext) -> Callable[[FastAPI], Any]:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings = context.settings
         client = await open_database(settings)
+        # The mock store of the tests answers by construction: only a real database is pinged.
+        app.state.database_ping = DatabasePing(client) if settings.mongo_uri else None
         # Data stored by earlier versions: runs' progress and listing keys, waiting states' queue keys.
         await upgrade.upgrade_runs(settings.recovery_batch_size)
         await upgrade.upgrade_listing_keys()
@@ -92,12 +98,16 @@ def _lifespan(context: AppContext) -> Callable[[FastAPI], Any]:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            client.close()
+            store_status: StoreStatus | None = app.state.store_status
+            if store_status is None or store_status.problem is None:
+                # Not once the store is lost: closing ends the client's sessions on the server,
+                # which would wait for the dead one (30 s of server selection, blocking the loop).
+                client.close()
 
     return lifespan
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, store_status: StoreStatus | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.refuse_public_secrets()
     context = AppContext(settings=settings, cipher=SecretCipher(settings.encryption_key))
@@ -112,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.context = context
     app.state.metrics = metrics.Metrics(__version__)
+    app.state.store_status = store_status
 
     app.include_router(health.router)
     secured = [Depends(require_api_key)]
@@ -128,6 +139,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_api_docs(app)
     dashboard.install(app)  # /ui: pages, static assets, and their guard (session, origin, headers)
     install_error_handlers(app)
+    if store_status is not None:  # innermost: its 503s are logged, counted and given CORS headers
+        app.add_middleware(StoreGuard, status=store_status)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origin_list,

@@ -13,7 +13,14 @@
 
 `open_data_dir` creates the directory and takes its lock (`fcntl.flock` on `server.lock`). The
 lock is held for the life of the server AND of its engine (the engine inherits it), so one
-directory is never used by two engines, not even while a killed server's engine is exiting.
+directory is never used by two engines, not even while a killed server's engine is exiting. A
+server started while the lock's holder (the pid in `server.lock`) still runs is refused at once;
+one started right after a crash, while the dead server's engine is still exiting (it takes a
+moment to notice: 1.7 s measured), waits for it (up to 10 s) and says so.
+
+`run_engine(..., on_exit=...)` watches the engine: if it exits while the server still uses it
+(it crashed or was killed), a thread calls `on_exit` at once, so that the server can stop
+instead of answering every request after a 30 s wait for a database that is gone.
 
 The engine never outlives the process that started it, even one killed with SIGKILL: it runs
 through `state_manager/store/_child.py`, which on Linux asks the kernel to send it SIGTERM when
@@ -26,6 +33,11 @@ It listens on 127.0.0.1, on a port the kernel picks (`--port 0`, read back from 
 for a free port. (nx-27017 0.8 cannot listen on a Unix socket.) Its log is `nx-27017.log` in the
 data directory; the previous one is kept as `nx-27017.log.1`.
 
+A throwaway engine (`run_engine(None)`, `--memory`) still gets a directory, for its log:
+`exosphere-memory-*` in the temporary directory, locked like a data directory and removed when
+the server stops. A server killed with SIGKILL cannot remove it, so each throwaway start removes
+those that nobody holds the lock of any more (`remove_stale_memory_dirs`).
+
 This module only imports the standard library: the server, the tests and the benchmarks use it.
 """
 
@@ -34,11 +46,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +67,11 @@ PID_FILE = "nx-27017.pid"
 START_TIMEOUT_SECONDS = 15.0
 STOP_TIMEOUT_SECONDS = 10.0
 # A server killed a moment ago leaves its engine a moment to exit (it holds the lock until then).
-LOCK_WAIT_SECONDS = 2.0
+LOCK_WAIT_SECONDS = 10.0
+MEMORY_DIR_PREFIX = "exosphere-memory-"
+# A throwaway directory whose lock file names no server is being created right now (its creator
+# locks it at once) or was left by a version that did not lock it: the latter is removed once this old.
+UNLOCKED_MEMORY_DIR_SECONDS = 60.0
 LOG_ROTATE_BYTES = 1024 * 1024
 LOG_TAIL_LINES = 30
 
@@ -132,40 +151,132 @@ def _unusable(directory: Path, exc: OSError) -> StoreError:
 
 
 def _lock(fd: int, directory: Path, wait_seconds: float) -> None:
+    """Take the lock on `fd` (the directory's `server.lock`), or raise `DataDirInUse`.
+
+    The lock file names the server that took it. While that server runs, the answer is no, at
+    once. Once it is gone (killed), the lock is held only by its engine, which exits as soon as
+    it notices: wait for it, up to `wait_seconds`, rather than fail the restart a supervisor
+    makes right after a crash.
+    """
     import fcntl  # POSIX only: imported here so that a server with MONGO_URI runs anywhere
 
-    deadline = time.monotonic() + wait_seconds
+    deadline = None
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
         except BlockingIOError:
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.1)
-    holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-    by = f" (pid {holder})" if holder.isdigit() else ""
-    raise DataDirInUse(
-        f"another state manager server{by} is using the data directory {directory}: stop it first,"
-        " or start this one with another --data-dir DIR (or EXOSPHERE_DATA_DIR)"
-    )
+            pass
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        holder = int(text) if text.isdigit() else None
+        by = f" (pid {holder})" if holder else ""
+        if holder is not None and _running(holder):
+            raise DataDirInUse(
+                f"another state manager server{by} is using the data directory {directory}: stop it first,"
+                " or start this one with another --data-dir DIR (or EXOSPHERE_DATA_DIR)"
+            )
+        if deadline is None:
+            deadline = time.monotonic() + wait_seconds
+            print(  # noqa: T201 (one line, before logging is set up for the server)
+                f"Waiting for the engine of a stopped server{by} to let go of the data directory"
+                f" {directory} (up to {wait_seconds:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif time.monotonic() >= deadline:
+            engine = _read_pid(directory / PID_FILE)
+            which = f"{ENGINE}, pid {engine}" if engine else ENGINE
+            raise DataDirInUse(
+                f"the engine ({which}) of a stopped state manager server{by} still holds the data"
+                f" directory {directory} after {wait_seconds:.0f} s: stop that process, or start this"
+                " one with another --data-dir DIR (or EXOSPHERE_DATA_DIR)"
+            )
+        time.sleep(0.1)
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` runs. A zombie (dead, not yet reaped by its parent) does not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (not Linux): it runs, as far as we can tell
+        return True
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+def remove_stale_memory_dirs(parent: Path | str | None = None) -> list[Path]:
+    """Remove the throwaway (`--memory`) directories that no server or engine uses any more.
+
+    A server removes its own when it stops, unless it was killed (SIGKILL). Each one is locked,
+    by its server and its engine, as a data directory is, and its lock file names the server
+    once it holds the lock: a directory whose lock file names a server and whose lock can be
+    taken is used by nobody. One whose lock file is missing or empty is being created this instant
+    (never touched then: not even the lock is tried, which would make its creator wait), or was
+    left by an older version: it is removed once a minute old. `parent` is the temporary
+    directory by default. Returns the directories removed.
+    """
+    import fcntl
+
+    removed = []
+    for directory in Path(parent or tempfile.gettempdir()).glob(MEMORY_DIR_PREFIX + "*"):
+        try:
+            fd = os.open(directory / LOCK_FILE, os.O_RDWR)
+        except FileNotFoundError:
+            fd = None
+        except OSError:  # not a directory, or another user's
+            continue
+        try:
+            if fd is None or not os.pread(fd, 32, 0).strip():
+                stale = time.time() - directory.stat().st_mtime > UNLOCKED_MEMORY_DIR_SECONDS
+            else:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                stale = True
+        except OSError:  # BlockingIOError: in use
+            stale = False
+        finally:
+            if fd is not None:
+                os.close(fd)
+        if stale:
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+    return removed
 
 
 @contextlib.contextmanager
-def run_engine(data_dir: DataDir | None, *, start_timeout: float = START_TIMEOUT_SECONDS) -> Iterator[Engine]:
+def run_engine(
+    data_dir: DataDir | None,
+    *,
+    start_timeout: float = START_TIMEOUT_SECONDS,
+    on_exit: Callable[[Engine, int], None] | None = None,
+) -> Iterator[Engine]:
     """Start nx-27017 on `data_dir` (None: in memory) and stop it when the block exits.
 
     Raises `StoreError`, with the tail of the engine's log, when it exits or does not listen
-    within `start_timeout` seconds.
+    within `start_timeout` seconds. If the engine exits on its own while the block runs (it
+    crashed, or was killed), `on_exit(engine, returncode)` is called at once, from a thread that
+    waits for it (returncode: as `subprocess` gives it, -9 for SIGKILL).
     """
+    throwaway = data_dir is None
     with contextlib.ExitStack() as stack:
-        inherited: tuple[int, ...] = ()
-        if data_dir is None:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="exosphere-memory-")))
-            database = "memory"
-        else:
-            workdir = data_dir.path
-            database, inherited = str(workdir / DATABASE_FILE), (data_dir.lock_fd,)
+        if data_dir is None:  # a directory for its log only, locked as a data directory
+            remove_stale_memory_dirs()
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix=MEMORY_DIR_PREFIX))
+            data_dir = stack.enter_context(open_data_dir(folder))
+        workdir = data_dir.path
+        database = "memory" if throwaway else str(workdir / DATABASE_FILE)
         log_path = workdir / LOG_FILE
         pid_path = workdir / PID_FILE
         try:
@@ -190,18 +301,25 @@ def run_engine(data_dir: DataDir | None, *, start_timeout: float = START_TIMEOUT
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            pass_fds=inherited,
+            pass_fds=(data_dir.lock_fd,),
             start_new_session=True,
         )
         stack.callback(_stop, process)
         port = _wait_listening(process, log_path, start_offset, start_timeout)
-        yield Engine(
+        engine = Engine(
             uri=f"mongodb://{HOST}:{port}",
             port=port,
             pid=process.pid,
-            data_dir=None if data_dir is None else data_dir.path,
+            data_dir=None if throwaway else workdir,
             log_path=log_path,
         )
+        if on_exit is not None:
+            stopping = threading.Event()
+            stack.callback(stopping.set)  # before `_stop` (callbacks run last in, first out)
+            threading.Thread(
+                target=_watch, args=(process, engine, stopping, on_exit), name="engine-watch", daemon=True
+            ).start()
+        yield engine
 
 
 @contextlib.contextmanager
@@ -255,6 +373,27 @@ def _tail(log_path: Path, offset: int) -> str:
     except OSError:
         return "  (no log)"
     return "\n".join(f"  {line}" for line in lines[-LOG_TAIL_LINES:]) or "  (empty)"
+
+
+def _watch(
+    process: subprocess.Popen[bytes],
+    engine: Engine,
+    stopping: threading.Event,
+    on_exit: Callable[[Engine, int], None],
+) -> None:
+    returncode = process.wait()
+    if not stopping.is_set():
+        on_exit(engine, returncode)
+
+
+def exit_reason(returncode: int) -> str:
+    """`exited with code 1`, `was killed by SIGKILL`: a process's end, as `subprocess` reports it."""
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    try:
+        return f"was killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"was killed by signal {-returncode}"
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
