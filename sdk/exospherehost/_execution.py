@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ._attempt_log import capture_logs, error_details
 from .errors import ExosphereError
 from .node import BaseNode, RunInThread, needs_secrets
 from .signals import PruneSignal, ReQueueAfterSignal
@@ -52,6 +53,8 @@ class Errored:
     error: str
     exception: BaseException | None = field(default=None, compare=False)
     log_level: int = field(default=logging.WARNING, compare=False)
+    # The exception's type, traceback and the attempt's log lines, secrets redacted (_attempt_log).
+    details: dict[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -92,22 +95,26 @@ async def execute_state(
     secrets_or_error = await _load_secrets(node, load_secrets)
     if isinstance(secrets_or_error, Errored):
         return secrets_or_error
-    try:
-        result = await node()._execute(inputs, secrets_or_error, run_in_thread)
-        outputs = [output.model_dump(mode="json") for output in normalise_outputs(node, result)]
-    except PruneSignal as signal:
-        if problem := json_problem(signal.data):
-            return _unsendable(
-                f"PruneSignal data of node {node.__name__} is not JSON-serialisable: {problem}"
-            )
-        return Pruned(signal.data)
-    except ReQueueAfterSignal as signal:
-        return Requeued(signal.delay_ms)
-    except Exception as exc:
-        return Errored(describe_exception(exc), exc)
+    with capture_logs() as lines:
+        try:
+            result = await node()._execute(inputs, secrets_or_error, run_in_thread)
+            outputs = [output.model_dump(mode="json") for output in normalise_outputs(node, result)]
+        except PruneSignal as signal:
+            return _pruned(node, signal)
+        except ReQueueAfterSignal as signal:
+            return Requeued(signal.delay_ms)
+        except Exception as exc:
+            secrets = secrets_or_error.model_dump().values()
+            return Errored(describe_exception(exc), exc, details=error_details(exc, lines, secrets))
     if problem := json_problem(outputs):
         return _unsendable(f"Outputs of node {node.__name__} are not JSON-serialisable: {problem}")
     return Executed(outputs)
+
+
+def _pruned(node: type[BaseNode], signal: PruneSignal) -> Outcome:
+    if problem := json_problem(signal.data):
+        return _unsendable(f"PruneSignal data of node {node.__name__} is not JSON-serialisable: {problem}")
+    return Pruned(signal.data)
 
 
 def json_problem(value: object) -> str | None:

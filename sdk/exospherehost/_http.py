@@ -260,9 +260,20 @@ class ApiClient:
         """`POST /state/{id}/executed`."""
         return await self._state_call(state_id, "executed", {"outputs": outputs}, claim_token)
 
-    async def errored(self, state_id: str, error: str, *, claim_token: str | None = None) -> dict[str, Any]:
-        """`POST /state/{id}/errored`; an error longer than `MAX_ERROR_BYTES` is truncated."""
-        return await self._state_call(state_id, "errored", {"error": cap_error(error)}, claim_token)
+    async def errored(
+        self,
+        state_id: str,
+        error: str,
+        *,
+        claim_token: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """`POST /state/{id}/errored`; an error longer than `MAX_ERROR_BYTES` is truncated.
+        `details` (the exception's type, traceback, log lines) go along when given."""
+        body: dict[str, Any] = {"error": cap_error(error)}
+        if details is not None:
+            body["details"] = details
+        return await self._state_call(state_id, "errored", body, claim_token)
 
     async def prune(
         self, state_id: str, data: dict[str, Any], *, claim_token: str | None = None

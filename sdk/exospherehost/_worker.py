@@ -283,7 +283,7 @@ class StateWorker:
             return lambda: self._api.prune(state_id, outcome.data, claim_token=token)
         if isinstance(outcome, Requeued):
             return lambda: self._api.requeue_after(state_id, outcome.delay_ms, claim_token=token)
-        return lambda: self._api.errored(state_id, outcome.error, claim_token=token)
+        return lambda: self._api.errored(state_id, outcome.error, claim_token=token, details=outcome.details)
 
     async def _report_cancelled(self, claim: _Claim, started: float) -> None:
         """Best effort, one attempt: the node was cancelled at shutdown."""

@@ -117,7 +117,19 @@ EXECUTED: dict[str, Example] = {
 }
 
 ERRORED: dict[str, Example] = {
-    "failure": Example(value={"error": "TimeoutError: example.org did not answer within 30 s"})
+    "failure": Example(value={"error": "TimeoutError: example.org did not answer within 30 s"}),
+    "with_details": Example(
+        summary="The whole error (what this SDK sends)",
+        value={
+            "error": "example.org did not answer within 30 s",
+            "details": {
+                "type": "builtins.TimeoutError",
+                "traceback": 'Traceback (most recent call last):\n  File "fetch.py", line 12, in execute\n'
+                "TimeoutError: example.org did not answer within 30 s\n",
+                "logs": ["INFO fetch: GET https://example.org/ (attempt 1)"],
+            },
+        },
+    ),
 }
 
 PRUNE: dict[str, Example] = {"prune": Example(value={"data": {"reason": "the page did not change"}})}

@@ -214,7 +214,8 @@ async def errored_state(
     """Record a failure. Under the graph's retry policy a new attempt is scheduled
     (`RETRY_CREATED`), or the state ends `ERRORED` and its run fails. Repeating the same report
     answers the same."""
-    retry_created = await states.mark_errored(context, namespace_name, state_id, body.error, claim)
+    details = body.details.model_dump() if body.details is not None else None
+    retry_created = await states.mark_errored(context, namespace_name, state_id, body.error, claim, details)
     return ErroredResponse(
         status="RETRY_CREATED" if retry_created else "ERRORED", retry_created=retry_created
     )

@@ -80,6 +80,8 @@ class State(Document):
     fanout_outputs: list[dict[str, Any]] = Field(default_factory=list)
     data: dict[str, Any] = Field(default_factory=dict)  # prune payload
     error: str | None = None
+    # The whole error of this attempt when its runtime sent it: type, traceback, log lines.
+    error_details: dict[str, Any] | None = None
     parents: dict[str, str] = Field(default_factory=dict)  # ancestor identifier -> state id
     does_unites: bool = False
     enqueue_after: int = 0

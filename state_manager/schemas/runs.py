@@ -134,6 +134,9 @@ class StateItem(BaseModel):
 class StateView(StateItem):
     """One state with every time the dashboard shows (epoch ms) and its retry count."""
 
+    error_details: dict[str, Any] | None = Field(
+        default=None, description="The failed attempt's exception type, traceback and log lines, when sent"
+    )
     manual_retry_fanout_id: str
     fanout_path: list[int]
     output_index: int

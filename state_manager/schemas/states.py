@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -89,8 +89,41 @@ class ExecutedRequest(RequestBody):
         return value
 
 
+MAX_TRACEBACK_CHARS = 32 * 1024
+MAX_LOG_LINES = 200
+MAX_LOG_LINE_CHARS = 4096
+MAX_LOG_CHARS = 64 * 1024
+
+
+class ErrorDetails(RequestBody):
+    """The whole error of a failed attempt, as a runtime of this SDK sends it (older SDKs send
+    only the message). Kept on the state, shown by its view, its page and `exosphere state get`."""
+
+    type: str = Field(
+        default="", max_length=300, description="The exception's type, e.g. `builtins.ValueError`"
+    )
+    traceback: str = Field(
+        default="", max_length=MAX_TRACEBACK_CHARS, description="The node's traceback (its last part if long)"
+    )
+    logs: list[Annotated[str, Field(max_length=MAX_LOG_LINE_CHARS)]] = Field(
+        default_factory=list,
+        max_length=MAX_LOG_LINES,
+        description="The last log lines the node wrote during this attempt (secret values redacted)",
+    )
+
+    @field_validator("logs")
+    @classmethod
+    def _bounded(cls, value: list[str]) -> list[str]:
+        if sum(len(line) for line in value) > MAX_LOG_CHARS:
+            raise ValueError(f"logs: at most {MAX_LOG_CHARS} characters in all")
+        return value
+
+
 class ErroredRequest(RequestBody):
     error: str = Field(description="What went wrong; kept on the state")
+    details: ErrorDetails | None = Field(
+        default=None, description="The exception's type, traceback and the attempt's log lines"
+    )
 
 
 class PruneRequest(RequestBody):

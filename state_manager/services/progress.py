@@ -467,6 +467,7 @@ async def _insert_retry(ctx: AppContext, state: State, graph: GraphTemplate | No
             "fanout_outputs": [],
             "data": {},
             "error": None,
+            "error_details": None,
             "failure_kind": None,
             "effect_failures": 0,
             "claim_token": None,

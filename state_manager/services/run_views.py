@@ -162,6 +162,7 @@ async def run_detail(namespace: str, run_id: str) -> RunDetail:
 def state_view(state: State) -> StateView:
     return StateView(
         **state_item(state),
+        error_details=state.error_details,
         manual_retry_fanout_id=state.manual_retry_fanout_id,
         fanout_path=state.fanout_path,
         output_index=state.output_index,

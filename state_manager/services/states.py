@@ -280,12 +280,18 @@ def _refuse_failed_effects(state: State) -> None:
 
 
 async def mark_errored(
-    ctx: AppContext, namespace: str, state_id: ObjectId, error: str, claim: str | None = None
+    ctx: AppContext,
+    namespace: str,
+    state_id: ObjectId,
+    error: str,
+    claim: str | None = None,
+    details: dict[str, Any] | None = None,
 ) -> bool:
-    """Record a failure; returns whether a retry was created under the graph's retry policy."""
+    """Record a failure (with its whole error when the runtime sent it: type, traceback, log
+    lines); returns whether a retry was created under the graph's retry policy."""
     retry = await _retry_allowed(ctx, await load_state(namespace, state_id))
     event = Event.ERRORED_RETRY if retry else Event.ERRORED
-    fields = {"error": error, "lease_expires_at": None}
+    fields = {"error": error, "error_details": details, "lease_expires_at": None}
     updated = await writes.transition(state_id, event, fields, namespace=namespace, claim=claim)
     if updated is None:
         state = await load_held_state(namespace, state_id, claim)

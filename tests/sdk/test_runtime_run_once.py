@@ -112,7 +112,10 @@ async def test_node_exception_reports_errored(server: FakeServer, make_runtime: 
     assert result == BatchResult(claimed=1, errored=1)
     errored = server.routes("/errored")
     assert [r.path for r in errored] == [f"{PREFIX}/state/{state_id}/errored"]
-    assert errored[0].body == {"error": "boom"}
+    assert errored[0].body["error"] == "boom"
+    details = errored[0].body["details"]  # the whole error goes along (decision: issue 16, item 4)
+    assert details["type"] == "builtins.ValueError"
+    assert "Traceback (most recent call last)" in details["traceback"] and "boom" in details["traceback"]
     assert server.routes("/executed") == []
 
 
@@ -123,7 +126,8 @@ async def test_exception_without_message_reports_its_type(
 
     await make_runtime(FailsSilently).run_once()
 
-    assert server.routes("/errored")[0].body == {"error": "RuntimeError"}
+    body = server.routes("/errored")[0].body
+    assert (body["error"], body["details"]["type"]) == ("RuntimeError", "builtins.RuntimeError")
 
 
 async def test_wrong_return_type_reports_errored(server: FakeServer, make_runtime: RuntimeFactory) -> None:

@@ -602,3 +602,29 @@ async def test_a_node_of_another_namespace_is_retried_where_it_is_read(api: Api)
     assert again["state_id"] == retried["id"]
     await api.call("POST", f"/state/{state['state_id']}/manual-retry", {"fanout_id": "op2"}, expect=409)
     assert (await api.run_summary(run_id))["status"] != "FAILED"
+
+
+async def test_an_errored_report_keeps_the_whole_error_of_its_attempt(api: Api) -> None:
+    await api.setup(
+        "whole", graph(template("a", "Alpha", {"x": "go"}), retry_policy=fixed_retry(1, 1)), ALPHA
+    )
+    await api.trigger("whole")
+    [state] = await api.claim("Alpha")
+    details = {
+        "type": "builtins.ValueError",
+        "traceback": "Traceback ...\nValueError: bad\n",
+        "logs": ["INFO a"],
+    }
+
+    await api.call("POST", f"/state/{state['state_id']}/errored", {"error": "bad", "details": details})
+    await api.call("POST", f"/state/{state['state_id']}/errored", {"error": "bad"}, expect=200)  # a repeat
+
+    view = await api.call("GET", f"/state/{state['state_id']}/view")
+    assert (view["error"], view["error_details"]) == ("bad", details)
+    [retry] = await api.claim("Alpha", wait_ms=2000)
+    assert (await api.call("GET", f"/state/{retry['state_id']}/view"))["error_details"] is None
+    too_long = {**details, "logs": ["x" * 4000] * 20}
+    answer = await api.call(
+        "POST", f"/state/{retry['state_id']}/errored", {"error": "e", "details": too_long}, expect=422
+    )
+    assert "logs" in str(answer)
