@@ -271,6 +271,10 @@ async def test_state_get_and_state_retry(cli: Cli, worker: Runtime, ns: str, tmp
     assert (state["id"], state["status"], state["inputs"]) == (state_id, "ERRORED", {"text": "nope"})
     assert "cannot handle nope" in state["error"]
     assert "cannot handle nope" in shown_table.stdout
+    # The whole error, as our SDK's runtime sent it: its type and the node's traceback.
+    assert state["error_details"]["type"] == "builtins.ValueError"
+    assert "type: builtins.ValueError" in shown_table.stdout
+    assert "Traceback (most recent call last)" in shown_table.stdout and "nodes.py" in shown_table.stdout
     assert retried.code == 0, retried
     new = retried.json()
     assert new["retry_of"] == state_id and new["status"] == "CREATED" and new["id"] != state_id

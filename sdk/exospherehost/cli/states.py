@@ -22,7 +22,8 @@ def state() -> None:
 @click.argument("state_id", metavar="ID")
 @command_options
 def get(state_id: str) -> None:
-    """Show a state: inputs, outputs, error, parents, retries and times."""
+    """Show a state: inputs, outputs, error (with its type, traceback and the attempt's log
+    lines when the runtime sent them), parents, retries and times."""
     cfg = config()
     out = Output(cfg)
 
@@ -54,6 +55,24 @@ def get(state_id: str) -> None:
         out.line()
         out.line("error:")
         out.line(str(s["error"]).rstrip())
+    _show_error_details(out, s.get("error_details"))
+
+
+def _show_error_details(out: Output, details: dict[str, Any] | None) -> None:
+    """The whole error of the attempt, when its runtime sent it: type, traceback, log lines."""
+    if not details:
+        return
+    if details.get("type"):
+        out.line(f"type: {details['type']}")
+    if details.get("traceback"):
+        out.line()
+        out.line(str(details["traceback"]).rstrip())
+    logs = details.get("logs") or []
+    if logs:
+        out.line()
+        out.line(f"log lines of this attempt ({len(logs)}):")
+        for line in logs:
+            out.line(f"  {line}")
 
 
 @state.command("retry")
