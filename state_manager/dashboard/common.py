@@ -10,7 +10,7 @@ from typing import Any, ParamSpec
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
-from state_manager.dashboard.render import render
+from state_manager.dashboard.render import plural, render
 from state_manager.errors import Conflict, DomainError, InvalidTransition, NotFound
 from state_manager.services import dashboard_reads
 from state_manager.services.context import AppContext
@@ -36,7 +36,7 @@ RETRYABLE_STATE_STATUSES = frozenset({"ERRORED", "TIMEDOUT", "NEXT_CREATED_ERROR
 # Fixed texts for `?msg=` after an action (never text from the query string itself).
 MESSAGES = {
     "cancelled": "The run was cancelled.",
-    "retried": "Failed states were retried: {n} new attempt(s).",
+    "retried": "Failed states were retried: {attempts}.",
     "retried-none": "Nothing was retried: the failed states were retried already.",
     "state-retried": "The state was retried: the new attempt is below.",
     "logged-out": "You are logged out.",
@@ -55,7 +55,8 @@ def notice(request: Request) -> str | None:
     if text is None:
         return None
     count = request.query_params.get("n", "")
-    return text.format(n=count if count.isdigit() else "some")
+    known = count.isascii() and count.isdigit() and len(count) <= 9  # never a huge int() from a URL
+    return text.format(attempts=plural(int(count), "new attempt") if known else "new attempts")
 
 
 async def page(request: Request, ns: str, nav: str, **values: Any) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from markupsafe import Markup, escape
 
+from state_manager.dashboard.render import status_label
+
 BOX_W, BOX_H = 224, 66
 GAP_X, GAP_Y, PAD = 64, 22, 16
 BAR_H = 5
@@ -230,7 +232,7 @@ def _tooltip(node: DagNode) -> str:
     lines = [f"{node.identifier} ({node.node_name})"]
     if node.status:
         lines.append(f"status: {node.status}")
-    lines += [f"{status}: {n}" for status, n in sorted(node.counts.items()) if n]
+    lines += [f"{status_label(status)}: {n}" for status, n in sorted(node.counts.items()) if n]
     if node.unites:
         lines.append(f"joins: waits for every branch of {node.unites}")
     return "\n".join(lines)

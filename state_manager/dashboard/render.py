@@ -52,6 +52,24 @@ def duration(ms: int | float | None) -> str:
     return f"{days} d {hours} h"
 
 
+def clock_at(ms: int, now: int) -> str:
+    """`HH:MM:SS UTC` of epoch ms; with the date when that is not today (UTC)."""
+    moment, today = (datetime.fromtimestamp(t / 1000, UTC) for t in (ms, now))
+    return moment.strftime("%H:%M:%S UTC" if moment.date() == today.date() else "%Y-%m-%d %H:%M:%S UTC")
+
+
+def countdown(ms: int) -> str:
+    """A wait to come, to the second (rounded up): `59 s`, `4 min 05 s`, `2 h 00 min`."""
+    seconds = max(-(-ms // 1000), 0)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {sec:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
 def ui_url(ns: str, *parts: str) -> str:
     """A dashboard path in namespace `ns`: every part URL-quoted (ids and names are user text)."""
     return "/".join(["/ui/ns", quote(ns, safe=""), *(quote(str(p), safe="") for p in parts)])
@@ -61,8 +79,27 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
 
 
-def short_id(value: str, length: int = 8) -> str:
-    return value if len(value) <= length + 1 else value[:length] + "…"
+def short_id(value: str) -> str:
+    """An id short enough for a table: its first 4 and last 6 characters. Never the first ones
+    alone: an ObjectId starts with its creation second (and the process that made it), so two
+    states of one run share their first 10 characters, while the last ones (a counter) differ.
+    Show it with the full id on hover (`title`) and in the link."""
+    return value if len(value) <= 12 else f"{value[:4]}…{value[-6:]}"
+
+
+# How pages name a state status (wire names stay in URLs, filter values and data attributes):
+# QUEUED means a runtime claimed the state; RETRY_CREATED that a new attempt replaced it.
+STATUS_LABELS = {"QUEUED": "claimed", "RETRY_CREATED": "retried", "TIMEDOUT": "timed out"}
+
+
+def status_label(status: str) -> str:
+    """`claimed` for QUEUED, `retried` for RETRY_CREATED, else the name in lower-case words."""
+    return STATUS_LABELS.get(status, status.lower().replace("_", " "))
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 new attempt`, `2 new attempts`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _environment() -> Environment:
@@ -74,7 +111,15 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        ms_time=ms_time, ms_iso=ms_iso, duration=duration, pretty_json=pretty_json, short_id=short_id
+        ms_time=ms_time,
+        ms_iso=ms_iso,
+        duration=duration,
+        pretty_json=pretty_json,
+        short_id=short_id,
+        status_label=status_label,
+        plural=plural,
+        clock_at=clock_at,
+        countdown=countdown,
     )
     env.globals.update(version=__version__, poll_ms=POLL_MS, url=ui_url)
     return env

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
-from urllib.parse import quote
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from state_manager.clock import now_ms
-from state_manager.dashboard import dag, timeline
+from state_manager.dashboard import dag, node_timeline, run_notes, timeline
 from state_manager.dashboard.common import (
     FINAL_RUN_STATUSES,
     RUN_STATUSES,
@@ -21,7 +21,7 @@ from state_manager.dashboard.common import (
 )
 from state_manager.dashboard.render import render, ui_url
 from state_manager.errors import BadRequest
-from state_manager.schemas.runs import RunDetail
+from state_manager.schemas.runs import RunDetail, RunGraphView, StatePage, StateView
 from state_manager.services import dashboard_reads, run_views
 from state_manager.services import runs as run_service
 from state_manager.services.graphs import template_for
@@ -31,6 +31,9 @@ router = APIRouter()
 RUNS_PER_PAGE = 50
 STATES_PER_PAGE = 50
 TIMELINE_PER_PAGE = 100
+GROUP_ABOVE = 40  # a timeline of more states than this is drawn one row per node
+GROUPED_MAX = 5_000  # states read for the timeline by node
+BY = ("node", "state")
 RANGES = {
     "15m": 15 * 60_000,
     "1h": 3_600_000,
@@ -121,6 +124,100 @@ def _failed_count(detail: RunDetail) -> int:
     return sum(detail.counts.get(status, 0) for status in FAILED)
 
 
+def _node_link(request: Request, identifier: str, status: str = "") -> str:
+    """The run's states of one node (and status): the drill-down of the graph and the timeline."""
+    query = {"tab": "states", "identifier": identifier, **({"status": status} if status else {})}
+    return request.url.path + "?" + urlencode(query)
+
+
+def _dag_nodes(view: RunGraphView) -> list[dag.DagNode]:
+    return [
+        dag.DagNode(
+            identifier=n.identifier,
+            node_name=n.node_name,
+            next_nodes=tuple(n.next_nodes),
+            unites=n.unites,
+            status=n.status,
+            counts=n.counts,
+            total=n.total,
+        )
+        for n in view.nodes
+    ]
+
+
+async def _all_states(
+    ns: str, run_id: str, first: StatePage, status: str | None, identifier: str | None
+) -> tuple[list[StateView], bool]:
+    """`first` and the states after it, up to GROUPED_MAX in all (read in one call: a call per
+    few hundred states costs more than the states); and whether some were left."""
+    if first.next_cursor is None:
+        return list(first.states), False
+    rest = await run_views.state_page(
+        ns,
+        run_id,
+        status=status,
+        identifier=identifier,
+        limit=GROUPED_MAX - len(first.states),
+        cursor=first.next_cursor,
+    )
+    return [*first.states, *rest.states], rest.next_cursor is not None
+
+
+async def _states_tab(ns: str, run_id: str, f: dict[str, str], cursor: str | None) -> dict[str, Any]:
+    found = await run_views.state_page(
+        ns,
+        run_id,
+        status=_status(f["status"], STATE_STATUSES),
+        identifier=f["identifier"] or None,
+        limit=STATES_PER_PAGE,
+        cursor=cursor,
+    )
+    return {"states": found.states, "next_cursor": found.next_cursor}
+
+
+def _by_node(by: str, cursor: str | None, first: StatePage) -> bool:
+    """Whether the timeline is drawn one row per node: when asked (`by`), else for a run with
+    more than GROUP_ABOVE states (seen on its first page of attempts)."""
+    if by:
+        return by == "node"
+    return cursor is None and (first.next_cursor is not None or len(first.states) > GROUP_ABOVE)
+
+
+async def _timeline_tab(
+    request: Request, ns: str, run_id: str, f: dict[str, str], cursor: str | None, now: int
+) -> dict[str, Any]:
+    """One bar per attempt, a page at a time; or, for many states (or `by=node`), one row per
+    node over all of them."""
+    status, identifier = _status(f["status"], STATE_STATUSES), f["identifier"] or None
+    if f["by"] == "node":
+        cursor = None
+    first = await run_views.state_page(
+        ns, run_id, status=status, identifier=identifier, limit=TIMELINE_PER_PAGE, cursor=cursor
+    )
+    if not _by_node(f["by"], cursor, first):
+        state_link = lambda state_id: ui_url(ns, "states", state_id)  # noqa: E731
+        return {
+            "states": first.states,
+            "next_cursor": first.next_cursor,
+            "by_node": False,
+            "timeline": timeline.render_svg(first.states, now, state_link),
+        }
+    states, truncated = await _all_states(ns, run_id, first, status, identifier)
+    spans = node_timeline.group_by_node(states, now)
+    node_link = lambda ident: _node_link(request, ident, f["status"])  # noqa: E731
+    return {
+        "states": states,
+        "next_cursor": None,
+        "first_page": True,
+        "by_node": True,
+        "spans": spans,
+        "origin": min((s.first_due for s in spans), default=now),
+        "truncated": truncated,
+        "node_link": node_link,
+        "timeline": node_timeline.render_svg(spans, node_link),
+    }
+
+
 @router.get("/ns/{ns}/runs/{run_id}")
 @html_errors
 async def run_page(
@@ -130,11 +227,16 @@ async def run_page(
     tab: str = "graph",
     status: str = "",
     identifier: str = "",
+    by: str = "",
     cursor: str | None = None,
 ) -> Response:
     ctx = context(request)
     tab = tab if tab in TABS else "graph"
+    now = now_ms()
     detail = await run_views.run_detail(ns, run_id)
+    f = {"status": status, "identifier": identifier, "by": by if by in BY else ""}
+    open_waiting = detail.status not in FINAL_RUN_STATUSES and bool(detail.counts.get("CREATED"))
+    view = await run_views.template_graph(ctx, ns, run_id) if tab == "graph" or open_waiting else None
     values = await page(
         request,
         ns,
@@ -145,46 +247,25 @@ async def run_page(
         failed=_failed_count(detail),
         can_cancel=detail.status not in FINAL_RUN_STATUSES,
         mini_bar=dag.mini_bar,
-        f={"status": status, "identifier": identifier},
+        f=f,
         statuses=STATE_STATUSES,
-        now=now_ms(),
+        now=now,
+        notes=await run_notes.run_notes(ctx, ns, detail, view.nodes if view else None, now),
     )
-    state_link = lambda state_id: ui_url(ns, "states", state_id)  # noqa: E731
-    if tab == "graph":
-        view = await run_views.template_graph(ctx, ns, run_id)
-        nodes = [
-            dag.DagNode(
-                identifier=n.identifier,
-                node_name=n.node_name,
-                next_nodes=tuple(n.next_nodes),
-                unites=n.unites,
-                status=n.status,
-                counts=n.counts,
-                total=n.total,
-            )
-            for n in view.nodes
-        ]
-        link = lambda ident: request.url.path + "?" + f"tab=states&identifier={quote(ident, safe='')}"  # noqa: E731
-        values.update(graph_nodes=view.nodes, svg=dag.render_svg(nodes, href=link, title=detail.graph_name))
-    elif tab in {"states", "timeline"}:
-        per_page = STATES_PER_PAGE if tab == "states" else TIMELINE_PER_PAGE
-        states = await run_views.state_page(
-            ns,
-            run_id,
-            status=_status(status, STATE_STATUSES),
-            identifier=identifier or None,
-            limit=per_page,
-            cursor=cursor or None,
+    if tab == "graph" and view is not None:
+        svg = dag.render_svg(
+            _dag_nodes(view), href=lambda ident: _node_link(request, ident), title=detail.graph_name
         )
+        values.update(graph_nodes=view.nodes, svg=svg)
+    elif tab in {"states", "timeline"}:
         template = await template_for(ctx, ns, detail.graph_name, detail.graph_version)
         values.update(
-            states=states.states,
-            next_cursor=states.next_cursor,
-            first_page=cursor is None,
-            identifiers=[n.identifier for n in template.nodes] if template else [],
+            first_page=cursor is None, identifiers=[n.identifier for n in template.nodes] if template else []
         )
-        if tab == "timeline":
-            values["timeline"] = timeline.render_svg(states.states, values["now"], state_link)
+        if tab == "states":
+            values.update(await _states_tab(ns, run_id, f, cursor or None))
+        else:
+            values.update(await _timeline_tab(request, ns, run_id, f, cursor or None, now))
     return render(request, "run.html", values, live=detail.status not in FINAL_RUN_STATUSES)
 
 

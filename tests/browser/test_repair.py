@@ -65,7 +65,7 @@ async def test_a_failed_map_reduce_repaired_from_the_dashboard_gives_the_clean_r
     await expect(page.locator("h1")).to_have_text("Retry the failed states?")
     await page.click("button:has-text('Retry 1 failed state')")
     await expect(page).to_have_url(re.compile(rf"{run_page}\?msg=retried&n=1$"))
-    await expect(page.locator(".notice")).to_have_text("Failed states were retried: 1 new attempt(s).")
+    await expect(page.locator(".notice")).to_have_text("Failed states were retried: 1 new attempt.")
     await expect(page.locator("#run-status .badge")).not_to_have_text("FAILED")
     await expect(page.locator("a.btn:has-text('Retry failed')")).to_have_count(0)
 

@@ -65,7 +65,7 @@ async def test_retry_failed_asks_first_then_retries_each_failed_state_once(api: 
     response = await ui.post(run_url(run_id, suffix="/retry-failed"))
     assert response.headers["location"] == run_url(run_id) + "?msg=retried&n=1"
     after = await ui.page(response.headers["location"])
-    assert "Failed states were retried: 1 new attempt(s)." in after and "data-poll=" in after
+    assert "Failed states were retried: 1 new attempt." in after and "data-poll=" in after
     assert "Retry failed (" not in after
 
     again = await ui.post(run_url(run_id, suffix="/retry-failed"))

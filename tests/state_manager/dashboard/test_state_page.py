@@ -118,3 +118,24 @@ async def test_an_unknown_state_or_one_of_another_namespace_is_not_found(api: Ap
     assert "not found" in (await ui.get(state_url("6b0dc8eab6593ae014903784"), expect=404)).text
     assert (await ui.get(state_url(b, ns="otherns"), expect=404)).status_code == 404
     assert "Invalid state id" in (await ui.get(state_url("zzz"), expect=400)).text
+
+
+async def test_the_state_page_shows_the_whole_error_of_the_attempt(api: Api, ui: Ui) -> None:
+    """What our SDK's runtime sends with an errored report: the type, the traceback, the log lines."""
+    await api.setup("g", chain(retry_policy=NO_RETRY), ALPHA, BETA)
+    await api.trigger("g", {"store": {"k": "v"}})
+    [state] = await api.claim("Alpha")
+    details = {
+        "type": "builtins.KeyError",
+        "traceback": 'Traceback (most recent call last):\n  File "fetch.py", line 3\nKeyError: <missing>',
+        "logs": ["INFO fetch: asking <b>example.org</b>", "WARNING fetch: no answer"],
+    }
+    await api.call("POST", f"/state/{state['state_id']}/errored", {"error": "'missing'", "details": details})
+
+    page = await ui.page(state_url(state["state_id"]))
+    text = html.unescape(text_of(page))
+
+    assert "builtins.KeyError" in text
+    assert 'File "fetch.py", line 3' in text and "KeyError: <missing>" in text
+    assert "Log lines of this attempt (2)" in text and "WARNING fetch: no answer" in text
+    assert "<b>example.org</b>" not in page  # escaped, as everything a node wrote
