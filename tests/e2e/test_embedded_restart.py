@@ -8,12 +8,9 @@ data directory, or a directory that cannot be used, is refused with a message (e
 
 from __future__ import annotations
 
-import os
-import re
 import signal
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,55 +19,31 @@ import httpx
 import pytest
 
 from tests.factories import graph, node, registration, template
-from tests.support.live_server import LiveServer, free_port, new_encryption_key
+from tests.support.dev_server import dev_command, dev_env, start_dev_server
+from tests.support.live_server import LiveServer, new_encryption_key
 
 pytestmark = pytest.mark.e2e
 
 NS = "embedded"
 SECRET = "s3cret-token-value"
-KEY_LINE = re.compile(r"^Development API key \(x-api-key\): (\S+)$", re.MULTILINE)
-# Nothing of the developer's shell: no MongoDB, no keys, no data directory, no mode.
-SCRUBBED = ("MONGO_URI", "MONGO_DATABASE_NAME", "STATE_MANAGER_SECRET", "SECRETS_ENCRYPTION_KEY", "MODE")
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name.upper() not in SCRUBBED and not name.upper().startswith("EXOSPHERE_")
-    }
-    return {**env, "PYTHONUNBUFFERED": "1", **extra}
+    return dev_env(**extra)
 
 
 def _command(*args: str, port: int | None = None) -> list[str]:
-    port = port or free_port()
-    return [sys.executable, "-m", "state_manager", "--host", "127.0.0.1", "--port", str(port), "--dev", *args]
+    return dev_command(*args, port=port)
 
 
 def _start(cwd: Path, *args: str) -> LiveServer:
     """Start the server in `cwd` (no `.env` there) and wait until it is healthy; read its key."""
-    port = free_port()
-    log_path = cwd / f"server-{port}.log"
-    log_file = log_path.open("wb")
-    env = _env()
-    process = subprocess.Popen(
-        _command(*args, port=port),
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    server = LiveServer(process, "127.0.0.1", port, "", "", log_path, env, log_file)
+    server = start_dev_server(cwd, *args, env=_env())
     try:
-        server.wait_healthy()
-        found = KEY_LINE.search(server.log_text())
-        assert found, f"no API key printed:\n{server.log_text()}"
-        assert f"Dashboard: http://127.0.0.1:{port}/ui" in server.log_text()
+        assert f"Dashboard: http://127.0.0.1:{server.port}/ui" in server.log_text()
     except BaseException:
         server.stop()
         raise
-    server.api_key = found.group(1)
     return server
 
 

@@ -19,10 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -33,52 +30,24 @@ import httpx
 import pytest
 
 from tests.factories import graph, node, registration, template
-from tests.support.live_server import LiveServer, free_port
+from tests.support.dev_server import dev_env, start_dev_server
+from tests.support.live_server import LiveServer
 
 pytestmark = pytest.mark.e2e
 
 NS = "watched"
-KEY_LINE = re.compile(r"^Development API key \(x-api-key\): (\S+)$", re.MULTILINE)
-SCRUBBED = ("MONGO_URI", "MONGO_DATABASE_NAME", "STATE_MANAGER_SECRET", "SECRETS_ENCRYPTION_KEY", "MODE")
 STORE_LOST_EXIT_CODE = 3
 
 
 def _env(tmp: Path) -> dict[str, str]:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name.upper() not in SCRUBBED and not name.upper().startswith("EXOSPHERE_")
-    }
     # TMPDIR: the `--memory` directories of these servers, apart from every other test's.
-    return {**env, "PYTHONUNBUFFERED": "1", "LOG_FORMAT": "json", "TMPDIR": str(tmp)}
+    return dev_env(LOG_FORMAT="json", TMPDIR=str(tmp))
 
 
 def _start(cwd: Path, *args: str) -> LiveServer:
     """`python -m state_manager --dev ARGS` in `cwd`, once healthy; its key is read from its output."""
-    port = free_port()
-    log_path = cwd / f"server-{port}.log"
-    log_file = log_path.open("wb")
-    env = _env(cwd / "tmp")
     (cwd / "tmp").mkdir(exist_ok=True)
-    command = [sys.executable, "-m", "state_manager", "--host", "127.0.0.1", "--port", str(port), "--dev"]
-    process = subprocess.Popen(
-        [*command, *args],
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    server = LiveServer(process, "127.0.0.1", port, "", "", log_path, env, log_file)
-    try:
-        server.wait_healthy()
-        found = KEY_LINE.search(server.log_text())
-        assert found, f"no API key printed:\n{server.log_text()}"
-    except BaseException:
-        server.stop()
-        raise
-    server.api_key = found.group(1)
-    return server
+    return start_dev_server(cwd, *args, env=_env(cwd / "tmp"))
 
 
 @contextlib.contextmanager

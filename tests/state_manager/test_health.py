@@ -15,14 +15,14 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from state_manager.api.health import DatabasePing
 from state_manager.app import create_app
 from state_manager.config import Settings
 from state_manager.store.status import StoreStatus
-from tests.factories import API_KEY, NAMESPACE
+from tests.factories import NAMESPACE
+from tests.support.in_process import started
 
 PROBLEM = "the embedded store (nx-27017) was killed by SIGKILL: the server is stopping"
 
@@ -57,15 +57,7 @@ def status() -> StoreStatus:
 @pytest.fixture
 async def guarded(settings: Settings, status: StoreStatus) -> AsyncIterator[httpx.AsyncClient]:
     """A client of an app built as `python -m state_manager` builds it: with a store status."""
-    application = create_app(settings, store_status=status)
-    async with (
-        LifespanManager(application) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app),
-            base_url="http://test",
-            headers={"x-api-key": API_KEY},
-        ) as client,
-    ):
+    async with started(create_app(settings, store_status=status)) as client:
         yield client
 
 
