@@ -4,10 +4,10 @@ A pure ASGI middleware: a request without the right `x-api-key` is refused (401)
 `MAX_REQUEST_BYTES` is refused (413) without the application reading or parsing it, so neither a
 stranger nor an oversized upload costs the server more than its headers.
 
-An oversized body (or any body sent with a wrong key) is still read, and thrown away, after the
-413 (or 401) is sent (bounded: see `RequestGuard._refuse`): closing while the client is still
-sending makes the kernel reset the connection, and a client that sends its whole body before it
-reads (urllib, httpx) then sees "connection reset by peer" instead of the answer.
+An oversized body is still read, and thrown away, after the 413 is sent (bounded: see
+`RequestGuard._refuse_too_large`): closing while the client is still sending makes the kernel
+reset the connection, and a client that sends its whole body before it reads (urllib, httpx)
+then sees "connection reset by peer" instead of the 413.
 """
 
 from __future__ import annotations
@@ -38,12 +38,10 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        length = headers.get(b"content-length")
         if not hmac.compare_digest(headers.get(API_KEY_HEADER, b""), self._key):
-            # Drained like a 413: a worker with a wrong key sending a big report must read its 401.
-            declared = int(length) if length is not None and length.isdigit() else None
-            await self._refuse(receive, send, 401, "Invalid API key", declared, read=0)
+            await _answer(send, 401, "Invalid API key")
             return
+        length = headers.get(b"content-length")
         if length is not None:
             if not length.isdigit():
                 await _answer(send, 400, "Invalid Content-Length header")
@@ -63,27 +61,21 @@ class RequestGuard:
     async def _refuse_too_large(
         self, receive: Receive, send: Send, size: str, length: int | None, read: int
     ) -> None:
-        detail = f"Request body is {size}, over this server's limit of {self._max} bytes (MAX_REQUEST_BYTES)"
-        await self._refuse(receive, send, 413, detail, length, read)
-
-    async def _refuse(
-        self, receive: Receive, send: Send, status: int, detail: str, length: int | None, read: int
-    ) -> None:
-        """Answer `status` at once, then discard the rest of the body before the connection closes.
+        """Answer 413 at once, then discard the rest of the body before the connection closes.
 
         A server that closes a socket with request bytes still unread makes the kernel reset the
-        connection, and that reset can overtake the answer (a 413, or a 401 for a wrong key) at a
-        client that is still sending: it sees "connection reset by peer" or "broken pipe", which
-        a worker retries as a network fault, forever. So the answer goes out first (a client that
-        reads while it sends, like curl, stops there) and the body is then read and thrown away:
-        at most DRAIN_FACTOR x the limit in all (a declared Content-Length beyond that is not
-        drained at all) and for at most DRAIN_SECONDS, so a huge or stalled upload cannot hold
-        the server. The response says `connection: close` and completes only after the drain
-        (uvicorn hands no more of the body to the app once the response is complete), so the
-        connection is closed cleanly when the whole body was read, and reset only when a bound
-        cut it short.
+        connection, and that reset can overtake the 413 at a client that is still sending: it
+        sees "connection reset by peer" or "broken pipe", which a worker retries as a network
+        fault, forever. So the 413 goes out first (a client that reads while it sends, like curl,
+        stops there) and the body is then read and thrown away: at most DRAIN_FACTOR x the limit
+        in all (a declared Content-Length beyond that is not drained at all) and for at most
+        DRAIN_SECONDS, so a huge or stalled upload cannot hold the server. The response says
+        `connection: close` and completes only after the drain (uvicorn hands no more of the body
+        to the app once the response is complete), so the connection is closed cleanly when the
+        whole body was read and reset only when a bound cut it short.
         """
-        await _answer(send, status, detail, close=True, complete=False)
+        detail = f"Request body is {size}, over this server's limit of {self._max} bytes (MAX_REQUEST_BYTES)"
+        await _answer(send, 413, detail, close=True, complete=False)
         bound = DRAIN_FACTOR * self._max
         if length is None or length <= bound:
             with contextlib.suppress(TimeoutError):
