@@ -138,6 +138,18 @@ class State(Document):
     join_generations: dict[str, int] = Field(default_factory=dict)
     join_generation: int = 0
     rejoin: bool = False
+    # On an anchor (a state with a join above it): the progress of the states below it, kept
+    # like a run's (domain/tally.py, `tally.ANCHOR`): the joins above it are made when nothing
+    # below it is open. `join_tally` is set on every state written by a server that keeps these
+    # (a state written before has none: its joins are decided the old way, by reading the run's
+    # states). On a join state, `join_epoch` is the anchor's `below_reopens` when it was made.
+    join_tally: bool = False
+    below_created: int = 0
+    below_open: int = 0
+    below_settled: dict[str, int] = Field(default_factory=dict)
+    below_owed: dict[str, dict[str, int]] = Field(default_factory=dict)
+    below_reopens: int = 0
+    join_epoch: int = 0
     # On a retried branch (an operator's repair): its "spawn" effect also supersedes the joins
     # above it, after writing its retry, so a crash between the two is completed by recovery.
     rejoin_above: bool = False
@@ -196,6 +208,7 @@ class Run(Document):
     open: int = 0
     settled: dict[str, int] = Field(default_factory=dict)
     owed: dict[str, dict[str, int]] = Field(default_factory=dict)
+    reopens: int = 0  # how often something settled in it was counted open again
     created_ms: int = 0
     # Orders runs newest first and pages them: creation time (13 digits of epoch ms), then the
     # run id, so it is unique and a cursor is the last key seen (services/run_views.py).

@@ -22,6 +22,10 @@ a join, a reopened state), eight bits to a chunk::
   (a parent's children), conditional on that group not existing; if another writer registered
   it first (a child that settled before its parent), the caller applies the settlement alone.
 
+The same operations keep a join's arrivals on its anchor state (decision 0020): the states
+below the anchor are counted there, under the same slots, in fields named by `ANCHOR` instead of
+`RUN` (a `Ledger`).
+
 Pure: builds filters and updates, no I/O.
 """
 
@@ -33,6 +37,43 @@ from functools import cache
 from typing import Any
 
 CHUNK_BITS = 8
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """The names of a tally's fields in the document that keeps it."""
+
+    prefix: str = ""
+
+    @property
+    def owed(self) -> str:
+        return f"{self.prefix}owed"
+
+    @property
+    def created(self) -> str:
+        return f"{self.prefix}created"
+
+    @property
+    def open(self) -> str:
+        return f"{self.prefix}open"
+
+    @property
+    def settled(self) -> str:
+        return f"{self.prefix}settled"
+
+    @property
+    def reopens(self) -> str:
+        return f"{self.prefix}reopens"
+
+    def group(self, group: str) -> str:
+        return f"{self.owed}.{group}"
+
+    def chunk(self, slot: Slot) -> str:
+        return f"{self.owed}.{slot.group}.{slot.chunk}"
+
+
+RUN = Ledger()  # a run's progress, on the run document
+ANCHOR = Ledger("below_")  # the progress of the states below a join's anchor, on the anchor state
 
 
 @dataclass(frozen=True)
@@ -50,15 +91,11 @@ class Slot:
     def bit(self) -> int:
         return 1 << (self.index % CHUNK_BITS)
 
-    @property
-    def path(self) -> str:
-        return f"owed.{self.group}.{self.chunk}"
 
-
-def group_bits(size: int) -> dict[str, int]:
-    """The chunks of a group of `size` states, every bit set."""
+def group_bits(size: int, first: int = 0) -> dict[str, int]:
+    """The chunks of a group whose members `first`..`first + size - 1` are open (their bits set)."""
     chunks: dict[str, int] = {}
-    for index in range(size):
+    for index in range(first, first + size):
         chunk = str(index // CHUNK_BITS)
         chunks[chunk] = chunks.get(chunk, 0) | (1 << (index % CHUNK_BITS))
     return chunks
@@ -72,47 +109,53 @@ def values_with(mask: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class Registration:
-    """New states to count: `open` of them (the group's members, indexes 0..open-1) and, by
-    status, others written settled at once (fan-out copies are written in their final status)."""
+    """New states to count: `open` of them (the group's members `first`..`first + open - 1`)
+    and, by status, others written settled at once (fan-out copies are written in their final
+    status). An anchor counts only its own part of its parent's children (`first`: where the
+    children of a fan-out copy start in the group of its original's children)."""
 
     group: str
     open: int
     settled: Mapping[str, int] = field(default_factory=dict)
+    first: int = 0
 
 
-def _register_fields(registration: Registration, update: dict[str, dict[str, Any]]) -> None:
+def _register_fields(registration: Registration, update: dict[str, dict[str, Any]], ledger: Ledger) -> None:
     """Add a group's registration to `update`: its bits, and its states created and open."""
     sets = update.setdefault("$set", {})
     incs = update.setdefault("$inc", {})
-    sets[f"owed.{registration.group}"] = group_bits(registration.open)
-    incs["created"] = incs.get("created", 0) + registration.open + sum(registration.settled.values())
-    incs["open"] = incs.get("open", 0) + registration.open
+    sets[ledger.group(registration.group)] = group_bits(registration.open, registration.first)
+    total = registration.open + sum(registration.settled.values())
+    incs[ledger.created] = incs.get(ledger.created, 0) + total
+    incs[ledger.open] = incs.get(ledger.open, 0) + registration.open
     for status, n in registration.settled.items():
         if n:
-            incs[f"settled.{status}"] = incs.get(f"settled.{status}", 0) + n
+            path = f"{ledger.settled}.{status}"
+            incs[path] = incs.get(path, 0) + n
 
 
-def register(registration: Registration) -> tuple[dict[str, Any], dict[str, Any]]:
+def register(registration: Registration, ledger: Ledger = RUN) -> tuple[dict[str, Any], dict[str, Any]]:
     """(filter, update) that registers a group once."""
     update: dict[str, dict[str, Any]] = {}
-    _register_fields(registration, update)
-    return {f"owed.{registration.group}": {"$exists": False}}, update
+    _register_fields(registration, update, ledger)
+    return {ledger.group(registration.group): {"$exists": False}}, update
 
 
 def settle(
-    slot: Slot, status: str, creations: Sequence[Registration] = ()
+    slot: Slot, status: str, creations: Sequence[Registration] = (), ledger: Ledger = RUN
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(filter, update) that counts one state settled in `status`, once; with `creations`, also
     registers the groups of the states its settle created (only if none of them exists yet)."""
-    query: dict[str, Any] = {slot.path: {"$in": list(values_with(slot.bit))}}
+    path = ledger.chunk(slot)
+    query: dict[str, Any] = {path: {"$in": list(values_with(slot.bit))}}
     update: dict[str, dict[str, Any]] = {
-        "$inc": {slot.path: -slot.bit, f"settled.{status}": 1, "open": -1},
+        "$inc": {path: -slot.bit, f"{ledger.settled}.{status}": 1, ledger.open: -1},
     }
     for registration in creations:
         if registration.group == slot.group:  # the store refuses an update of one path twice
             raise ValueError(f"a state cannot create its own tally group {slot.group!r}")
-        query[f"owed.{registration.group}"] = {"$exists": False}
-        _register_fields(registration, update)
+        query[ledger.group(registration.group)] = {"$exists": False}
+        _register_fields(registration, update, ledger)
     return query, update
 
 
@@ -122,7 +165,8 @@ def settle_many(slots: Iterable[Slot], status: str) -> tuple[dict[str, Any], dic
     masks: dict[str, int] = {}
     count = 0
     for slot in slots:
-        masks[slot.path] = masks.get(slot.path, 0) | slot.bit
+        path = RUN.chunk(slot)
+        masks[path] = masks.get(path, 0) | slot.bit
         count += 1
     query = {path: {"$in": list(values_with(mask))} for path, mask in masks.items()}
     incs: dict[str, int] = {path: -mask for path, mask in masks.items()}
@@ -131,14 +175,15 @@ def settle_many(slots: Iterable[Slot], status: str) -> tuple[dict[str, Any], dic
     return query, {"$inc": incs}
 
 
-def reopen(slot: Slot, settled_as: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def reopen(slot: Slot, settled_as: str, ledger: Ledger = RUN) -> tuple[dict[str, Any], dict[str, Any]]:
     """(filter, update) that counts a settled state open again, under a new slot of its own
-    (a group of one), once."""
+    (a group of one), once; `reopens` counts how often this happened (a join made before a
+    reopen it did not see is found out by it)."""
     return (
-        {f"owed.{slot.group}": {"$exists": False}},
+        {ledger.group(slot.group): {"$exists": False}},
         {
-            "$set": {f"owed.{slot.group}": group_bits(slot.index + 1)},
-            "$inc": {f"settled.{settled_as}": -1, "open": 1},
+            "$set": {ledger.group(slot.group): group_bits(slot.index + 1)},
+            "$inc": {f"{ledger.settled}.{settled_as}": -1, ledger.open: 1, ledger.reopens: 1},
         },
     )
 

@@ -1,8 +1,11 @@
 """The joins stage: create a join once everything below its anchor has settled.
 
 A join (`unites`) is re-evaluated whenever a state in its scope settles, so it fires or fails,
-never hangs (decision 0004). While anything in the scope is still going, one indexed probe is
-enough to wait; the scope is read only to decide a join that can be decided.
+never hangs (decision 0004). The states below an anchor are counted on it (`join_tally.py`): each
+one's joins stage counts it settled there, and the update that leaves nothing below the anchor
+open makes the join; the scope is read only to make it (the collected outputs) or to name the
+failed branches. An anchor written before these tallies were kept is decided the old way: one
+probe of the run's states still going, then a read of the scope (`_evaluate_legacy`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from bson import ObjectId
 from state_manager.clock import now_ms
 from state_manager.db import queries
 from state_manager.db.documents import GraphTemplate, Run, State
+from state_manager.domain import tally
 from state_manager.domain.effects import Effect
 from state_manager.domain.models import NodeTemplate
 from state_manager.domain.placeholders import OutputRef
@@ -35,9 +39,10 @@ from state_manager.domain.status import (
     join_verdict,
 )
 from state_manager.errors import TooLarge
-from state_manager.services import run_status, writes
+from state_manager.services import join_tally, run_status, writes
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import graph_shape
+from state_manager.services.join_tally import Anchor
 from state_manager.services.new_states import branch_outputs, check_size, fanout_copy_id, new_state
 
 log = structlog.get_logger(__name__)
@@ -51,7 +56,9 @@ def _anchors(state: State, status: StateStatus) -> list[tuple[str, str]]:
     return anchors
 
 
-def may_settle_a_join(state: State, status: StateStatus, graph: GraphTemplate) -> bool:
+def may_settle_a_join(state: State, status: StateStatus, graph: GraphTemplate | None) -> bool:
+    if graph is None:
+        return False
     shape = graph_shape(graph)
     return any(identifier in shape.joins_on for identifier, _ in _anchors(state, status))
 
@@ -59,36 +66,88 @@ def may_settle_a_join(state: State, status: StateStatus, graph: GraphTemplate) -
 @dataclass
 class JoinsEvaluated:
     created: list[State] = field(default_factory=list)  # the joins this call created
-    waiting: bool = False  # a join still waits for a state that is going: the run goes on
     # Every join this evaluation found made (by this call or another): counted in the run with
     # the evaluating state's settlement (once: see domain/tally.py).
     present: list[State] = field(default_factory=list)
 
+    def add(self, made: State | None, present: State | None) -> None:
+        if made is not None:
+            self.created.append(made)
+        if present is not None and all(p.spawn_key != present.spawn_key for p in self.present):
+            self.present.append(present)
+
 
 async def evaluate_joins(ctx: AppContext, state: State, graph: GraphTemplate | None) -> JoinsEvaluated:
-    """Re-evaluate every join whose `unites` anchor is this state or one of its ancestors (and,
-    for a fan-out, each of its copies: they were written with it)."""
+    """The joins stage of a settled state: the joins above it (and, for a fan-out with no next
+    states, above each of its copies) that it may make, innermost first, then its count below
+    each anchor above it, innermost first, with what it created there (its children, its retry,
+    the joins it made or found): a join made here is counted below the anchors further up
+    before they can be decided."""
     outcome = JoinsEvaluated()
     if graph is None:
         return outcome
     shape = graph_shape(graph)
-    anchors = _anchors(state, state.status)
-    if state.identifier in shape.joins_on:
-        copies = range(1, len(state.fanout_outputs) + 1)
-        anchors += [(state.identifier, str(fanout_copy_id(state, index))) for index in copies]
-    for anchor_identifier, anchor_id in anchors:
+    if state.status == StateStatus.SUCCESS and state.identifier in shape.joins_on:
+        await _evaluate_own(ctx, graph, state, outcome)
+    for anchor_identifier, anchor_id in reversed(list(state.parents.items())):
         joins = shape.joins_on.get(anchor_identifier, [])
+        scope = _Scope(state.run_id, anchor_identifier, anchor_id, joins)
+        if not joins or not scope.contains(_facts(state)):
+            continue
+        creations = _creations_in(scope, state, outcome.present)
+        anchor = await join_tally.settle_in(ObjectId(anchor_id), state, creations)
+        if anchor is None:
+            continue
+        if anchor.tallied and not anchor.ready:
+            continue
         for join_identifier in joins:
-            join = shape.by_id[join_identifier]
-            made, waiting, present = await _evaluate_join(
-                ctx, graph, join, anchor_identifier, anchor_id, joins, state.run_id
+            made, present = await _evaluate_join(
+                ctx, graph, shape.by_id[join_identifier], anchor_identifier, anchor_id, joins, state.run_id
             )
-            outcome.waiting = outcome.waiting or waiting
-            if made is not None:
-                outcome.created.append(made)
-            if present is not None:
-                outcome.present.append(present)
+            outcome.add(made, present)
     return outcome
+
+
+async def _evaluate_own(ctx: AppContext, graph: GraphTemplate, state: State, outcome: JoinsEvaluated) -> None:
+    """The joins on a state that succeeded: made now when nothing below it is open (it has no
+    next states, or they all settled before it did); else the last of them makes them. Its
+    fan-out copies are anchors too: each one's last child makes its joins, so only copies with
+    no next states at all are decided here."""
+    shape = graph_shape(graph)
+    joins = shape.joins_on[state.identifier]
+    anchors = [str(state.id)]
+    template = shape.by_id.get(state.identifier)
+    plain_next = [n for n in (template.next_nodes or []) if shape.by_id[n].unites is None] if template else []
+    if not plain_next or not state.join_tally:
+        anchors += [str(fanout_copy_id(state, index)) for index in range(1, len(state.fanout_outputs) + 1)]
+    for anchor_id in anchors:
+        if anchor_id == str(state.id) and state.join_tally and not Anchor.of_state(state).ready:
+            continue  # the last state below it makes its joins
+        for join_identifier in joins:
+            made, present = await _evaluate_join(
+                ctx, graph, shape.by_id[join_identifier], state.identifier, anchor_id, joins, state.run_id
+            )
+            outcome.add(made, present)
+
+
+def _facts(state: State) -> dict[str, Any]:
+    return {"identifier": state.identifier, "parents": state.parents}
+
+
+def _creations_in(scope: _Scope, state: State, joins: list[State]) -> list[tally.Registration]:
+    """What `state`'s settle created that is below the scope's anchor: everything it created
+    (its children and its retry are where it is), but the joins it made or found only when they
+    are below the anchor too."""
+    entries = [*state.spawned, *(join_registration(join) for join in joins)]
+    creations: list[tally.Registration] = []
+    known = {state.owed_group}
+    for entry in entries:
+        is_join = "identifier" in entry or entry["group"].startswith("j")
+        if entry["group"] in known or (is_join and not scope.contains(entry)):
+            continue
+        creations.append(tally.Registration(entry["group"], entry["open"], entry.get("settled", {})))
+        known.add(entry["group"])
+    return creations
 
 
 async def _evaluate_join(
@@ -99,38 +158,84 @@ async def _evaluate_join(
     anchor_id: str,
     sibling_joins: list[str],
     run_id: str,
-) -> tuple[State | None, bool, State | None]:
-    """Create the join for one anchor state once everything below the anchor has settled;
-    returns it when this call created it, whether the join still waits, and the join if it is
-    made (by this call or another).
-
-    The scope leaves out every join on the same anchor and their descendants: those joins are
-    independent of each other, and none waits for another.
-    """
-    scope = _Scope(run_id, anchor_identifier, anchor_id, sibling_joins)
-    if await _scope_going(scope):
-        return None, True, None
+) -> tuple[State | None, State | None]:
+    """Decide the join above one anchor state: make it when the anchor succeeded and nothing
+    below it is open. Returns it when this call created it, and the join if it is made (by
+    this call or another)."""
     anchor = await queries.find_state(ObjectId(anchor_id))
-    if anchor is None or anchor.status != StateStatus.SUCCESS:
-        return None, False, None
+    if anchor is None:
+        return None, None
+    if not anchor.join_tally:
+        return await _evaluate_legacy(ctx, graph, join, anchor, sibling_joins)
+    view = Anchor.of_state(anchor)
+    if not view.ready:
+        return None, None
     key = join_key(anchor_id, join.identifier, anchor.join_generations.get(join.identifier, 0))
     existing = await queries.find_one(State, {"spawn_key": key})
     if existing is not None:
-        return None, False, existing
-    failures = await _in_scope(scope, {"status": {"$in": [s.value for s in FAILED]}})
+        await _supersede_if_stale(existing, view, graph)
+        return None, existing
+    scope = _Scope(run_id, anchor_identifier, anchor_id, sibling_joins)
+    failed = [StateStatus(s) for s, n in view.settled.items() if n and StateStatus(s) in FAILED]
+    made = await _make(ctx, graph, join, anchor, scope, failed, key, view.reopens)
+    if made is None:
+        return None, await queries.find_one(State, {"spawn_key": key})
+    after = await join_tally.read(ObjectId(anchor_id))
+    if after is not None:
+        await _supersede_if_stale(made, after, graph)
+    return made, made
+
+
+async def _supersede_if_stale(join: State, anchor: Anchor, graph: GraphTemplate) -> None:
+    """A join made from a view of its anchor that a repair has since reopened (the repair's own
+    supersede may have looked before the join was written): made again once the repair settles."""
+    if anchor.reopens != join.join_epoch and join.status != StateStatus.RETRY_CREATED:
+        await supersede(join, graph)
+
+
+async def _make(
+    ctx: AppContext,
+    graph: GraphTemplate,
+    join: NodeTemplate,
+    anchor: State,
+    scope: _Scope,
+    failed: list[StateStatus],
+    key: str,
+    epoch: int,
+) -> State | None:
+    """Create the join (CANCELLED with the reason when its strategy refuses the failures below
+    its anchor); None if it existed."""
     assert join.unites is not None
-    verdict = join_verdict(join.unites.strategy, [doc["status"] for doc in failures])
     error = None
-    if verdict == JoinVerdict.FAIL:
-        failed = sorted({doc["identifier"] for doc in failures})
+    if join_verdict(join.unites.strategy, failed) == JoinVerdict.FAIL:
+        failures = await _in_scope(scope, {"status": {"$in": [s.value for s in FAILED]}})
+        names = sorted({doc["identifier"] for doc in failures})
         error = (
-            f"Join {join.identifier} (unites {anchor_identifier}, {join.unites.strategy}) cannot run: "
-            f"states below {anchor_identifier} failed: {', '.join(failed)}"
+            f"Join {join.identifier} (unites {scope.anchor_identifier}, {join.unites.strategy}) cannot run: "
+            f"states below {scope.anchor_identifier} failed: {', '.join(names)}"
         )
-    made = await _create_join(ctx, graph, join, anchor, key, error)
+    return await _create_join(ctx, graph, join, anchor, key, error, epoch)
+
+
+async def _evaluate_legacy(
+    ctx: AppContext, graph: GraphTemplate, join: NodeTemplate, anchor: State, sibling_joins: list[str]
+) -> tuple[State | None, State | None]:
+    """An anchor written before anchors kept their tally (a run in flight across the upgrade):
+    probe the run's states still going in its scope, and read the failures when none is."""
+    assert join.unites is not None
+    scope = _Scope(anchor.run_id, anchor.identifier, str(anchor.id), sibling_joins)
+    if await _scope_going(scope) or anchor.status != StateStatus.SUCCESS:
+        return None, None
+    key = join_key(str(anchor.id), join.identifier, anchor.join_generations.get(join.identifier, 0))
+    existing = await queries.find_one(State, {"spawn_key": key})
+    if existing is not None:
+        return None, existing
+    failures = await _in_scope(scope, {"status": {"$in": [s.value for s in FAILED]}})
+    failed = [StateStatus(doc["status"]) for doc in failures]
+    made = await _make(ctx, graph, join, anchor, scope, failed, key, 0)
     if made is None:  # made by another writer just now
-        return None, False, await queries.find_one(State, {"spawn_key": key})
-    return made, False, made
+        return None, await queries.find_one(State, {"spawn_key": key})
+    return made, made
 
 
 @dataclass(frozen=True)
@@ -213,8 +318,14 @@ async def join_blocked(join: State, graph: GraphTemplate | None) -> str | None:
         return None
     joins = graph_shape(graph).joins_on.get(anchor_identifier, [])
     scope = _Scope(join.run_id, anchor_identifier, join.parents[anchor_identifier], joins)
-    if await _scope_going(scope):
-        return None  # a branch is going (e.g. retried): the join is made when it settles
+    anchor = await join_tally.read(ObjectId(scope.anchor_id))
+    if anchor is not None and anchor.tallied:
+        if anchor.open > 0:
+            return None  # a branch is going (e.g. retried): the join is made when it settles
+        if not any(n for s, n in anchor.settled.items() if StateStatus(s) in FAILED):
+            return None
+    elif await _scope_going(scope):
+        return None
     failures = await _in_scope(scope, {"status": {"$in": [s.value for s in FAILED]}})
     if not failures:
         return None
@@ -231,7 +342,14 @@ def join_group(key: str) -> str:
 
 
 def join_registration(join: State) -> dict[str, Any]:
-    return {"group": join.owed_group or join_group(join.spawn_key), "open": 1, "settled": {}}
+    """A join's entry in the `spawned` of the state that made or found it; with where the join
+    is, so that it is counted only below the anchors whose scope holds it."""
+    return {
+        "group": join.owed_group or join_group(join.spawn_key),
+        "open": 1,
+        "settled": {},
+        **_facts(join),
+    }
 
 
 def join_key(anchor_id: str, join_identifier: str, generation: int) -> str:
@@ -259,12 +377,12 @@ async def supersede_joins_above(state: State, graph: GraphTemplate | None) -> li
         for join_identifier in shape.joins_on.get(anchor_identifier, []):
             anchor = await queries.find_state(ObjectId(anchor_id))
             join = None if anchor is None else await current_join(anchor, join_identifier)
-            if join is not None and (made := await supersede(join)) is not None:
+            if join is not None and (made := await supersede(join, graph)) is not None:
                 superseded.append(made)
     return superseded
 
 
-async def supersede(join: State) -> State | None:
+async def supersede(join: State, graph: GraphTemplate | None) -> State | None:
     """Mark one generation of a join superseded (REJOIN); its "spawn" effect then makes the next
     one (`renew`). None if it cannot be (being settled, or superseded already)."""
     fields = {"rejoin": True, "lease_expires_at": None, **reopening(join)}
@@ -274,8 +392,22 @@ async def supersede(join: State) -> State | None:
         return None
     log.info("join_superseded", join=join.identifier, run_id=join.run_id, generation=join.join_generation)
     if updated.reopened_from is not None and join.pending_effect is None:
-        await run_status.reopen_state(updated)  # counted open again: its run goes on
+        await reopen_above(updated, graph)  # counted open again below the anchors above it
+        await run_status.reopen_state(updated)  # and in its run: its run goes on
     return updated
+
+
+async def reopen_above(state: State, graph: GraphTemplate | None) -> None:
+    """Count a repaired state (`reopened_from` set) open again below each anchor above it whose
+    joins wait for it; once. Written before anything of the repair, and again by its spawn
+    stage (a crash in between)."""
+    if graph is None or state.reopened_from is None:
+        return
+    shape = graph_shape(graph)
+    for anchor_identifier, anchor_id in reversed(list(state.parents.items())):
+        joins = shape.joins_on.get(anchor_identifier, [])
+        if joins and _Scope(state.run_id, anchor_identifier, anchor_id, joins).contains(_facts(state)):
+            await join_tally.reopen_in(ObjectId(anchor_id), state)
 
 
 def reopening(state: State) -> dict[str, Any]:
@@ -305,13 +437,10 @@ async def renew(ctx: AppContext, join: State, graph: GraphTemplate | None) -> Jo
     await queries.next_join_generation(ObjectId(anchor_id), join.identifier, join.join_generation)
     shape = graph_shape(graph)
     joins = shape.joins_on.get(anchor_identifier, [])
-    made, outcome.waiting, present = await _evaluate_join(
+    made, present = await _evaluate_join(
         ctx, graph, shape.by_id[join.identifier], anchor_identifier, anchor_id, joins, join.run_id
     )
-    if made is not None:
-        outcome.created.append(made)
-    if present is not None and present.id != join.id:
-        outcome.present.append(present)
+    outcome.add(made, present if present is None or present.id != join.id else None)
     return outcome
 
 
@@ -352,7 +481,13 @@ async def _collect(anchor: State, join_identifier: str, refs: set[OutputRef]) ->
 
 
 async def _create_join(
-    ctx: AppContext, graph: GraphTemplate, join: NodeTemplate, anchor: State, key: str, error: str | None
+    ctx: AppContext,
+    graph: GraphTemplate,
+    join: NodeTemplate,
+    anchor: State,
+    key: str,
+    error: str | None,
+    epoch: int,
 ) -> State | None:
     """Insert the join (CANCELLED, with the reason, when it cannot run); None if it existed."""
     run = await queries.find_one(Run, {"run_id": anchor.run_id})
@@ -374,6 +509,7 @@ async def _create_join(
     state = new_state(anchor, graph, join, inputs, parents, key)
     state.does_unites = True
     state.join_generation = anchor.join_generations.get(join.identifier, 0)
+    state.join_epoch = epoch
     state.owed_group, state.owed_index, state.owed_registration = join_group(key), 0, {"open": 1}
     try:
         check_size(ctx, state)

@@ -77,6 +77,7 @@ def new_state(
         enqueue_after=now_ms(),
         timeout_ms=template.timeout_seconds * 1000 if template.timeout_seconds else None,
         fanout_id=str(uuid4()),
+        join_tally=True,
     )
 
 

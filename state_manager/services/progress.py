@@ -37,7 +37,7 @@ from state_manager.domain.planning import (
 from state_manager.domain.retry import retry_delay_ms
 from state_manager.domain.status import Event, StateStatus
 from state_manager.errors import TooLarge
-from state_manager.services import run_status, writes
+from state_manager.services import join_tally, run_status, writes
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import graph_shape, template_for
 from state_manager.services.joins import (
@@ -46,6 +46,7 @@ from state_manager.services.joins import (
     join_registration,
     may_settle_a_join,
     renew,
+    reopen_above,
     supersede_joins_above,
 )
 from state_manager.services.new_states import (
@@ -115,13 +116,17 @@ def _with_joins(state: State, joins: list[State]) -> list[dict[str, Any]] | None
 async def _renew_join(ctx: AppContext, join: State, graph: GraphTemplate | None) -> State:
     """The spawn stage of a join superseded by a repair: its next generation (see joins.renew)."""
     evaluated = JoinsEvaluated()
+    await reopen_above(join, graph)  # done already, unless a crash came in between
     if not join.run_cancelled:
         evaluated = await renew(ctx, join, graph)
     made = evaluated.created
     for new_join in made:
         if new_join.status == StateStatus.CANCELLED:  # cannot run: its joins above
             await settle_isolated(ctx, new_join)
+    # Counted below the anchors further up (a join inside another join's scope), then in its run.
     then = owed_after(join.status, Effect.SPAWN)
+    if may_settle_a_join(join, join.status, graph):
+        then = Effect.JOINS
     closed = await queries.finish_effect(
         state_oid(join), Effect.SPAWN, then, _with_joins(join, evaluated.present)
     )
@@ -230,12 +235,15 @@ async def _spawn(ctx: AppContext, state: State, graph: GraphTemplate | None) -> 
     created = []
     spawned = None
     if state.status == StateStatus.RETRY_CREATED and not state.run_cancelled:
+        await reopen_above(state, graph)  # an operator's retry: done already, unless a crash came in between
         created.append(await _insert_retry(ctx, state, graph))
         spawned = [{"group": retry_group(state), "open": 1, "settled": {}}]
         if state.rejoin_above:  # a repair: the joins above are made again once it settles
             for join in await supersede_joins_above(state, graph):
                 await settle_isolated(ctx, join)
     then = after_spawn(state.status)
+    if then == Effect.TALLY and may_settle_a_join(state, state.status, graph):
+        then = Effect.JOINS  # counted below the anchors above it, with its retry, then in its run
     closed = await queries.finish_effect(state_oid(state), Effect.SPAWN, then, spawned)
     await _undo_if_cancelled(ctx, closed, created)
     return closed or _with_effect(state, then)
@@ -275,21 +283,16 @@ async def _advance_executed(ctx: AppContext, state: State, graph: GraphTemplate 
         own_failure = (str(exc), None)
     except TooLarge as exc:
         own_failure = (exc.detail, TOO_LARGE)
-    copies: list[State] = []
-    for index, outputs in enumerate(state.fanout_outputs, start=1):
-        copy = _fanout_copy(state, index, outputs)
-        try:
-            children = plan.children_of(ctx, copy)
-        except PlanningError as exc:
-            copy.status, copy.error = StateStatus.NEXT_CREATED_ERROR, str(exc)
-        except TooLarge as exc:
-            copy.status, copy.error, copy.failure_kind = StateStatus.NEXT_CREATED_ERROR, exc.detail, TOO_LARGE
-        else:
-            created += children
-        copies.append(copy)
+    own_children = len(created)
+    # An anchor (a join waits for what is below it) counts its children below it before they
+    # are written; a copy is written with its own children counted below it (join_tally.py).
+    anchor = state.join_tally and state.identifier in graph_shape(plan.graph).joins_on
+    copies = _copies(ctx, plan, state, created, anchor)
     if state.run_cancelled:  # nothing new in a cancelled run
-        copies, created = [], []
+        copies, created, own_children = [], [], 0
     registration = _count_as_children(state, copies, created)
+    if anchor:
+        await join_tally.register_children(state_oid(state), children_group(state), own_children)
     await _insert_all(ctx, state, copies + created)
     for namespace in {child.namespace_name for child in created}:
         ctx.work.notify(namespace)
@@ -306,6 +309,27 @@ async def _advance_executed(ctx: AppContext, state: State, graph: GraphTemplate 
     if updated is None:  # another settle of the same state moved it on meanwhile
         updated = await queries.find_state(state_oid(state))
     return updated or state
+
+
+def _copies(ctx: AppContext, plan: _Plan, state: State, created: list[State], anchor: bool) -> list[State]:
+    """The fan-out copies of `state`, each with its next states added to `created` (a copy whose
+    next states cannot be planned fails instead); an anchor's copies count theirs below them."""
+    copies: list[State] = []
+    for index, outputs in enumerate(state.fanout_outputs, start=1):
+        copy = _fanout_copy(state, index, outputs)
+        try:
+            children = plan.children_of(ctx, copy)
+        except PlanningError as exc:
+            copy.status, copy.error = StateStatus.NEXT_CREATED_ERROR, str(exc)
+        except TooLarge as exc:
+            copy.status, copy.error, copy.failure_kind = StateStatus.NEXT_CREATED_ERROR, exc.detail, TOO_LARGE
+        else:
+            if anchor:
+                below = join_tally.copy_fields(children_group(state), len(created), len(children))
+                copy = copy.model_copy(update=below)
+            created += children
+        copies.append(copy)
+    return copies
 
 
 _INSERT_CHUNK = 1000
@@ -368,6 +392,9 @@ def _fanout_copy(state: State, index: int, outputs: dict[str, Any]) -> State:
             "owed_index": 0,
             "owed_registration": {},
             "spawned": [],
+            # An anchor of its own: nothing below it until its children are counted there.
+            "join_generations": {},
+            **join_tally.copy_fields("", 0, 0),
         }
     )
     return copy

@@ -283,7 +283,7 @@ async def retry_failed(ctx: AppContext, namespace: str, run_id: str) -> RetryFai
     for state in (s for s in failed if not s.does_unites):
         key = f"retry-failed:{state.id}"
         try:
-            marked.append((await mark_retried(state, key), key))
+            marked.append((await mark_retried(ctx, state, key), key))
         except (Conflict, InvalidTransition):
             continue  # retried meanwhile by another call
     for retried, key in marked:

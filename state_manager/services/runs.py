@@ -207,6 +207,7 @@ async def seed_run(ctx: AppContext, run: Run) -> list[State]:
 
 def _seed_state(run: Run, seed: dict[str, Any], key: str, group: str, index: int, size: int) -> State:
     return State(
+        join_tally=True,
         owed_group=group,
         owed_index=index,
         owed_registration={"open": size},

@@ -37,6 +37,7 @@ from state_manager.services.joins import (
     current_join,
     join_blocked,
     may_settle_a_join,
+    reopen_above,
     reopening,
     supersede,
 )
@@ -181,15 +182,19 @@ _FINALS_KEPT = 100_000  # states claimed here and not reported yet; beyond, forg
 
 
 async def _note_finals(ctx: AppContext, claimed: list[State]) -> None:
-    """Remember which of these states have a node with no next node: a report of one output
-    then creates nothing, and is written SUCCESS at once (`mark_executed`). Read from the graph
-    this process has cached; a report to another replica takes the usual two writes."""
+    """Remember which of these states have a node with no next node but joins (a join is made
+    by the joins stage, never by its predecessor): a report of one output then creates nothing,
+    and is written SUCCESS at once (`mark_executed`). Read from the graph this process has
+    cached; a report to another replica takes the usual two writes."""
     if len(ctx.finals) > _FINALS_KEPT:
         ctx.finals.clear()
     for state in claimed:
         graph = await template_for(ctx, state.graph_namespace, state.graph_name, state.graph_version)
-        template = graph_shape(graph).by_id.get(state.identifier) if graph is not None else None
-        if graph is None or template is None or template.next_nodes:
+        shape = graph_shape(graph) if graph is not None else None
+        template = shape.by_id.get(state.identifier) if shape is not None else None
+        if graph is None or shape is None or template is None:
+            continue
+        if any(shape.by_id[name].unites is None for name in template.next_nodes or []):
             continue
         joins = may_settle_a_join(state, StateStatus.SUCCESS, graph)
         effect = (Effect.JOINS if joins else Effect.TALLY).value
@@ -366,12 +371,12 @@ async def manual_retry(ctx: AppContext, namespace: str, state_id: ObjectId, fano
     await _refuse_if_run_cancelled(state)
     if state.does_unites:
         return await _retry_join(ctx, state)
-    updated = await mark_retried(state, fanout_id)
+    updated = await mark_retried(ctx, state, fanout_id)
     await settle_or_count(ctx, updated)
     return await retry_of(updated, fanout_id)
 
 
-async def mark_retried(state: State, fanout_id: str) -> State:
+async def mark_retried(ctx: AppContext, state: State, fanout_id: str) -> State:
     """The status write of an operator's retry (RETRY_CREATED, its retry still to be written by
     its spawn effect): counted open again in its run. Raises the refusals `manual_retry` answers.
 
@@ -395,7 +400,9 @@ async def mark_retried(state: State, fanout_id: str) -> State:
             "states can be retried manually"
         )
     if updated.reopened_from is not None and state.pending_effect is None:
-        await run_status.reopen_state(updated)  # counted open again: its run goes on
+        graph = await template_for(ctx, state.graph_namespace, state.graph_name, state.graph_version)
+        await reopen_above(updated, graph)  # counted open again below its anchors: their joins wait
+        await run_status.reopen_state(updated)  # and in its run: its run goes on
     return updated
 
 
@@ -420,7 +427,7 @@ async def _retry_join(ctx: AppContext, join: State) -> State:
     blocked = await join_blocked(join, graph)
     if blocked is not None:
         raise Conflict(blocked)
-    superseded = await supersede(join)
+    superseded = await supersede(join, graph)
     if superseded is None:
         current = await load_operated_state(join.graph_namespace, ObjectId(str(join.id)))
         if current.status == StateStatus.RETRY_CREATED:

@@ -2,7 +2,8 @@
 (scenario, choices at the decision points, crash point), as printed in a failure's replay
 line. See README.md (FINDINGS) for what each found: 1-6 on commit 2a3ceea, 7-8 on the first
 version of the stored progress (decision 0020) before they were fixed, 9 on 3a9a1f4 (found by an
-end-to-end test in CI, then by the explorer at two preemptions)."""
+end-to-end test in CI, then by the explorer at two preemptions), 10 on 909b2b9 and on the first
+version of the joins' anchor tallies (decision 0020) before `join_epoch`."""
 
 from __future__ import annotations
 
@@ -62,5 +63,15 @@ REGRESSIONS: tuple[Regression, ...] = (
         "9: a join probed the states going, then the retries not yet written: a branch retried "
         "between the two reads was in neither, and the join ran on three of four squares",
         "fan_in_auto_retry_vs_last_branch 0,0,0,1,1,1,0,0,0,0,0 -",
+    ),
+    Regression(
+        "10: the last branch found nothing going, then an operator retried a failed branch before "
+        "the join was written: the join ran without the repaired branch, run SUCCESS, total 10 "
+        "instead of 14",
+        "fan_in_manual_retry_vs_last_branch 0,0,0,0,0,0,0,0,0,0,1,1,1,1,1,1,1,1,1,1,1,1,1 -",
+    ),
+    Regression(
+        "10b: the same race against the anchor's tally: its last arrival's view predates the reopen",
+        "fan_in_manual_retry_vs_last_branch 0,0,0,0,0,0,0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1 -",
     ),
 )

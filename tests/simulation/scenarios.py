@@ -239,6 +239,17 @@ SCENARIOS: tuple[Scenario, ...] = (
         joins=(FAN_JOIN,),
     ),
     Scenario(
+        # An operator's retry of a failed branch against the last other branch, under ALL_DONE:
+        # the last arrival may make the join from what it saw just before the retry reopened
+        # the branch; that join must be made again from the repaired branch (join_epoch).
+        "fan_in_manual_retry_vs_last_branch",
+        fan_in_run("ALL_DONE", hold=("square[3]",), broken=("square[2]",)),
+        (op.executed("square[3]"), op.manual_retry("square[2]")),
+        "SUCCESS",
+        clean_fan_in(),
+        joins=(FAN_JOIN,),
+    ),
+    Scenario(
         "fan_in_branch_vs_recovery",
         fan_in_run("ALL_DONE", hold=("square[3]",)),
         (op.executed("square[3]"), op.recovery()),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
+from state_manager.db.documents import State
 from tests.factories import NO_RETRY, Api, Json, Worker, graph, node, template
 
 R, S, P, M = node("R"), node("S"), node("P"), node("M", inputs=["x", "z"])
@@ -219,3 +221,86 @@ async def test_branches_finishing_at_once_on_two_replicas_create_one_join(api: A
 
     [join] = (await api.by_identifier(run_id))["m"]
     assert join["status"] == "CREATED"
+
+
+async def test_a_join_inside_another_joins_scope_is_waited_for(api: Api) -> None:
+    """m unites each `s` branch and q follows it; o unites r and collects every q: o waits for
+    the inner joins and what follows them, which are made while o's branches arrive."""
+    q = node("Q", inputs=["x"])
+    o = node("O", inputs=["all"])
+    await api.setup(
+        "nested",
+        graph(
+            template("r", "R", {"x": "start"}, ["s"]),
+            template("s", "S", {"x": "${{ r.outputs.y }}"}, ["p"]),
+            template("p", "P", {"x": "${{ s.outputs.y }}"}),
+            template("m", "M", {"x": "${{ s.outputs.y }}", "z": "z"}, ["q"], unites="s"),
+            template("q", "Q", {"x": "${{ m.outputs.y }}"}),
+            template("o", "O", {"all": "${{ q.outputs.y[*] }}"}, unites="r"),
+        ),
+        R,
+        S,
+        P,
+        M,
+        q,
+        o,
+    )
+    run_id = (await api.trigger("nested"))["run_id"]
+    await Worker(api, "R").execute([{"y": "root"}])
+    await Worker(api, "S").execute([{"y": "s1"}, {"y": "s2"}])
+    await Worker(api, "P").drain()
+    assert "o" not in await api.by_identifier(run_id)  # the inner joins are made, not yet run
+
+    for branch in await api.claim("M", batch_size=10):
+        await api.executed(branch["state_id"], [{"y": f"m-{branch['inputs']['x']}"}])
+        assert "o" not in await api.by_identifier(run_id)
+    for branch in await api.claim("Q", batch_size=10):
+        await api.executed(branch["state_id"], [{"y": f"q-{branch['inputs']['x']}"}])
+
+    [outer] = (await api.by_identifier(run_id))["o"]
+    assert (outer["status"], sorted(json.loads(outer["inputs"]["all"]))) == ("CREATED", ["q-m-s1", "q-m-s2"])
+    await Worker(api, "O").execute()
+    assert (await api.run_summary(run_id))["status"] == "SUCCESS"
+
+
+async def test_a_join_on_a_fan_out_with_no_next_states_joins_each_copy(api: Api) -> None:
+    await api.setup(
+        "leaves",
+        graph(
+            template("r", "R", {"x": "start"}, ["s"]),
+            template("s", "S", {"x": "${{ r.outputs.y }}"}),
+            template("m", "M", {"x": "${{ s.outputs.y }}", "z": "z"}, unites="s"),
+        ),
+        R,
+        S,
+        M,
+    )
+    run_id = (await api.trigger("leaves"))["run_id"]
+    await Worker(api, "R").execute([{"y": "root"}])
+    await Worker(api, "S").execute([{"y": "s1"}, {"y": "s2"}, {"y": "s3"}])
+
+    joins = (await api.by_identifier(run_id))["m"]
+    assert sorted(j["inputs"]["x"] for j in joins) == ["s1", "s2", "s3"]
+    await Worker(api, "M").drain()
+    assert (await api.run_summary(run_id))["status"] == "SUCCESS"
+
+
+async def test_a_run_written_before_anchors_kept_their_tally_is_joined_by_reading_it(api: Api) -> None:
+    """An upgraded server: the anchor was written by a server that kept no tally below it (no
+    `join_tally`); its branches, written after, decide the join the old way."""
+    run_id = await _start(api, fan_join())
+    await State.get_motor_collection().update_many(
+        {"run_id": run_id, "identifier": "r"},
+        {"$set": {"join_tally": False}, "$unset": {"below_owed": "", "below_open": "", "below_created": ""}},
+    )
+    branches = await api.claim("P", batch_size=10)
+    for branch in branches[:-1]:
+        await api.executed(branch["state_id"], [{"y": "ok"}])
+        assert "m" not in await api.by_identifier(run_id)
+
+    await api.executed(branches[-1]["state_id"], [{"y": "ok"}])
+
+    [join] = (await api.by_identifier(run_id))["m"]
+    assert (join["status"], join["inputs"]["x"]) == ("CREATED", "joined root-out")
+    await Worker(api, "M").execute()
+    assert (await api.run_summary(run_id))["status"] == "SUCCESS"
