@@ -20,7 +20,8 @@ recovery pass completes whatever a crash interrupted. The table, by the event wr
 
     spawn ──► joins ──► tally ──► (none)   after an executed state's spawn (joins skipped when
                                            no join can care)
-    spawn ──► tally ──► (none)             after a retry copy: the joins wait for the copy instead
+    spawn ──► tally ──► (none)             after a retry copy, when no join waits above it (else
+                                           "joins" counts it below the anchors, with its copy)
     joins ──► tally ──► (none)             after any other terminal write
 
 The last stage of a terminal state, "tally", counts it settled in its run, with the states its
@@ -71,7 +72,8 @@ def after_spawn(status: StateStatus) -> Effect:
     """What is still owed once the spawn effect of a state in `status` is written.
 
     A retry copy supersedes the state in every join's scope, so only the other outcomes owe a
-    joins evaluation; every state then owes its tally.
+    joins evaluation (a retried state below a join's anchor is still counted there by a joins
+    stage: `progress._spawn` decides that with the graph); every state then owes its tally.
     """
     return Effect.TALLY if status == StateStatus.RETRY_CREATED else Effect.JOINS
 

@@ -188,6 +188,25 @@ def reopen(slot: Slot, settled_as: str, ledger: Ledger = RUN) -> tuple[dict[str,
     )
 
 
+# Groups at least this large drop their cleared chunks (see `drop_cleared`).
+DROP_FROM = 64
+
+
+def drop_cleared(
+    slot: Slot, group_size: int, ledger: Ledger = RUN
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(filter, update) that removes the chunk before the slot's, if all its members have
+    settled; None when there is none to try. A document that keeps a tally is rewritten on each
+    update (the embedded engine's cost grows with its keys), and a big group's members settle
+    roughly in order: when the last member of a chunk settles, the chunk before it is usually
+    done. Tried once per chunk, for groups of `DROP_FROM` or more; a chunk that was not done then
+    stays, at 0. A removed chunk reads as 0 everywhere (`is_owed`, the filters of `settle`)."""
+    if group_size < DROP_FROM or slot.index % CHUNK_BITS != CHUNK_BITS - 1 or slot.index < CHUNK_BITS:
+        return None
+    previous = f"{ledger.owed}.{slot.group}.{slot.index // CHUNK_BITS - 1}"
+    return {previous: 0}, {"$unset": {previous: ""}}
+
+
 def is_owed(owed: Mapping[str, Mapping[str, int]], slot: Slot) -> bool | None:
     """Whether the slot's bit is still set in a run's `owed`; None if its group is not registered."""
     group = owed.get(slot.group)

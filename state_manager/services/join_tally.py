@@ -127,6 +127,11 @@ async def settle_in(anchor_id: ObjectId, state: State, creations: list[tally.Reg
         query, update = tally.settle(slot, state.status.value, creations, tally.ANCHOR)
         doc = await _apply(anchor_id, query, update)
         if doc is not None:
+            # A fan-out copy counts only its own part of its original's children: not a big group.
+            part = _direct_child(state, anchor_id) and slot.group != f"c{anchor_id}"
+            size = 0 if part else state.owed_registration.get("open", 0)
+            if (drop := tally.drop_cleared(slot, size, tally.ANCHOR)) is not None:
+                await _states().update_one({"_id": anchor_id, **drop[0]}, drop[1])
             return Anchor.of(doc)
         found = await _states().find_one({"_id": anchor_id}, {**_VIEW, "below_owed": 1})
         if found is None or not found.get("join_tally"):
@@ -152,12 +157,16 @@ async def _register_own_group(anchor_id: ObjectId, state: State) -> None:
     if state.reopened_from is not None:
         await _apply(anchor_id, *tally.reopen(slot, state.reopened_from, tally.ANCHOR))
         return
-    if state.parents and list(state.parents.values())[-1] == str(anchor_id) and slot.group.startswith("c"):
+    if _direct_child(state, anchor_id) and slot.group.startswith("c"):
         # An anchor counts its own children before they are written: never missing.
         raise RuntimeError(f"anchor {anchor_id} did not count its child {state.id}")
     details = state.owed_registration or {"open": 1}
     registration = tally.Registration(slot.group, details["open"], details.get("settled", {}))
     await _apply(anchor_id, *tally.register(registration, tally.ANCHOR))
+
+
+def _direct_child(state: State, anchor_id: ObjectId) -> bool:
+    return bool(state.parents) and list(state.parents.values())[-1] == str(anchor_id)
 
 
 async def reopen_in(anchor_id: ObjectId, state: State) -> None:

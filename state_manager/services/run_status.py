@@ -192,6 +192,8 @@ async def count_settled(state: State) -> None:
         doc = await _apply(state.run_id, query, update)
         if doc is not None:
             await conclude(doc)
+            if (drop := tally.drop_cleared(slot, state.owed_registration.get("open", 0))) is not None:
+                await _runs().update_one({"_id": doc["_id"], **drop[0]}, drop[1])
             return
         run = await _owed(state.run_id)
         if run is None:

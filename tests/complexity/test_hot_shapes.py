@@ -104,7 +104,16 @@ async def store(store_uri: str) -> AsyncIterator[Store]:
     with pymongo.MongoClient(store_uri) as mongo:
         async with started(app) as http:
             api = Api(http, NAMESPACE)
-            await api.register(node("Alpha"), node("Beta"), node("Split", outputs=["n"]), node("Sum", ["v"]))
+            # The fan-in has nodes of its own (Root, Spread, Leaf): its claims take its states.
+            await api.register(
+                node("Alpha"),
+                node("Beta"),
+                node("Split", outputs=["n"]),
+                node("Sum", ["v"]),
+                node("Root"),
+                node("Spread", outputs=["n"]),
+                node("Leaf"),
+            )
             await api.upsert(
                 "chain",
                 graph(
@@ -118,6 +127,15 @@ async def store(store_uri: str) -> AsyncIterator[Store]:
                     template("s", "Split", {"x": "go"}, ["b"]),
                     template("b", "Beta", {"x": "${{ s.outputs.n }}"}),
                     template("j", "Sum", {"v": "${{ b.outputs.y[*] }}"}, unites="s"),
+                ),
+            )
+            await api.upsert(
+                "fanin",
+                graph(
+                    template("a", "Root", {"x": "go"}, ["s"]),
+                    template("s", "Spread", {"x": "${{ a.outputs.y }}"}, ["b"]),
+                    template("b", "Leaf", {"x": "${{ s.outputs.n }}"}),
+                    template("j", "Sum", {"v": "${{ b.outputs.y[*] }}"}, unites="a"),
                 ),
             )
             yield Store(api, mongo[database])
@@ -145,6 +163,26 @@ async def _chain_run(api: Api) -> str:
 def _claimed(states: list[Any]) -> Any:
     assert states, "nothing was claimed"
     return states[0]
+
+
+async def _fan_in_branches(api: Api) -> tuple[Any, Any]:
+    """Two branches below the anchor of a fan-in, claimed (a -> s fans out -> b; j unites a)."""
+    await api.trigger("fanin")
+    await api.executed(_claimed(await api.claim("Root"))["state_id"], [{"y": "go"}])
+    await api.executed(_claimed(await api.claim("Spread"))["state_id"], [{"n": "1"}, {"n": "2"}])
+    first, last = await api.claim("Leaf", batch_size=2)
+    return first, last
+
+
+async def _a_fan_ins_arrival(api: Api) -> Callable[[], Awaitable[Any]]:
+    first, _ = await _fan_in_branches(api)
+    return lambda: api.executed(first["state_id"], [{"y": "1"}])
+
+
+async def _the_arrival_that_makes_a_join(api: Api) -> Callable[[], Awaitable[Any]]:
+    first, last = await _fan_in_branches(api)
+    await api.executed(first["state_id"], [{"y": "1"}])
+    return lambda: api.executed(last["state_id"], [{"y": "2"}])
 
 
 async def test_the_hot_operations_cost_the_same_however_large_the_store(store: Store) -> None:
@@ -198,6 +236,8 @@ async def test_the_hot_operations_cost_the_same_however_large_the_store(store: S
         ("report with a child", report_with_a_child),
         ("the report that ends a run", report_that_ends_the_run),
         ("a join's arrival", a_joins_arrival),
+        ("a fan-in's arrival", lambda: _a_fan_ins_arrival(api)),
+        ("the arrival that makes a join", lambda: _the_arrival_that_makes_a_join(api)),
         ("a repeated report", a_repeated_report),
         ("a runs-list page", runs_page),
         ("a run page", run_page),

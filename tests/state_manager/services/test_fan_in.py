@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from bson import ObjectId
 
+from state_manager.db.documents import Run, State
 from tests.factories import Api, Json, Worker, fixed_retry, graph, node, template
 
 START, SPLIT, SQUARE = (
@@ -106,3 +108,22 @@ async def test_collecting_is_checked_at_upsert(api: Api, changes: dict[str, Json
     answer = await api.upsert("mr", body, expect=400)
 
     assert message in answer["detail"]
+
+
+async def test_a_big_fan_outs_tallies_drop_their_cleared_chunks(api: Api) -> None:
+    """The run and the join's anchor are rewritten on each count: once a chunk of a big group's
+    bits is all cleared it is removed, so they do not keep a key per eight branches."""
+    run_id, squares = await _fan_out(api, map_reduce(), [str(n) for n in range(200)])
+    squares += await api.claim("Square", batch_size=100)
+    for state in squares:
+        await api.executed(state["state_id"], _square(state))
+
+    run = await Run.get_motor_collection().find_one({"run_id": run_id})
+    [start] = (await api.by_identifier(run_id))["start"]
+    anchor = await State.get_motor_collection().find_one({"_id": ObjectId(start["id"])})
+    square = await State.get_motor_collection().find_one({"run_id": run_id, "identifier": "square"})
+    group = square["owed_group"]  # the squares: 200 members, 25 chunks
+    assert len(run["owed"][group]) <= 2 and len(anchor["below_owed"][group]) <= 2
+    assert set(run["owed"][group].values()) == {0} == set(anchor["below_owed"][group].values())
+    assert (anchor["below_open"], anchor["below_settled"]) == (0, {"SUCCESS": 400})  # split, copies, squares
+    assert len(await _sum_inputs(api, run_id)) == 200
