@@ -178,6 +178,18 @@ class State(Document):
         ]
 
 
+# State fields written only when they hold something (queries._stored): a join's anchor's tally
+# and a join's epoch; a state read without them gets their defaults.
+SET_ONLY_WHEN_USED = (
+    "below_created",
+    "below_open",
+    "below_settled",
+    "below_owed",
+    "below_reopens",
+    "join_epoch",
+)
+
+
 class Run(Document):
     run_id: str
     namespace_name: str

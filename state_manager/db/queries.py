@@ -12,7 +12,7 @@ from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError, OperationFailure
 
 from state_manager.clock import now_ms, utcnow
-from state_manager.db.documents import Run, State
+from state_manager.db.documents import SET_ONLY_WHEN_USED, Run, State
 from state_manager.domain.effects import Effect, pending_after
 from state_manager.domain.queues import OUT_OF_QUEUE, queue_fields, queue_key
 from state_manager.domain.status import ENDS_ATTEMPT, UNSETTLED, Event, StateStatus, sources, target
@@ -49,9 +49,20 @@ def _refuse_if_too_large(exc: DocumentTooLarge | OperationFailure) -> None:
         raise TooLarge(f"The store refused a document over its size limit: {str(exc)[:300]}") from exc
 
 
+def _stored(document: Document, exclude: set[str]) -> dict[str, Any]:
+    """The fields of a document as stored: a state's anchor fields only when set (most states
+    are no join's anchor, and every field is written, read and rewritten with the state)."""
+    data: dict[str, Any] = document.model_dump(by_alias=True, exclude=exclude)
+    if isinstance(document, State):
+        for name in SET_ONLY_WHEN_USED:
+            if not data.get(name):
+                data.pop(name, None)
+    return data
+
+
 async def insert(document: Document) -> None:
     """Insert a new document through Motor; raises DuplicateKeyError like Beanie does."""
-    data = document.model_dump(by_alias=True, exclude={"id", "revision_id"})
+    data = _stored(document, {"id", "revision_id"})
     try:
         result = await type(document).get_motor_collection().insert_one(data)
     except (DocumentTooLarge, OperationFailure) as exc:
@@ -146,7 +157,7 @@ async def insert_many_once(states: list[State]) -> list[State]:
     for state in states:
         state.updated_ms = state.updated_ms or now
         _queued(state, now)
-        doc = state.model_dump(by_alias=True, exclude={"revision_id"} if state.id else {"id", "revision_id"})
+        doc = _stored(state, {"revision_id"} if state.id else {"id", "revision_id"})
         docs.append(doc)
     skipped: set[int] = set()
     try:
