@@ -99,16 +99,16 @@ async def register_children(anchor_id: ObjectId, group: str, count: int) -> None
         await _apply(anchor_id, *tally.register(tally.Registration(group, count), tally.ANCHOR))
 
 
-def copy_fields(group: str, first: int, count: int) -> dict[str, Any]:
+def copy_fields(group: str = "", first: int = 0, count: int = 0) -> dict[str, Any]:
     """The `below_*` fields of a fan-out copy written with its children (members `first`..
-    `first + count - 1` of its original's children `group`) counted below it."""
-    if not count:
-        return {"below_created": 0, "below_open": 0, "below_settled": {}, "below_owed": {}}
+    `first + count - 1` of its original's children `group`) counted below it; with no
+    arguments, of a new attempt of a state (nothing below it yet)."""
     return {
         "below_created": count,
         "below_open": count,
         "below_settled": {},
-        "below_owed": {group: tally.group_bits(count, first)},
+        "below_owed": {group: tally.group_bits(count, first)} if count else {},
+        "below_reopens": 0,
     }
 
 

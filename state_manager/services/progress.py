@@ -394,7 +394,7 @@ def _fanout_copy(state: State, index: int, outputs: dict[str, Any]) -> State:
             "spawned": [],
             # An anchor of its own: nothing below it until its children are counted there.
             "join_generations": {},
-            **join_tally.copy_fields("", 0, 0),
+            **join_tally.copy_fields(),
         }
     )
     return copy
@@ -511,6 +511,8 @@ async def _insert_retry(ctx: AppContext, state: State, graph: GraphTemplate | No
             "deadline_ms": None,
             "lease_lost": False,
             "pending_effect": None,
+            # A new attempt of an anchor counts its own children below it, none of the old one's.
+            **join_tally.copy_fields(),
         }
     )
     if await writes.insert_once(retry):

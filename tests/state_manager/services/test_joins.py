@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import pytest
+from bson import ObjectId
 
 from state_manager.db.documents import State
 from tests.factories import NO_RETRY, Api, Json, Worker, graph, node, template
@@ -304,3 +305,23 @@ async def test_a_run_written_before_anchors_kept_their_tally_is_joined_by_readin
     assert (join["status"], join["inputs"]["x"]) == ("CREATED", "joined root-out")
     await Worker(api, "M").execute()
     assert (await api.run_summary(run_id))["status"] == "SUCCESS"
+
+
+async def test_a_new_attempt_of_an_anchor_counts_nothing_of_the_old_one_below_it(api: Api) -> None:
+    """An attempt that failed after counting children below it (its spawn given up) leaves bits
+    its retry must not inherit, or the join above the retry would wait for them for ever."""
+    await api.setup("anchor", fan_join(retry_policy=NO_RETRY), R, S, P, M)
+    run_id = (await api.trigger("anchor"))["run_id"]
+    failed, _ = await Worker(api, "R").fail()
+    await State.get_motor_collection().update_one(
+        {"_id": ObjectId(failed["state_id"])},
+        {"$set": {"below_owed": {"cgone": {"0": 1}}, "below_open": 1, "below_created": 1}},
+    )
+
+    await api.call("POST", f"/state/{failed['state_id']}/manual-retry", {"fanout_id": "again"})
+    await Worker(api, "R").execute([{"y": "root-out"}])
+    await Worker(api, "S").execute()
+    await Worker(api, "P").execute()
+
+    [join] = (await api.by_identifier(run_id))["m"]
+    assert (join["status"], join["inputs"]["x"]) == ("CREATED", "joined root-out")
