@@ -141,3 +141,16 @@ RE_ENQUEUE_AFTER: dict[str, Example] = {
 MANUAL_RETRY: dict[str, Example] = {
     "retry": Example(summary="An operator's retry", value={"fanout_id": "operator-retry-1"})
 }
+
+FORK_RUN: dict[str, Example] = {
+    "edited_input": Example(
+        summary="Summarise again in another language",
+        description="Reuses the `fetch` state of the run (not fetched again) and runs `summarise` "
+        "again with its `language` input replaced.",
+        value={"from": ["summarise"], "inputs": {"summarise": {"language": "de"}}},
+    ),
+    "current_graph": Example(
+        summary="Run everything again on the current graph version",
+        value={"from": ["fetch"], "store": {"language": "es"}, "graph_version": "current"},
+    ),
+}

@@ -65,6 +65,24 @@ class GraphTemplate(Document):
         ]
 
 
+class GraphVersion(Document):
+    """What a graph's version was (its nodes, retry policy and store config), kept when the version
+    is written, so that a run can be forked onto the version it ran (decision 0023)."""
+
+    namespace: str
+    name: str
+    version: int
+    nodes: list[NodeTemplate]
+    retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
+    store_config: StoreConfig = Field(default_factory=StoreConfig)
+
+    class Settings:
+        name = "GraphVersion"
+        indexes = [
+            IndexModel([("namespace", 1), ("name", 1), ("version", 1)], unique=True, name="uniq_version"),
+        ]
+
+
 class State(Document):
     node_name: str
     namespace_name: str  # the node's namespace: where its runtime claims it
@@ -144,6 +162,14 @@ class State(Document):
     # (a state written before has none: its joins are decided the old way, by reading the run's
     # states). On a join state, `join_epoch` is the anchor's `below_reopens` when it was made.
     join_tally: bool = False
+    # In a forked run: the inputs given for the nodes forked from (identifier -> field -> value),
+    # carried by every state of the run so that the states it makes apply them (new_states.py).
+    input_overrides: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # In a forked run: the state of the original run this one was copied from (reused, not run).
+    reused_from: str | None = None
+    # In a run forked onto the graph version its original ran: its effects follow that version,
+    # not the newest (services/graphs.graph_of).
+    pinned_version: bool = False
     below_created: int = 0
     below_open: int = 0
     below_settled: dict[str, int] = Field(default_factory=dict)
@@ -181,6 +207,9 @@ class State(Document):
 # State fields written only when they hold something (queries._stored): a join's anchor's tally
 # and a join's epoch; a state read without them gets their defaults.
 SET_ONLY_WHEN_USED = (
+    "input_overrides",
+    "reused_from",
+    "pinned_version",
     "below_created",
     "below_open",
     "below_settled",
@@ -221,6 +250,11 @@ class Run(Document):
     settled: dict[str, int] = Field(default_factory=dict)
     owed: dict[str, dict[str, int]] = Field(default_factory=dict)
     reopens: int = 0  # how often something settled in it was counted open again
+    # A fork (decision 0023): {"run_id": the original, "from": [identifiers]} and what it was asked
+    # (`fork`: from, inputs, store, graph_version), kept so that recovery can finish writing it.
+    forked_from: dict[str, Any] | None = None
+    fork_of: str | None = None  # the original run's id (indexed: its page lists its forks)
+    fork: dict[str, Any] | None = None
     created_ms: int = 0
     # Orders runs newest first and pages them: creation time (13 digits of epoch ms), then the
     # run id, so it is unique and a cursor is the last key seen (services/run_views.py).
@@ -239,6 +273,7 @@ class Run(Document):
                 name="namespace_created_at_index",
             ),
             IndexModel([("seeded", 1), ("created_ms", 1)], name="unseeded"),
+            IndexModel([("fork_of", 1)], name="forks"),
             # Both listings: a namespace's runs newest first (run_status.listing_range).
             IndexModel([("listing_key", pymongo.DESCENDING)], name="listing"),
         ]
@@ -309,6 +344,7 @@ class IdempotencyKey(Document):
 DOCUMENT_MODELS: list[type[Document]] = [
     RegisteredNode,
     GraphTemplate,
+    GraphVersion,
     State,
     Run,
     CronSchedule,

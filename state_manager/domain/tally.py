@@ -101,6 +101,15 @@ def group_bits(size: int, first: int = 0) -> dict[str, int]:
     return chunks
 
 
+def bits_of(indexes: Iterable[int]) -> dict[str, int]:
+    """The chunks of a group whose members at `indexes` are open."""
+    chunks: dict[str, int] = {}
+    for index in indexes:
+        chunk = str(index // CHUNK_BITS)
+        chunks[chunk] = chunks.get(chunk, 0) | (1 << (index % CHUNK_BITS))
+    return chunks
+
+
 @cache
 def values_with(mask: int) -> tuple[int, ...]:
     """Every chunk value that has all the bits of `mask` set."""

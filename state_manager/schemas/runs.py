@@ -127,6 +127,9 @@ class StateItem(BaseModel):
     claimed_ms: int | None
     ended_ms: int | None
     does_unites: bool
+    reused_from: str | None = Field(
+        default=None, description="in a forked run: the original run's state this one was copied from (not run)"
+    )
     created_at: str
     updated_at: str
 

@@ -289,6 +289,7 @@ def state_item(state: Any) -> dict[str, Any]:
         "claimed_ms": state.claimed_ms,
         "ended_ms": state.ended_ms,
         "does_unites": state.does_unites,
+        "reused_from": state.reused_from,
         "created_at": _iso(state.created_at),
         "updated_at": _iso(state.updated_at),
     }

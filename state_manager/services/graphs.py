@@ -18,7 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 from state_manager.clock import utcnow
 from state_manager.db import queries
-from state_manager.db.documents import CronSchedule, GraphTemplate, RegisteredNode
+from state_manager.db.documents import CronSchedule, GraphTemplate, GraphVersion, RegisteredNode, State
 from state_manager.domain.cron import next_fire_after
 from state_manager.domain.graph import GraphShape, GraphStructureError, check_registered, validate_structure
 from state_manager.domain.models import NodeTemplate, RegisteredNodeInfo, StoreConfig
@@ -120,6 +120,7 @@ async def upsert_graph(ctx: AppContext, namespace: str, name: str, body: UpsertG
     )
     graph: GraphTemplate = GraphTemplate.model_validate(doc)
     ctx.templates.put(graph)
+    await keep_version(graph)
     await sync_schedules(graph)
     log.info("graph_upserted", namespace=namespace, graph=name, status=graph.validation_status)
     return Upserted(graph)
@@ -156,6 +157,48 @@ async def template_for(ctx: AppContext, namespace: str, name: str, version: int)
     if graph is not None:
         ctx.templates.put(graph)
     return graph
+
+
+async def keep_version(graph: GraphTemplate) -> None:
+    """Keep what this version of the graph is, for forks onto it later (once per version)."""
+    kept = GraphVersion(
+        namespace=graph.namespace,
+        name=graph.name,
+        version=graph.version,
+        nodes=graph.nodes,
+        retry_policy=graph.retry_policy,
+        store_config=graph.store_config,
+    )
+    with contextlib.suppress(DuplicateKeyError):
+        await queries.insert(kept)
+
+
+async def template_at(ctx: AppContext, namespace: str, name: str, version: int) -> GraphTemplate | None:
+    """The graph as it was at `version` (the live one when that is its version); None when the
+    graph is gone or that version was not kept (written before versions were kept)."""
+    live = await template_for(ctx, namespace, name, version)
+    if live is None or live.version == version:
+        return live
+    kept = await queries.find_one(GraphVersion, {"namespace": namespace, "name": name, "version": version})
+    if kept is None:
+        return None
+    old: GraphTemplate = live.model_copy(
+        update={
+            "version": version,
+            "nodes": kept.nodes,
+            "retry_policy": kept.retry_policy,
+            "store_config": kept.store_config,
+        }
+    )
+    return old
+
+
+async def graph_of(ctx: AppContext, state: State) -> GraphTemplate | None:
+    """The graph a state's effects follow: the newest version (a run in flight follows an
+    upsert), or, in a run forked onto the version its original ran, that version."""
+    if state.pinned_version:
+        return await template_at(ctx, state.graph_namespace, state.graph_name, state.graph_version)
+    return await template_for(ctx, state.graph_namespace, state.graph_name, state.graph_version)
 
 
 async def list_graphs(namespace: str) -> list[GraphTemplate]:
@@ -215,7 +258,9 @@ async def _promote_if_valid(graph: GraphTemplate) -> None:
         return_document=ReturnDocument.AFTER,
     )
     if doc is not None:
-        await sync_schedules(GraphTemplate.model_validate(doc))
+        live = GraphTemplate.model_validate(doc)
+        await keep_version(live)
+        await sync_schedules(live)
         log.info("graph_candidate_live", namespace=graph.namespace, graph=graph.name)
 
 

@@ -268,6 +268,21 @@ class _Scope:
         )
 
 
+def in_scope(anchor: State, sibling_joins: list[str], identifier: str, parents: dict[str, str]) -> bool:
+    """Whether a state (its identifier and parents) is below `anchor` for the joins on it."""
+    scope = _Scope(anchor.run_id, anchor.identifier, str(anchor.id), sibling_joins)
+    return scope.contains({"identifier": identifier, "parents": parents})
+
+
+async def evaluate_fork_join(
+    ctx: AppContext, graph: GraphTemplate, join: NodeTemplate, anchor: State
+) -> None:
+    """Make a join that a fork makes itself, above a reused anchor (nothing below it runs
+    again): as its anchor's last arrival would (counted in the run when the fork was written)."""
+    sibling_joins = graph_shape(graph).joins_on.get(anchor.identifier, [])
+    await _evaluate_join(ctx, graph, join, anchor.identifier, str(anchor.id), sibling_joins, anchor.run_id)
+
+
 # States still going, read a probe's worth at a time: in a fan-out, the first one read is in the
 # join's scope and answers at once.
 _PROBE = 64

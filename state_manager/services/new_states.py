@@ -71,7 +71,10 @@ def new_state(
         graph_version=graph.version,
         fanout_path=[*origin.fanout_path, origin.output_index],
         run_id=origin.run_id,
-        inputs=inputs,
+        # A forked run's overrides of a node's inputs win over what its template makes of them.
+        inputs={**inputs, **origin.input_overrides.get(template.identifier, {})},
+        input_overrides=origin.input_overrides,
+        pinned_version=origin.pinned_version,
         parents=parents,
         spawn_key=key,
         enqueue_after=now_ms(),

@@ -39,7 +39,7 @@ from state_manager.domain.status import Event, StateStatus
 from state_manager.errors import TooLarge
 from state_manager.services import join_tally, run_status, writes
 from state_manager.services.context import AppContext
-from state_manager.services.graphs import graph_shape, template_for
+from state_manager.services.graphs import graph_of, graph_shape
 from state_manager.services.joins import (
     JoinsEvaluated,
     evaluate_joins,
@@ -69,7 +69,7 @@ _MAX_REASON_CHARS = 2000
 async def settle(ctx: AppContext, state: State) -> State:
     """Complete whatever the last status write of `state` left to do (idempotent); returns the
     state as it is afterwards."""
-    graph = await template_for(ctx, state.graph_namespace, state.graph_name, state.graph_version)
+    graph = await graph_of(ctx, state)
     current = state
     if current.pending_effect == Effect.SPAWN and current.rejoin:
         current = await _renew_join(ctx, current, graph)

@@ -21,7 +21,7 @@ from state_manager.db import queries
 from state_manager.db.documents import Run, State
 from state_manager.domain.effects import Effect
 from state_manager.domain.status import StateStatus
-from state_manager.services import run_status
+from state_manager.services import forks, run_status
 from state_manager.services.context import AppContext
 from state_manager.services.progress import settle_isolated
 from state_manager.services.runs import seed_run
@@ -130,7 +130,10 @@ async def _complete_effects(
 
 async def _seed_isolated(ctx: AppContext, run: Run) -> bool:
     try:
-        await seed_run(ctx, run)
+        if run.fork is not None:
+            await forks.complete(ctx, run)  # a fork's copies and first states
+        else:
+            await seed_run(ctx, run)
     except Exception as exc:
         log.exception("recovery_seed_failed", run_id=run.run_id, graph=run.graph_name)
         failures = run.seed_failures + 1

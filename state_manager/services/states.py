@@ -32,7 +32,7 @@ from state_manager.domain.status import Event, StateStatus, sources
 from state_manager.errors import Conflict, InvalidTransition, NotFound, TooLarge, Unprocessable
 from state_manager.services import leases, queues, run_status, writes
 from state_manager.services.context import AppContext, Final
-from state_manager.services.graphs import find_graph, graph_shape, template_for
+from state_manager.services.graphs import find_graph, graph_of, graph_shape
 from state_manager.services.joins import (
     current_join,
     join_blocked,
@@ -116,7 +116,7 @@ def fence(state: State, claim: str | None) -> State:
 
 async def _retry_allowed(ctx: AppContext, state: State) -> bool:
     """Whether the graph's retry policy allows another attempt after this one."""
-    graph = await template_for(ctx, state.graph_namespace, state.graph_name, state.graph_version)
+    graph = await graph_of(ctx, state)
     return retries_left(graph.retry_policy if graph else RetryPolicy(), state.retry_count)
 
 
@@ -189,7 +189,7 @@ async def _note_finals(ctx: AppContext, claimed: list[State]) -> None:
     if len(ctx.finals) > _FINALS_KEPT:
         ctx.finals.clear()
     for state in claimed:
-        graph = await template_for(ctx, state.graph_namespace, state.graph_name, state.graph_version)
+        graph = await graph_of(ctx, state)
         shape = graph_shape(graph) if graph is not None else None
         template = shape.by_id.get(state.identifier) if shape is not None else None
         if graph is None or shape is None or template is None:
@@ -400,7 +400,7 @@ async def mark_retried(ctx: AppContext, state: State, fanout_id: str) -> State:
             "states can be retried manually"
         )
     if updated.reopened_from is not None and state.pending_effect is None:
-        graph = await template_for(ctx, state.graph_namespace, state.graph_name, state.graph_version)
+        graph = await graph_of(ctx, state)
         await reopen_above(updated, graph)  # counted open again below its anchors: their joins wait
         await run_status.reopen_state(updated)  # and in its run: its run goes on
     return updated
@@ -423,7 +423,7 @@ async def _retry_join(ctx: AppContext, join: State) -> State:
             f"State is {join.status}: only ERRORED, NEXT_CREATED_ERROR, TIMEDOUT or CANCELLED "
             "states can be retried manually"
         )
-    graph = await template_for(ctx, join.graph_namespace, join.graph_name, join.graph_version)
+    graph = await graph_of(ctx, join)
     blocked = await join_blocked(join, graph)
     if blocked is not None:
         raise Conflict(blocked)

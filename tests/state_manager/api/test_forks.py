@@ -1,0 +1,205 @@
+"""Forking a run that has ended (issue 17, decision 0023): what is reused is copied and not run
+again; the nodes forked from and everything below them run again, with the inputs given."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.factories import NO_RETRY, Api, Json, Worker, graph, node, template
+
+A, B, C = node("A"), node("B"), node("C")
+START, SPLIT, SQUARE = (
+    node("Start"),
+    node("Split", outputs=["n"]),
+    node("Square", inputs=["n"], outputs=["sq"]),
+)
+SUM = node("Sum", inputs=["values"], outputs=["total"])
+
+
+def chain() -> Json:
+    return graph(
+        template("a", "A", {"x": "go"}, ["b"]),
+        template("b", "B", {"x": "${{ a.outputs.y }}"}, ["c"]),
+        template("c", "C", {"x": "${{ b.outputs.y }}"}),
+        retry_policy=NO_RETRY,
+    )
+
+
+def map_reduce() -> Json:
+    return graph(
+        template("start", "Start", {"x": "go"}, ["split"]),
+        template("split", "Split", {"x": "${{ start.outputs.y }}"}, ["square"]),
+        template("square", "Square", {"n": "${{ split.outputs.n }}"}),
+        template("sum", "Sum", {"values": "${{ square.outputs.sq[*] }}"}, unites="start"),
+        retry_policy=NO_RETRY,
+    )
+
+
+async def _finished_chain(api: Api) -> str:
+    await api.setup("chain", chain(), A, B, C)
+    run_id = str((await api.trigger("chain"))["run_id"])
+    await Worker(api, "A").execute([{"y": "from-a"}])
+    await Worker(api, "B").execute([{"y": "from-b"}])
+    await Worker(api, "C").execute([{"y": "from-c"}])
+    return run_id
+
+
+async def _fork(api: Api, run_id: str, body: Json, expect: int = 201) -> Json:
+    answer: Json = await api.call("POST", f"/run/{run_id}/fork", body, expect=expect)
+    return answer
+
+
+async def test_a_fork_reuses_what_is_above_and_runs_the_rest_with_the_new_inputs(api: Api) -> None:
+    original = await _finished_chain(api)
+
+    forked = await _fork(api, original, {"from": ["b"], "inputs": {"b": {"x": "edited"}}})
+
+    assert forked["forked_from"] == {"run_id": original, "from": ["b"]}
+    assert (forked["reused"], forked["status"]) == (1, "PENDING")
+    new = forked["run_id"]
+    before = await api.by_identifier(original)
+    [a] = (await api.by_identifier(new))["a"]
+    assert (a["status"], a["outputs"], a["reused_from"]) == ("SUCCESS", {"y": "from-a"}, before["a"][0]["id"])
+    assert await api.claim("A") == []  # reused: never run again
+    [b] = await api.claim("B")
+    assert (b["run_id"], b["inputs"]) == (new, {"x": "edited"})
+    await api.executed(b["state_id"], [{"y": "edited-b"}])
+    [c] = await api.claim("C")
+    assert c["inputs"] == {"x": "edited-b"}
+    await api.executed(c["state_id"], [{"y": "done"}])
+    assert (await api.run_summary(new))["status"] == "SUCCESS"
+    assert (await api.run_summary(original))["status"] == "SUCCESS"  # the original is untouched
+
+
+async def test_forking_from_the_root_with_a_new_store_runs_everything_again(api: Api) -> None:
+    await api.setup(
+        "stored",
+        graph(template("a", "A", {"x": "${{ store.topic }}"}), store_config={"required_keys": ["topic"]}),
+        A,
+    )
+    original = (await api.call("POST", "/graph/stored/trigger", {"store": {"topic": "cats"}}))["run_id"]
+    await Worker(api, "A").execute()
+
+    forked = await _fork(api, original, {"from": ["a"], "store": {"topic": "dogs"}})
+
+    assert forked["reused"] == 0
+    [a] = await api.claim("A")
+    assert (a["run_id"], a["inputs"]) == (forked["run_id"], {"x": "dogs"})
+
+
+async def test_a_fork_of_a_fan_out_reuses_every_copy_and_joins_the_new_branches(api: Api) -> None:
+    await api.setup("mr", map_reduce(), START, SPLIT, SQUARE, SUM)
+    original = str((await api.trigger("mr"))["run_id"])
+    await Worker(api, "Start").execute([{"y": "go"}])
+    await Worker(api, "Split").execute([{"n": "3"}, {"n": "1"}, {"n": "2"}])
+    for state in await api.claim("Square", batch_size=10):
+        await api.executed(state["state_id"], [{"sq": str(int(state["inputs"]["n"]) ** 2)}])
+    await Worker(api, "Sum").execute([{"total": "14"}])
+
+    forked = await _fork(api, original, {"from": ["square"]})
+
+    assert forked["reused"] == 4  # start, split and its two copies
+    new = forked["run_id"]
+    copies = (await api.by_identifier(new))["split"]
+    originals = (await api.by_identifier(original))["split"]  # listed in the same order
+    assert [(s["outputs"], s["reused_from"]) for s in copies] == [(s["outputs"], s["id"]) for s in originals]
+    squares = await api.claim("Square", batch_size=10)
+    assert sorted(s["inputs"]["n"] for s in squares) == ["1", "2", "3"]
+    for state in squares[:-1]:
+        await api.executed(state["state_id"], [{"sq": "x" + state["inputs"]["n"]}])
+        assert "sum" not in await api.by_identifier(new)  # the join waits for every new branch
+    await api.executed(squares[-1]["state_id"], [{"sq": "x" + squares[-1]["inputs"]["n"]}])
+    [join] = (await api.by_identifier(new))["sum"]
+    assert json.loads(join["inputs"]["values"]) == ["x3", "x1", "x2"]
+    await Worker(api, "Sum").execute([{"total": "new"}])
+    assert (await api.run_summary(new))["status"] == "SUCCESS"
+
+
+async def test_forking_from_the_join_alone_reuses_every_branch(api: Api) -> None:
+    await api.setup("mr", map_reduce(), START, SPLIT, SQUARE, SUM)
+    original = str((await api.trigger("mr"))["run_id"])
+    await Worker(api, "Start").execute([{"y": "go"}])
+    await Worker(api, "Split").execute([{"n": "3"}, {"n": "1"}])
+    for state in await api.claim("Square", batch_size=10):
+        await api.executed(state["state_id"], [{"sq": str(int(state["inputs"]["n"]) ** 2)}])
+    await Worker(api, "Sum").execute([{"total": "10"}])
+
+    forked = await _fork(api, original, {"from": ["sum"], "inputs": {"sum": {"values": "[]"}}})
+
+    assert forked["reused"] == 5
+    [join] = await api.claim("Sum")
+    assert (join["run_id"], join["inputs"]) == (forked["run_id"], {"values": "[]"})
+    await api.executed(join["state_id"], [{"total": "0"}])
+    assert (await api.run_summary(forked["run_id"]))["status"] == "SUCCESS"
+
+
+async def test_a_fork_of_a_failed_run_from_where_it_failed_finishes_it(api: Api) -> None:
+    await api.setup("chain", chain(), A, B, C)
+    original = str((await api.trigger("chain"))["run_id"])
+    await Worker(api, "A").execute([{"y": "from-a"}])
+    await Worker(api, "B").fail("bad prompt")
+    assert (await api.run_summary(original))["status"] == "FAILED"
+
+    forked = await _fork(api, original, {"from": ["b"]})
+
+    await Worker(api, "B").execute([{"y": "fixed"}])
+    await Worker(api, "C").execute()
+    assert (await api.run_summary(forked["run_id"]))["status"] == "SUCCESS"
+
+
+async def test_a_fork_onto_the_current_graph_version_follows_an_upsert(api: Api) -> None:
+    original = await _finished_chain(api)
+    changed = chain()
+    changed["nodes"][1]["inputs"] = {"x": "v2 ${{ a.outputs.y }}"}
+    await api.upsert("chain", changed)
+
+    on_original = await _fork(api, original, {"from": ["b"]})
+    on_current = await _fork(api, original, {"from": ["b"], "graph_version": "current"})
+
+    claimed = {s["run_id"]: s["inputs"]["x"] for s in await api.claim("B", batch_size=10)}
+    assert claimed == {on_original["run_id"]: "from-a", on_current["run_id"]: "v2 from-a"}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"from": ["nope"]}, "graph chain has no node 'nope' (it has a, b, c)"),
+        ({"from": ["b"], "inputs": {"c": {"x": "1"}}}, "inputs.c: node 'c' is not forked from"),
+        (
+            {"from": ["b"], "inputs": {"b": {"prompt": "1"}}},
+            "inputs.b.prompt: node b has no input 'prompt' (it has x)",
+        ),
+        ({"from": []}, "from"),
+    ],
+)
+async def test_a_fork_that_names_what_the_graph_does_not_have_is_422(
+    api: Api, body: Json, message: str
+) -> None:
+    original = await _finished_chain(api)
+    answer = await _fork(api, original, body, expect=422)
+    assert message in json.dumps(answer)
+
+
+async def test_a_fork_that_would_reuse_a_failed_node_is_422(api: Api) -> None:
+    await api.setup("chain", chain(), A, B, C)
+    original = str((await api.trigger("chain"))["run_id"])
+    await Worker(api, "A").execute([{"y": "from-a"}])
+    await Worker(api, "B").fail()
+
+    answer = await _fork(api, original, {"from": ["c"]}, expect=422)
+
+    assert (
+        "Node b did not succeed in run" in answer["detail"]
+        and "fork from it or from before it" in answer["detail"]
+    )
+
+
+async def test_a_run_still_going_cannot_be_forked_and_an_unknown_one_is_404(api: Api) -> None:
+    await api.setup("chain", chain(), A, B, C)
+    going = str((await api.trigger("chain"))["run_id"])
+
+    answer = await _fork(api, going, {"from": ["a"]}, expect=409)
+    assert "has not ended" in answer["detail"]
+    await _fork(api, "no-such-run", {"from": ["a"]}, expect=404)
