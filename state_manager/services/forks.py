@@ -52,8 +52,9 @@ class ForkRequest:
     store: dict[str, str]
     graph_version: str  # "original" or "current"
 
-    def as_doc(self) -> dict[str, Any]:
+    def as_doc(self, at: int) -> dict[str, Any]:
         return {
+            "at": at,
             "from": self.starts,
             "inputs": self.inputs,
             "store": self.store,
@@ -99,7 +100,7 @@ async def fork_run(ctx: AppContext, namespace: str, run_id: str, request: ForkRe
         created_ms=now_ms(),
         forked_from={"run_id": run_id, "from": request.starts},
         fork_of=run_id,
-        fork=request.as_doc(),
+        fork=request.as_doc(now_ms()),
     )
     writes_ = await _plan_writes(graph, original, run, request)
     run.created, run.open = writes_.created, writes_.open
@@ -164,10 +165,12 @@ class _Writes:
 
 
 def _oid(run: Run, index: int) -> ObjectId:
-    """The id of the `index`-th state a fork writes: its creation second, then the run, then the
-    index, so the copies keep the original's order and a repeat writes the same ids."""
+    """The id of the `index`-th state a fork writes: the fork's second (kept in `fork`), then
+    the run, then the index, so the copies keep the original's order and a repeat writes the
+    same ids."""
+    assert run.fork is not None
     digest = hashlib.sha256(run.run_id.encode()).digest()
-    return ObjectId((run.created_ms // 1000).to_bytes(4, "big") + digest[:4] + index.to_bytes(4, "big"))
+    return ObjectId((run.fork["at"] // 1000).to_bytes(4, "big") + digest[:4] + index.to_bytes(4, "big"))
 
 
 async def _plan_writes(graph: GraphTemplate, original: Run, run: Run, request: ForkRequest) -> _Writes:

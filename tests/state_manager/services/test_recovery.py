@@ -298,3 +298,25 @@ async def test_a_settle_still_in_progress_is_not_taken_over(api: Api, ctx: AppCo
 
     assert report.effects_completed == 0
     assert "b" not in await api.by_identifier(state["run_id"])
+
+
+async def test_a_fork_a_crash_interrupted_is_written_in_full_by_recovery(api: Api, ctx: AppContext) -> None:
+    """As if the process died after writing the fork's run, before its states: recovery writes
+    the same states (same ids), and the fork runs to its end."""
+    await api.setup("j", _join_graph(), ALPHA, BETA, node("Gamma"))
+    original = (await api.trigger("j"))["run_id"]
+    await Worker(api, "Alpha").execute([{"y": "root"}])
+    await Worker(api, "Beta").execute()
+    await Worker(api, "Gamma").execute()
+    forked = await api.call("POST", f"/run/{original}/fork", {"from": ["s"]}, expect=201)
+    new = forked["run_id"]
+    written = sorted(s["id"] for s in await api.run_states(new))
+    await State.get_motor_collection().delete_many({"run_id": new})
+    await Run.get_motor_collection().update_one({"run_id": new}, {"$set": {"seeded": False, "created_ms": 1}})
+
+    await recover_once(ctx)
+
+    assert sorted(s["id"] for s in await api.run_states(new)) == written
+    await Worker(api, "Beta").execute()
+    await Worker(api, "Gamma").execute()
+    assert (await api.run_summary(new))["status"] == "SUCCESS"
