@@ -153,6 +153,7 @@ async def search_runs(
     until: Annotated[str | None, Query(description="created at or before: epoch ms or ISO 8601")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    forked_from: Annotated[str | None, Query(description="only the forks of this run")] = None,
 ) -> RunPage:
     """Runs of the namespace, newest first, with their stored status (PENDING, RUNNING, SUCCESS,
     FAILED, CANCELLED), counts per state status, times (epoch ms) and duration. Page with
@@ -165,6 +166,7 @@ async def search_runs(
         until_ms=_epoch_ms(until, "until"),
         limit=limit,
         cursor=cursor,
+        forked_from=forked_from,
     )
 
 

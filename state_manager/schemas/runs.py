@@ -92,11 +92,16 @@ class RunSummary(BaseModel):
     errored_count: int
     retried_count: int
     cancelled_count: int
+    forked_from: dict[str, Any] | None = Field(
+        default=None,
+        description='a fork: {"run_id": the run it was forked from, "from": [the nodes run again]}',
+    )
 
 
 class RunDetail(RunSummary):
     store: dict[str, str]
     cancelled_at: int | None
+    forks: list[str] = Field(default_factory=list, description="the runs forked from this one, oldest first")
 
 
 class RunPage(BaseModel):
@@ -128,7 +133,8 @@ class StateItem(BaseModel):
     ended_ms: int | None
     does_unites: bool
     reused_from: str | None = Field(
-        default=None, description="in a forked run: the original run's state this one was copied from (not run)"
+        default=None,
+        description="in a forked run: the original run's state this one was copied from (not run)",
     )
     created_at: str
     updated_at: str

@@ -115,6 +115,7 @@ def _summary_fields(run: Run, counts: dict[str, int]) -> dict[str, Any]:
         "errored_count": count(FAILED),
         "retried_count": count(RETRIED),
         "cancelled_count": settled.get(StateStatus.CANCELLED.value, 0),
+        "forked_from": run.forked_from,
     }
 
 
@@ -127,11 +128,15 @@ async def search_runs(
     until_ms: int | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    forked_from: str | None = None,
 ) -> RunPage:
-    """Runs of a namespace, newest first, filtered by graph, stored status and creation time."""
+    """Runs of a namespace, newest first, filtered by graph, stored status, creation time and
+    the run they were forked from."""
     query: dict[str, Any] = {}
     if graph:
         query["graph_name"] = graph
+    if forked_from:
+        query["fork_of"] = forked_from
     if status:
         query["status"] = RunStatus(status).value
     since = run_status.key_bound(since_ms) if since_ms is not None else None
@@ -156,7 +161,16 @@ async def search_runs(
 async def run_detail(namespace: str, run_id: str) -> RunDetail:
     run = await _run(namespace, run_id)
     counts = await _detailed_counts(run)
-    return RunDetail(**_summary_fields(run, counts), store=run.store, cancelled_at=run.cancelled_at)
+    forks = Run.get_motor_collection().find({"fork_of": run_id}, {"run_id": 1, "sort_key": 1})
+    ordered = sorted(
+        [doc async for doc in forks if doc.get("run_id")], key=lambda doc: doc.get("sort_key", "")
+    )
+    return RunDetail(
+        **_summary_fields(run, counts),
+        store=run.store,
+        cancelled_at=run.cancelled_at,
+        forks=[doc["run_id"] for doc in ordered],
+    )
 
 
 def state_view(state: State) -> StateView:

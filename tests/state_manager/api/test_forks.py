@@ -203,3 +203,17 @@ async def test_a_run_still_going_cannot_be_forked_and_an_unknown_one_is_404(api:
     answer = await _fork(api, going, {"from": ["a"]}, expect=409)
     assert "has not ended" in answer["detail"]
     await _fork(api, "no-such-run", {"from": ["a"]}, expect=404)
+
+
+async def test_a_forks_lineage_is_on_both_runs_and_the_runs_list_filters_forks(api: Api) -> None:
+    original = await _finished_chain(api)
+    first = (await _fork(api, original, {"from": ["b"]}))["run_id"]
+    second = (await _fork(api, original, {"from": ["c"]}))["run_id"]
+    await api.trigger("chain")  # not a fork
+
+    assert (await api.call("GET", f"/run/{original}"))["forks"] == [first, second]
+    fork = await api.call("GET", f"/run/{first}")
+    assert (fork["forked_from"], fork["forks"]) == ({"run_id": original, "from": ["b"]}, [])
+    listed = await api.call("GET", f"/runs?forked_from={original}")
+    assert [run["run_id"] for run in listed["runs"]] == [second, first]
+    assert all(run["forked_from"]["run_id"] == original for run in listed["runs"])
