@@ -161,10 +161,8 @@ async def search_runs(
 async def run_detail(namespace: str, run_id: str) -> RunDetail:
     run = await _run(namespace, run_id)
     counts = await _detailed_counts(run)
-    forks = Run.get_motor_collection().find({"fork_of": run_id}, {"run_id": 1, "sort_key": 1})
-    ordered = sorted(
-        [doc async for doc in forks if doc.get("run_id")], key=lambda doc: doc.get("sort_key", "")
-    )
+    forks = Run.get_motor_collection().find({"fork_of": run_id}, {"run_id": 1})
+    ordered = sorted([doc async for doc in forks], key=lambda doc: doc["_id"])  # in the order written
     return RunDetail(
         **_summary_fields(run, counts),
         store=run.store,
