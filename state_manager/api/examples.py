@@ -154,3 +154,10 @@ FORK_RUN: dict[str, Example] = {
         value={"from": ["fetch"], "store": {"language": "es"}, "graph_version": "current"},
     ),
 }
+
+FORK_FAILED: dict[str, Example] = {
+    "last_night": Example(
+        summary="Run last night's failures again on the fixed graph",
+        value={"graph": "summarise-page", "since": "2026-12-06T18:00:00Z", "until": "2026-12-07T06:00:00Z"},
+    )
+}

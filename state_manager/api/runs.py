@@ -124,7 +124,7 @@ async def cancel_run(context: Context, namespace_name: str, run_id: str) -> Canc
 # --- Reading and steering runs (the dashboard's and the CLI's calls) ----------------------------
 
 
-def _epoch_ms(value: str | None, name: str) -> int | None:
+def epoch_ms(value: str | None, name: str) -> int | None:
     """`since`/`until`: epoch milliseconds or an ISO 8601 time (UTC when it names no zone)."""
     if value is None or value == "":
         return None
@@ -162,8 +162,8 @@ async def search_runs(
         namespace_name,
         graph=graph,
         status=status.value if status else None,
-        since_ms=_epoch_ms(since, "since"),
-        until_ms=_epoch_ms(until, "until"),
+        since_ms=epoch_ms(since, "since"),
+        until_ms=epoch_ms(until, "until"),
         limit=limit,
         cursor=cursor,
         forked_from=forked_from,

@@ -46,3 +46,25 @@ class ForkRunResponse(BaseModel):
     forked_from: ForkedFrom
     reused: int = Field(description="states copied from the original run, not run again")
     status: str = Field(description="the new run's stored status")
+
+
+class ForkFailedRequest(RequestBody):
+    """Fork the failed runs of a graph, each from the nodes where it failed."""
+
+    graph: str = Field(min_length=1, description="the graph whose FAILED runs to fork")
+    since: str | None = Field(default=None, description="runs created at or after: epoch ms or ISO 8601")
+    until: str | None = Field(default=None, description="runs created at or before: epoch ms or ISO 8601")
+    graph_version: Literal["original", "current"] = Field(
+        default="current", description="the graph version the forks run on (after a fix: `current`)"
+    )
+    limit: int = Field(default=100, ge=1, le=1000, description="at most this many runs, oldest first")
+
+
+class SkippedFork(BaseModel):
+    run_id: str
+    reason: str
+
+
+class ForkFailedResponse(BaseModel):
+    forks: list[ForkRunResponse] = Field(description="one fork per failed run, oldest original first")
+    skipped: list[SkippedFork] = Field(description="failed runs that could not be forked, and why")

@@ -17,12 +17,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from typing import Any
-from uuid import uuid4
+from uuid import NAMESPACE_URL, uuid4, uuid5
 
 import structlog
 from beanie import PydanticObjectId
 from bson import ObjectId
 from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from state_manager import metrics
 from state_manager.clock import now_ms
@@ -32,7 +33,7 @@ from state_manager.domain import tally
 from state_manager.domain.forks import ForkPlan, ForkRefused, Original, check_request, plan_fork
 from state_manager.domain.graph import GraphShape
 from state_manager.domain.planning import PlanningError, resolve_inputs
-from state_manager.domain.status import FINAL_RUN_STATUSES
+from state_manager.domain.status import FAILED, FINAL_RUN_STATUSES, RunStatus
 from state_manager.errors import Conflict, NotFound, Unprocessable
 from state_manager.services import run_status, writes
 from state_manager.services.context import AppContext
@@ -74,8 +75,11 @@ class Forked:
     reused: int  # states copied from the original
 
 
-async def fork_run(ctx: AppContext, namespace: str, run_id: str, request: ForkRequest) -> Forked:
-    """Fork run `run_id` of `namespace` as asked; returns the new run.
+async def fork_run(
+    ctx: AppContext, namespace: str, run_id: str, request: ForkRequest, new_run_id: str | None = None
+) -> Forked:
+    """Fork run `run_id` of `namespace` as asked; returns the new run. With `new_run_id` (a
+    repeatable bulk fork), a fork already written under that id is answered instead.
 
     Raises:
         NotFound: No such run.
@@ -90,7 +94,7 @@ async def fork_run(ctx: AppContext, namespace: str, run_id: str, request: ForkRe
         raise Conflict(f"Run {run_id} has not ended ({original.status}): fork it once it has ended")
     graph = await _graph(ctx, original, request.graph_version)
     run = Run(
-        run_id=str(uuid4()),
+        run_id=new_run_id or str(uuid4()),
         namespace_name=namespace,
         graph_name=original.graph_name,
         graph_version=graph.version,
@@ -103,10 +107,17 @@ async def fork_run(ctx: AppContext, namespace: str, run_id: str, request: ForkRe
         fork=request.as_doc(now_ms()),
     )
     writes_ = await _plan_writes(graph, original, run, request)
+    run.fork = {**(run.fork or {}), "reused": writes_.reused}
     run.created, run.open = writes_.created, writes_.open
     run.settled, run.owed = writes_.settled, writes_.owed
     run_status.set_keys(run)
-    await queries.insert(run)
+    try:
+        await queries.insert(run)
+    except DuplicateKeyError:
+        existing = await queries.find_one(Run, {"run_id": run.run_id})
+        if existing is None or existing.fork_of != run_id:
+            raise
+        return Forked(existing, (existing.fork or {}).get("reused", 0))
     run_status.remember(run.run_id, run.id)
     metrics.run_triggered(run)
     await _write(ctx, graph, run, writes_)
@@ -121,6 +132,58 @@ async def fork_run(ctx: AppContext, namespace: str, run_id: str, request: ForkRe
         fresh=len(writes_.fresh),
     )
     return Forked(run, writes_.reused)
+
+
+@dataclass(frozen=True)
+class FailedForks:
+    forks: list[Forked]
+    skipped: list[tuple[str, str]]  # (run id, why it could not be forked)
+
+
+async def fork_failed(
+    ctx: AppContext,
+    namespace: str,
+    graph_name: str,
+    *,
+    since_ms: int | None,
+    until_ms: int | None,
+    graph_version: str,
+    limit: int,
+    key: str | None,
+) -> FailedForks:
+    """Fork each FAILED run of the graph created in the window (oldest first, at most `limit`)
+    from the nodes where it failed. With an `Idempotency-Key`, each fork's run id is derived
+    from the key, the request and the original run: a repeat answers the same forks and makes
+    none twice (two at once too: the second insert of a run id fails)."""
+    since = run_status.key_bound(since_ms) if since_ms is not None else None
+    before = run_status.key_bound(until_ms + 1) if until_ms is not None else None
+    query = {
+        "listing_key": run_status.listing_range(namespace, since, before),
+        "graph_name": graph_name,
+        "status": RunStatus.FAILED.value,
+    }
+    found = Run.get_motor_collection().find(query, {"run_id": 1, "sort_key": 1})
+    originals = sorted([doc async for doc in found], key=lambda doc: doc.get("sort_key", ""))[:limit]
+    asked = f"{graph_name}|{since_ms}|{until_ms}|{graph_version}|{limit}"
+    result = FailedForks([], [])
+    for doc in originals:
+        original = doc["run_id"]
+        new_id = None if key is None else str(uuid5(NAMESPACE_URL, f"{namespace}|{key}|{asked}|{original}"))
+        request = ForkRequest(await failed_nodes(original), {}, {}, graph_version)
+        try:
+            result.forks.append(await fork_run(ctx, namespace, original, request, new_id))
+        except (Unprocessable, Conflict) as exc:
+            result.skipped.append((original, exc.detail))
+    return result
+
+
+async def failed_nodes(run_id: str) -> list[str]:
+    """The nodes where a run failed (its states that failed and were not retried), in the order
+    their first failed state was written."""
+    failed = await queries.run_states_where(
+        run_id, {"status": {"$in": [status.value for status in FAILED]}}, fields=("identifier",)
+    )
+    return list(dict.fromkeys(doc["identifier"] for doc in sorted(failed, key=lambda doc: doc["_id"])))
 
 
 async def complete(ctx: AppContext, run: Run) -> None:

@@ -3,6 +3,7 @@ again; the nodes forked from and everything below them run again, with the input
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -217,3 +218,53 @@ async def test_a_forks_lineage_is_on_both_runs_and_the_runs_list_filters_forks(a
     listed = await api.call("GET", f"/runs?forked_from={original}")
     assert sorted(run["run_id"] for run in listed["runs"]) == sorted([first, second])
     assert all(run["forked_from"]["run_id"] == original for run in listed["runs"])
+
+
+async def _failed_at_b(api: Api) -> str:
+    run_id = str((await api.trigger("chain"))["run_id"])
+    await Worker(api, "A").execute([{"y": "from-a"}])
+    await Worker(api, "B").fail("the bug")
+    return run_id
+
+
+async def _fork_failed(api: Api, body: Json, key: str | None = None) -> Json:
+    headers = {"Idempotency-Key": key} if key else {}
+    response = await api.client.post(api.url("/runs/fork-failed"), json=body, headers=headers)
+    assert response.status_code == 200, response.text
+    answer: Json = response.json()
+    return answer
+
+
+async def test_the_failed_runs_of_a_graph_are_forked_from_where_they_failed(api: Api) -> None:
+    await api.setup("chain", chain(), A, B, C)
+    failed = [await _failed_at_b(api), await _failed_at_b(api)]
+    succeeded = str((await api.trigger("chain"))["run_id"])
+    for worker in ("A", "B", "C"):
+        await Worker(api, worker).execute()
+    assert (await api.run_summary(succeeded))["status"] == "SUCCESS"
+
+    answer = await _fork_failed(api, {"graph": "chain"}, key="fix-1")
+
+    assert sorted(f["forked_from"]["run_id"] for f in answer["forks"]) == sorted(failed)
+    assert {tuple(f["forked_from"]["from"]) for f in answer["forks"]} == {("b",)}
+    assert answer["skipped"] == []
+    again = await _fork_failed(api, {"graph": "chain"}, key="fix-1")
+    assert [f["run_id"] for f in again["forks"]] == [f["run_id"] for f in answer["forks"]]  # none twice
+    forks = [f["run_id"] for f in answer["forks"]]
+    assert sorted(s["run_id"] for s in await api.claim("B", batch_size=10)) == sorted(forks)
+
+
+async def test_fork_failed_keeps_to_its_window_and_without_a_key_forks_again(api: Api) -> None:
+    await api.setup("chain", chain(), A, B, C)
+    old = await _failed_at_b(api)
+    cut = (await api.call("GET", f"/run/{old}"))["created_ms"] + 1
+    await asyncio.sleep(0.01)  # the next run is created after the cut
+    new = await _failed_at_b(api)
+
+    later = await _fork_failed(api, {"graph": "chain", "since": str(cut)})
+    earlier = await _fork_failed(api, {"graph": "chain", "until": str(cut - 1)})
+    again = await _fork_failed(api, {"graph": "chain", "since": str(cut)})
+
+    assert [f["forked_from"]["run_id"] for f in later["forks"]] == [new]
+    assert [f["forked_from"]["run_id"] for f in earlier["forks"]] == [old]
+    assert again["forks"][0]["run_id"] != later["forks"][0]["run_id"]
