@@ -330,10 +330,11 @@ def _fresh(
     """The fresh states that start the fork, as their parents' reports would have made them
     (the root: as a trigger would), with the inputs given for them."""
     fresh: list[State] = []
+    by_new_id = {str(copy.id): copy for copy in copy_of.values()}
     for start in plan.starts:
         template = shape.by_id[start.identifier]
         parent = copy_of[start.parent_id] if start.parent_id is not None else None
-        outputs = {} if parent is None else _branch_outputs(parent, copy_of)
+        outputs = {} if parent is None else _branch_outputs(parent, by_new_id)
         try:
             inputs = resolve_inputs(
                 start.identifier, template.inputs, outputs, run.store, graph.store_config.default_values
@@ -367,9 +368,8 @@ def _fresh(
     return fresh
 
 
-def _branch_outputs(parent: State, copy_of: dict[str, State]) -> dict[str, dict[str, Any]]:
+def _branch_outputs(parent: State, by_new_id: dict[str, State]) -> dict[str, dict[str, Any]]:
     """The outputs of a reused state and of its ancestors (copies, all in hand)."""
-    by_new_id = {str(copy.id): copy for copy in copy_of.values()}
     outputs = {parent.identifier: parent.outputs}
     for identifier, ancestor_id in parent.parents.items():
         if ancestor_id in by_new_id:
