@@ -173,15 +173,25 @@ async def keep_version(graph: GraphTemplate) -> None:
         await queries.insert(kept)
 
 
+_KEPT_VERSIONS: dict[tuple[str, int], GraphVersion] = {}  # (graph id, version): never changes
+
+
 async def template_at(ctx: AppContext, namespace: str, name: str, version: int) -> GraphTemplate | None:
     """The graph as it was at `version` (the live one when that is its version); None when the
     graph is gone or that version was not kept (written before versions were kept)."""
     live = await template_for(ctx, namespace, name, version)
     if live is None or live.version == version:
         return live
-    kept = await queries.find_one(GraphVersion, {"namespace": namespace, "name": name, "version": version})
+    key = (str(live.id), version)
+    kept = _KEPT_VERSIONS.get(key)
     if kept is None:
-        return None
+        where = {"namespace": namespace, "name": name, "version": version}
+        kept = await queries.find_one(GraphVersion, where)
+        if kept is None:
+            return None
+        if len(_KEPT_VERSIONS) >= _SHAPE_CACHE_SIZE:
+            _KEPT_VERSIONS.pop(next(iter(_KEPT_VERSIONS)))
+        _KEPT_VERSIONS[key] = kept
     old: GraphTemplate = live.model_copy(
         update={
             "version": version,
