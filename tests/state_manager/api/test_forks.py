@@ -154,13 +154,22 @@ async def test_a_fork_onto_the_current_graph_version_follows_an_upsert(api: Api)
     original = await _finished_chain(api)
     changed = chain()
     changed["nodes"][1]["inputs"] = {"x": "v2 ${{ a.outputs.y }}"}
+    changed["nodes"][2]["inputs"] = {"x": "v2 ${{ b.outputs.y }}"}
     await api.upsert("chain", changed)
 
-    on_original = await _fork(api, original, {"from": ["b"]})
-    on_current = await _fork(api, original, {"from": ["b"], "graph_version": "current"})
+    on_original = (await _fork(api, original, {"from": ["b"]}))["run_id"]
+    on_current = (await _fork(api, original, {"from": ["b"], "graph_version": "current"}))["run_id"]
 
-    claimed = {s["run_id"]: s["inputs"]["x"] for s in await api.claim("B", batch_size=10)}
-    assert claimed == {on_original["run_id"]: "from-a", on_current["run_id"]: "v2 from-a"}
+    claimed = await api.claim("B", batch_size=10)
+    assert {s["run_id"]: s["inputs"]["x"] for s in claimed} == {
+        on_original: "from-a",
+        on_current: "v2 from-a",
+    }
+    for state in claimed:  # and what follows keeps to the fork's version too
+        await api.executed(state["state_id"], [{"y": "b"}])
+    below = {s["run_id"]: s["inputs"]["x"] for s in await api.claim("C", batch_size=10)}
+    assert below == {on_original: "b", on_current: "v2 b"}
+    assert [r["graph_version"] for r in [await api.call("GET", f"/run/{on_original}")]] == [1]
 
 
 @pytest.mark.parametrize(
