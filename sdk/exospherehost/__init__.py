@@ -48,6 +48,7 @@ from .models import (
     UnitesStrategyEnum,
 )
 from .node import BaseNode
+from .run_diff import DiffChange, DiffSide, DiffSummary, FieldDiff, NodeDiff, RunDiff
 from .runtime import Runtime
 from .signals import PruneSignal, ReQueueAfterSignal
 from .state_manager import StateManager, TriggerState
@@ -62,16 +63,22 @@ __all__ = [
     "BaseNode",
     "ConflictError",
     "CronTrigger",
+    "DiffChange",
+    "DiffSide",
+    "DiffSummary",
     "ExosphereError",
+    "FieldDiff",
     "GraphNodeModel",
     "GraphValidationError",
     "InvalidURLError",
+    "NodeDiff",
     "NotFoundError",
     "PayloadTooLargeError",
     "PruneSignal",
     "ReQueueAfterSignal",
     "RetryPolicyModel",
     "RetryStrategyEnum",
+    "RunDiff",
     "Runtime",
     "ServerError",
     "ServerUnreachableError",

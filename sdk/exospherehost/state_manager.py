@@ -11,8 +11,9 @@ from pydantic import BaseModel, ValidationError
 
 from ._admin import AdminCalls
 from ._http import ApiClient, AsyncTransport
-from .errors import GraphValidationError
+from .errors import GraphValidationError, TransportError
 from .models import CronTrigger, GraphNodeModel, RetryPolicyModel, StoreConfigModel
+from .run_diff import RunDiff
 
 __all__ = ["IDEMPOTENCY_KEY_HEADER", "StateManager", "TriggerState"]
 
@@ -221,6 +222,43 @@ class StateManager(AdminCalls):
             TransportError: If the server cannot be reached.
         """
         return await self._api.request_object("POST", self._api.path("run", run_id, "cancel"))
+
+    async def diff_runs(self, a: str, b: str) -> RunDiff:
+        """Compare two runs of one graph node by node (`GET /run/{a}/diff/{b}`).
+
+        There is one entry per node identifier and fan-out position, in the graph's order. Each
+        has its `change` (`same`, `changed`, `only_a`, `only_b`), each run's state there (its
+        latest attempt: a retried node or a join made again counts once) and, for `changed`,
+        the fields that differ (`status`, `inputs.<field>`, `outputs.<field>`) with both values.
+
+        Args:
+            a: Run A's id.
+            b: Run B's id.
+
+        Returns:
+            The diff; `diff.same` tells whether the runs are the same everywhere and
+            `diff.differences()` lists the entries that are not.
+
+        Raises:
+            NotFoundError: If either run does not exist in this namespace.
+            BadRequestError: If the runs are runs of two different graphs (422).
+            TransportError: If the server cannot be reached.
+
+        Example:
+            ```python
+            diff = await sm.diff_runs(original, fork)
+            for node in diff.differences():
+                print(node.identifier, node.position, node.change, [f.path for f in node.fields])
+            ```
+        """
+        path = self._api.path("run", a, "diff", b)
+        answer = await self._api.request_object("GET", path)
+        try:
+            return RunDiff.model_validate(answer)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "(answer)"
+            raise TransportError(f"GET {path}: not a run diff: {where}: {first['msg']}") from None
 
     async def list_runs(self, page: int = 1, size: int = 20) -> dict[str, Any]:
         """One page of the namespace's runs, newest first, with per-status counts.

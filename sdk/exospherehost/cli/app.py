@@ -28,6 +28,7 @@ def cli() -> None:
          a stalled node in `queues`)
       2  usage error (e.g. a bad duration: use 250ms, 60s, 5m, 1h30m)
       3  server unreachable, API key refused, or a server error (5xx)
+    `run diff` exits like diff: 0 the runs are the same, 1 they differ, 2 they cannot be compared.
     """
 
 

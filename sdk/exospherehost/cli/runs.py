@@ -1,4 +1,4 @@
-"""`exosphere run trigger | list | get | watch | cancel | retry`."""
+"""`exosphere run trigger | list | get | watch | cancel | retry` (and `diff`, in `run_diff.py`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from ..state_manager import StateManager
 from .durations import Duration
 from .inputs import load_document, parse_pairs, parse_since, string_map
 from .output import Output, compact_json, counts_text, duration_text, time_text
+from .run_diff import diff
 from .session import Failed, call, command_options, config
 from .watch import FIRST_READ_SECONDS, MAX_RESULT_STATES, run_summary, watch_run
 
@@ -38,7 +39,10 @@ _timeout_option = click.option(
 
 @click.group()
 def run() -> None:
-    """Trigger, follow, cancel and retry runs."""
+    """Trigger, follow, cancel, retry and compare runs."""
+
+
+run.add_command(diff)
 
 
 @run.command("trigger")
