@@ -224,7 +224,7 @@ class Run(Document):
     namespace_name: str
     graph_name: str
     graph_version: int = 0
-    triggered_by: str = "api"  # "api" or "cron"
+    triggered_by: str = "api"  # "api", "cron" or "fork"
     store: dict[str, str] = Field(default_factory=dict)
     # Root states to create; kept on the run so that a crash between writing the run and
     # writing its states is completed by the recovery loop.

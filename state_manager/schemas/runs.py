@@ -75,7 +75,7 @@ class RunSummary(BaseModel):
     graph_name: str
     graph_version: int
     status: RunStatusName = Field(description="PENDING until a state is claimed, then RUNNING, then final")
-    triggered_by: str = Field(description='"api" or "cron"')
+    triggered_by: str = Field(description='"api", "cron" or "fork"')
     created_at: str
     created_ms: int
     started_ms: int | None = Field(description="when a state of the run was first claimed")
