@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from state_manager.dashboard import auth, catalog, runs, states
+from state_manager.dashboard import auth, catalog, compare, forks, runs, states
 from state_manager.dashboard.guard import DashboardGuard
 from state_manager.dashboard.login_limit import LoginLimiter
 from state_manager.dashboard.render import HERE
@@ -18,7 +18,9 @@ def install(app: FastAPI) -> None:
     router = APIRouter(prefix="/ui", include_in_schema=False)
     router.add_api_route("", auth.home, methods=["GET"])
     router.add_api_route("/", auth.home, methods=["GET"])
-    for module in (auth, runs, states, catalog):
+    # forks before runs: its GET .../runs/{id}/fork is more specific than the confirmation pages'
+    # .../runs/{id}/{action}.
+    for module in (auth, forks, compare, runs, states, catalog):
         router.include_router(module.router)
     app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")

@@ -39,6 +39,7 @@ MESSAGES = {
     "retried": "Failed states were retried: {attempts}.",
     "retried-none": "Nothing was retried: the failed states were retried already.",
     "state-retried": "The state was retried: the new attempt is below.",
+    "forked": "Forked: this new run reuses what the original computed above the node and runs the rest.",
     "logged-out": "You are logged out.",
 }
 

@@ -4,7 +4,9 @@ Layout: each node goes into the column of its longest path from a root (left to 
 nodes of a column are ordered by a few barycenter sweeps (fewer crossing edges), and edges are
 cubic curves from the right edge of a box to the left edge of the next. Boxes carry their
 status as a CSS class (colours live in the stylesheet, not in the markup) and as
-`data-status`; a fan-out is one box with the counts of all its states.
+`data-status`; a fan-out is one box with the counts of all its states. On a compare page a box
+carries instead how the node differs between two runs (`change`, as `data-change`) and a line
+saying so (`note`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class DagNode:
     status: str = ""
     counts: Mapping[str, int] = field(default_factory=dict)
     total: int = 0
+    change: str = ""  # on a compare page: changed, same, only_a, only_b (or none: it ran in neither)
+    note: str = ""  # the third line of a box that has no run status (a compare page's)
 
 
 @dataclass(frozen=True)
@@ -232,6 +236,8 @@ def _tooltip(node: DagNode) -> str:
     lines = [f"{node.identifier} ({node.node_name})"]
     if node.status:
         lines.append(f"status: {node.status}")
+    if node.note:
+        lines.append(node.note)
     lines += [f"{status_label(status)}: {n}" for status, n in sorted(node.counts.items()) if n]
     if node.unites:
         lines.append(f"joins: waits for every branch of {node.unites}")
@@ -242,6 +248,9 @@ def _box(box: Box, href: str | None) -> str:
     node, x, y = box.node, box.x, box.y
     status_attr = f' data-status="{escape(node.status)}"' if node.status else ""
     css = f"node node-{escape(node.status or 'TEMPLATE')}"
+    if node.change:
+        css += f" change-{escape(node.change)}"
+        status_attr += f' data-change="{escape(node.change)}"'
     lines = [escape(_fit(node.identifier, 26)), escape(sub_line(node))]
     shape = (
         f'<g class="{css}" data-identifier="{escape(node.identifier)}"{status_attr}>'
@@ -253,6 +262,8 @@ def _box(box: Box, href: str | None) -> str:
     if node.status:
         shape += f'<text class="box-count" x="{x + 12}" y="{y + 50}">{escape(count_line(node))}</text>'
         shape += _bar(box)
+    elif node.note:
+        shape += f'<text class="box-count" x="{x + 12}" y="{y + 50}">{escape(_fit(node.note, 38))}</text>'
     shape += "</g>"
     return f'<a href="{escape(href)}">{shape}</a>' if href else shape
 

@@ -42,6 +42,7 @@ RANGES = {
     "30d": 30 * 86_400_000,
 }
 TABS = ("graph", "states", "timeline", "store")
+FORKS_SHOWN = 20  # forks of a run linked from its page
 FAILED = ("ERRORED", "TIMEDOUT", "NEXT_CREATED_ERROR")
 
 
@@ -246,6 +247,8 @@ async def run_page(
         tabs=TABS,
         failed=_failed_count(detail),
         can_cancel=detail.status not in FINAL_RUN_STATUSES,
+        can_fork=detail.status in FINAL_RUN_STATUSES,
+        forks_shown=FORKS_SHOWN,
         mini_bar=dag.mini_bar,
         f=f,
         statuses=STATE_STATUSES,

@@ -98,3 +98,24 @@ async def find_states_by_ids(namespace: str, ids: list[str]) -> dict[str, State]
         return {}
     found = await queries.find_states({"_id": {"$in": oids}, "graph_namespace": namespace})
     return {str(s.id): s for s in found}
+
+
+async def first_inputs(namespace: str, run_id: str, identifier: str) -> tuple[dict[str, Any], int] | None:
+    """The inputs a node ran with in a run, for a fork's form: those of its latest attempt at its
+    first place (a fan-out's first copy); and at how many places it ran (its copies). None when
+    the node has no state in the run."""
+    docs = await queries.run_states_where(
+        run_id,
+        {"identifier": identifier, "graph_namespace": namespace},
+        fields=("_id", "status", "inputs", "fanout_path", "output_index"),
+    )
+    # A superseded attempt (a retry replaced it) never counts: the newest attempt at a place does.
+    current = [doc for doc in docs if doc.get("status") != "RETRY_CREATED"] or docs
+    if not current:
+        return None
+
+    def place(doc: dict[str, Any]) -> tuple[int, ...]:
+        return (*(doc.get("fanout_path") or ()), doc.get("output_index", 0))
+
+    first = min(current, key=lambda doc: (place(doc), -int(str(doc["_id"]), 16)))
+    return dict(first.get("inputs") or {}), len({place(doc) for doc in current})

@@ -20,7 +20,15 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, Request, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Request,
+    Response,
+    async_playwright,
+    expect,
+)
 
 from tests.support.live_server import REPO_ROOT, LiveServer, start_server
 
@@ -174,12 +182,31 @@ async def chromium_browser(chromium: Path) -> AsyncIterator[Browser]:
 
 class Watch:
     """What a page did that a user would not see: console errors (a CSP violation is one) and
-    requests to anywhere but the server."""
+    requests to anywhere but the server. A page the server answers with a 4xx on purpose (a
+    refused form shown again with the reason) is what the user sees, not an error: Chromium's
+    console line about its status is left out."""
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
-        self.console_errors: list[str] = []
+        self.logged: list[tuple[str, str]] = []  # (text, url) of each console error
+        self.refused_pages: set[str] = set()
         self.foreign: list[str] = []
+
+    @property
+    def console_errors(self) -> list[str]:
+        return [
+            text
+            for text, url in self.logged
+            if not (url in self.refused_pages and text.startswith("Failed to load resource"))
+        ]
+
+    def on_console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.logged.append((message.text, message.location.get("url", "")))
+
+    def on_response(self, response: Response) -> None:
+        if response.request.resource_type == "document" and 400 <= response.status < 500:
+            self.refused_pages.add(response.url)
 
     def on_request(self, request: Request) -> None:
         if not request.url.startswith(self.base_url) and not request.url.startswith("data:"):
@@ -195,7 +222,8 @@ async def page(
     )
     watch = Watch(dashboard_server.base_url)
     tab = await context.new_page()
-    tab.on("console", lambda msg: watch.console_errors.append(msg.text) if msg.type == "error" else None)
+    tab.on("console", watch.on_console)
+    tab.on("response", watch.on_response)
     tab.on("request", watch.on_request)
     try:
         yield tab

@@ -54,7 +54,21 @@ class FailOnce(BaseNode):
         return self.Outputs(text=self.inputs.text.upper())
 
 
-NODES: list[type[BaseNode]] = [Pause, FailOnce]
+class Say(BaseNode):
+    """Says its prompt, then its text (a stand-in for a model call: what it writes follows its inputs)."""
+
+    class Inputs(BaseModel):
+        prompt: str
+        text: str
+
+    class Outputs(BaseModel):
+        said: str
+
+    async def execute(self) -> Outputs:
+        return self.Outputs(said=f"{self.inputs.prompt} {self.inputs.text}")
+
+
+NODES: list[type[BaseNode]] = [Pause, FailOnce, Say]
 
 
 if __name__ == "__main__":
