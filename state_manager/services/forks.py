@@ -39,7 +39,7 @@ from state_manager.services import run_status, writes
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import graph_shape, template_at, template_for
 from state_manager.services.joins import evaluate_fork_join, in_scope, join_group, join_key
-from state_manager.services.new_states import new_state
+from state_manager.services.new_states import check_size, new_state
 
 log = structlog.get_logger(__name__)
 
@@ -106,7 +106,7 @@ async def fork_run(
         fork_of=run_id,
         fork=request.as_doc(now_ms()),
     )
-    writes_ = await _plan_writes(graph, original, run, request)
+    writes_ = await _plan_writes(ctx, graph, original, run, request)
     run.fork = {**(run.fork or {}), "reused": writes_.reused}
     run.created, run.open = writes_.created, writes_.open
     run.settled, run.owed = writes_.settled, writes_.owed
@@ -193,7 +193,7 @@ async def complete(ctx: AppContext, run: Run) -> None:
     graph = await template_at(ctx, run.namespace_name, run.graph_name, run.graph_version)
     if original is None or graph is None:
         raise RuntimeError(f"fork {run.run_id}: its original run or graph version is gone")
-    await _write(ctx, graph, run, await _plan_writes(graph, original, run, ForkRequest.of_doc(run.fork)))
+    await _write(ctx, graph, run, await _plan_writes(ctx, graph, original, run, ForkRequest.of_doc(run.fork)))
 
 
 async def _graph(ctx: AppContext, original: Run, version: str) -> GraphTemplate:
@@ -236,7 +236,9 @@ def _oid(run: Run, index: int) -> ObjectId:
     return ObjectId((run.fork["at"] // 1000).to_bytes(4, "big") + digest[:4] + index.to_bytes(4, "big"))
 
 
-async def _plan_writes(graph: GraphTemplate, original: Run, run: Run, request: ForkRequest) -> _Writes:
+async def _plan_writes(
+    ctx: AppContext, graph: GraphTemplate, original: Run, run: Run, request: ForkRequest
+) -> _Writes:
     shape = graph_shape(graph)
     try:
         check_request(shape, request.starts, request.inputs, graph.name)
@@ -249,7 +251,7 @@ async def _plan_writes(graph: GraphTemplate, original: Run, run: Run, request: F
     ids = {state.id: str(_oid(run, index)) for index, state in enumerate(plan.reused)}
     copies = [_copy(by_id[state.id], run, ids, request) for state in plan.reused]
     copy_of = {str(copy.reused_from): copy for copy in copies}
-    fresh = _fresh(shape, graph, plan, run, request, copy_of, len(copies))
+    fresh = _fresh(ctx, shape, graph, plan, run, request, copy_of, len(copies))
     joins = [_ForkJoin.at(copy_of[str(start.parent_id)], start.identifier) for start in plan.joins]
     _count_below_anchors(shape, copies, fresh, joins)
     settled: dict[str, int] = {}
@@ -319,6 +321,7 @@ def _copy(state: State, run: Run, ids: dict[str, str], request: ForkRequest) -> 
 
 
 def _fresh(
+    ctx: AppContext,
     shape: GraphShape,
     graph: GraphTemplate,
     plan: ForkPlan,
@@ -359,6 +362,7 @@ def _fresh(
             origin, parents = parent, {**parent.parents, parent.identifier: str(parent.id)}
             key = f"{parent.id}:next:{start.identifier}"
         state = new_state(origin, graph, template, inputs, parents, key)
+        check_size(ctx, state)  # refused (413) before anything of the fork is written
         if parent is None:
             state.fanout_path = []
         state.id = PydanticObjectId(_oid(run, first_index + len(fresh)))

@@ -277,3 +277,31 @@ async def test_fork_failed_keeps_to_its_window_and_without_a_key_forks_again(api
     assert [f["forked_from"]["run_id"] for f in later["forks"]] == [new]
     assert [f["forked_from"]["run_id"] for f in earlier["forks"]] == [old]
     assert again["forks"][0]["run_id"] != later["forks"][0]["run_id"]
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, object]:
+    return {"max_document_bytes": 256 * 1024}
+
+
+async def test_an_input_too_large_to_store_is_refused_before_anything_is_written(api: Api) -> None:
+    original = await _finished_chain(api)
+    runs_before = len((await api.call("GET", "/runs?limit=500"))["runs"])
+
+    answer = await _fork(api, original, {"from": ["b"], "inputs": {"b": {"x": "x" * 300_000}}}, expect=413)
+
+    assert "over the store's limit" in answer["detail"]
+    assert len((await api.call("GET", "/runs?limit=500"))["runs"]) == runs_before
+
+
+async def test_two_bulk_forks_with_one_key_at_once_fork_each_run_once(api: Api) -> None:
+    await api.setup("chain", chain(), A, B, C)
+    failed = [await _failed_at_b(api) for _ in range(3)]
+
+    first, second = await asyncio.gather(
+        _fork_failed(api, {"graph": "chain"}, key="same"), _fork_failed(api, {"graph": "chain"}, key="same")
+    )
+
+    assert sorted(f["run_id"] for f in first["forks"]) == sorted(f["run_id"] for f in second["forks"])
+    forks = (await api.call("GET", "/runs?limit=500"))["runs"]
+    assert sorted(r["forked_from"]["run_id"] for r in forks if r["forked_from"]) == sorted(failed)
