@@ -38,6 +38,7 @@ from .errors import (
     StateManagerError,
     TransportError,
 )
+from .forks import ForkedFrom, ForkedRun, ForkFailedResult, ForkGraphVersion, SkippedFork
 from .models import (
     CronTrigger,
     GraphNodeModel,
@@ -68,6 +69,10 @@ __all__ = [
     "DiffSummary",
     "ExosphereError",
     "FieldDiff",
+    "ForkFailedResult",
+    "ForkGraphVersion",
+    "ForkedFrom",
+    "ForkedRun",
     "GraphNodeModel",
     "GraphValidationError",
     "InvalidURLError",
@@ -82,6 +87,7 @@ __all__ = [
     "Runtime",
     "ServerError",
     "ServerUnreachableError",
+    "SkippedFork",
     "StateManager",
     "StateManagerError",
     "StoreConfigModel",

@@ -143,8 +143,8 @@ class AdminCalls:
         query = {
             "graph": graph,
             "status": status,
-            "since": _time_param(since),
-            "until": _time_param(until),
+            "since": time_param(since),
+            "until": time_param(until),
             "limit": limit,
             "cursor": cursor,
         }
@@ -238,7 +238,8 @@ class AdminCalls:
         return {**answer, "fanout_id": body["fanout_id"]}
 
 
-def _time_param(value: TimeBound | None) -> str | None:
+def time_param(value: TimeBound | None) -> str | None:
+    """A time filter as sent: a datetime as ISO 8601 (it must name its zone), the rest as text."""
     if value is None:
         return None
     if isinstance(value, datetime):

@@ -1,4 +1,4 @@
-"""`StateManager`: define graphs, trigger runs and read them back."""
+"""`StateManager`: define graphs, trigger runs, read them back, fork and compare them."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
-from ._admin import AdminCalls
+from ._admin import AdminCalls, TimeBound, time_param
 from ._http import ApiClient, AsyncTransport
 from .errors import GraphValidationError, TransportError
+from .forks import ForkedRun, ForkFailedResult, ForkGraphVersion
 from .models import CronTrigger, GraphNodeModel, RetryPolicyModel, StoreConfigModel
 from .run_diff import RunDiff
 
@@ -252,13 +253,130 @@ class StateManager(AdminCalls):
             ```
         """
         path = self._api.path("run", a, "diff", b)
-        answer = await self._api.request_object("GET", path)
-        try:
-            return RunDiff.model_validate(answer)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "(answer)"
-            raise TransportError(f"GET {path}: not a run diff: {where}: {first['msg']}") from None
+        return _answer(RunDiff, await self._api.request_object("GET", path), f"GET {path}", "a run diff")
+
+    async def fork_run(
+        self,
+        run_id: str,
+        from_: str | Sequence[str],
+        inputs: Mapping[str, Mapping[str, str]] | None = None,
+        store: Mapping[str, str] | None = None,
+        graph_version: ForkGraphVersion = "original",
+    ) -> ForkedRun:
+        """Fork a run that has ended from some of its nodes (`POST /run/{id}/fork`).
+
+        The new run reuses what the original computed above the nodes in `from_`: their states
+        are copied as they ended (with `reused_from`, the original state's id) and are not run
+        again. The `from_` nodes and everything below them run again, from the reused parents'
+        outputs, with `inputs` applied to them. `diff_runs(run_id, fork.run_id)` then shows
+        what changed.
+
+        Args:
+            run_id: The run to fork; it must have ended (SUCCESS, FAILED or CANCELLED).
+            from_: The node identifier(s) to run again, with everything below them.
+            inputs: New inputs for nodes in `from_`: identifier -> input field -> value.
+            store: Run store values that replace the original's, key by key.
+            graph_version: `"original"` (the default) runs the fork on the graph version the
+                original ran, even after an upsert; `"current"` on the graph's live version.
+
+        Returns:
+            The new run: its `run_id`, `forked_from` (`run_id` and `from_`), how many states
+            were `reused` and its `status` (`PENDING`).
+
+        Raises:
+            ValueError: If `from_` names no node or `graph_version` is neither `"original"`
+                nor `"current"` (nothing is sent).
+            NotFoundError: If the run does not exist in this namespace (404).
+            ConflictError: If the run has not ended, or the graph version it ran is no longer
+                kept (409; the message says to fork onto `"current"`).
+            BadRequestError: If a node or input is unknown, an input is for a node not in
+                `from_`, or a node that would be reused did not succeed (422; the message
+                names it).
+            TransportError: If the server cannot be reached.
+
+        Example:
+            ```python
+            fork = await sm.fork_run(run_id, from_=["draft"], inputs={"draft": {"prompt": "Shorter"}})
+            print(fork.run_id, fork.reused)
+            ```
+        """
+        starts = [from_] if isinstance(from_, str) else list(from_)
+        if not starts:
+            raise ValueError("from_ should name at least one node to fork from")
+        _check_graph_version(graph_version)
+        body = {
+            "from": starts,
+            "inputs": {node: dict(fields) for node, fields in (inputs or {}).items()},
+            "store": dict(store or {}),
+            "graph_version": graph_version,
+        }
+        path = self._api.path("run", run_id, "fork")
+        answer = await self._api.request_object("POST", path, body=body)
+        return _answer(ForkedRun, answer, f"POST {path}", "a fork")
+
+    async def fork_failed(
+        self,
+        graph: str,
+        since: TimeBound | None = None,
+        until: TimeBound | None = None,
+        graph_version: ForkGraphVersion = "current",
+        limit: int = 100,
+        *,
+        idempotency_key: str | None = None,
+    ) -> ForkFailedResult:
+        """Fork each FAILED run of a graph from the nodes where it failed (`POST /runs/fork-failed`).
+
+        The runs created in the window (`since` to `until`, oldest first, at most `limit`) are
+        each forked as `fork_run` would from its failed nodes (its states that failed and were
+        not retried), by default on the graph's current version: run last night's failures
+        again after a fix. A failed run that cannot be forked (e.g. the current graph no longer
+        has its failed node) is listed in `skipped` with the reason.
+
+        With an `idempotency_key`, repeating the same call (e.g. a retry after a timeout)
+        forks nothing twice: the server answers the same forks. The same key with another
+        window is another request, so repeat it with the same `since` and `until`.
+
+        Args:
+            graph: The graph whose FAILED runs to fork.
+            since: Only runs created at or after this time: a timezone-aware `datetime` or an
+                ISO 8601 string (sent as ISO 8601), or epoch milliseconds.
+            until: Only runs created at or before this time, the same way.
+            graph_version: `"current"` (the default) or `"original"`, as for `fork_run`.
+            limit: At most this many runs (1 to 1000).
+            idempotency_key: Sent as the `Idempotency-Key` header; see above.
+
+        Returns:
+            `forks` (a `ForkedRun` per failed run forked) and `skipped` (`SkippedFork`s: each
+            run's id and the reason).
+
+        Raises:
+            ValueError: If a `datetime` has no timezone, `graph_version` is neither
+                `"original"` nor `"current"`, or `idempotency_key` is empty (nothing is sent).
+            BadRequestError: If a time is malformed (400) or `limit` is out of range (422).
+            TransportError: If the server cannot be reached.
+
+        Example:
+            ```python
+            since = datetime.now(UTC) - timedelta(hours=12)
+            result = await sm.fork_failed("research", since=since, idempotency_key="nightly-0107")
+            for fork in result.forks:
+                print(fork.forked_from.run_id, "->", fork.run_id)
+            ```
+        """
+        _check_graph_version(graph_version)
+        if idempotency_key is not None and not idempotency_key:
+            raise ValueError("idempotency_key should not be empty")
+        body = {
+            "graph": graph,
+            "since": time_param(since),
+            "until": time_param(until),
+            "graph_version": graph_version,
+            "limit": limit,
+        }
+        headers = None if idempotency_key is None else {IDEMPOTENCY_KEY_HEADER: idempotency_key}
+        path = self._api.path("runs", "fork-failed")
+        answer = await self._api.request_object("POST", path, body=body, headers=headers)
+        return _answer(ForkFailedResult, answer, f"POST {path}", "a fork-failed answer")
 
     async def list_runs(self, page: int = 1, size: int = 20) -> dict[str, Any]:
         """One page of the namespace's runs, newest first, with per-status counts.
@@ -383,6 +501,22 @@ class StateManager(AdminCalls):
                 validation_errors=list(errors),
             )
         return graph
+
+
+def _answer(model: type[M], answer: Any, call: str, what: str) -> M:
+    """The server's answer read into `model`; an answer that does not fit is a `TransportError`
+    naming the call and the first field at fault."""
+    try:
+        return model.model_validate(answer)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(answer)"
+        raise TransportError(f"{call}: not {what}: {where}: {first['msg']}") from None
+
+
+def _check_graph_version(graph_version: str) -> None:
+    if graph_version not in ("original", "current"):
+        raise ValueError(f'graph_version should be "original" or "current", not {graph_version!r}')
 
 
 def _trigger_order(args: tuple[Any, ...]) -> tuple[str, ...]:

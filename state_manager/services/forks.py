@@ -52,6 +52,7 @@ class ForkRequest:
     inputs: dict[str, dict[str, str]]
     store: dict[str, str]
     graph_version: str  # "original" or "current"
+    key: str | None = None  # the Idempotency-Key of the bulk fork that made it
 
     def as_doc(self, at: int) -> dict[str, Any]:
         return {
@@ -60,13 +61,13 @@ class ForkRequest:
             "inputs": self.inputs,
             "store": self.store,
             "graph_version": self.graph_version,
+            "key": self.key,
         }
 
     @classmethod
     def of_doc(cls, doc: dict[str, Any]) -> ForkRequest:
-        return cls(
-            doc["from"], doc.get("inputs", {}), doc.get("store", {}), doc.get("graph_version", "original")
-        )
+        version = doc.get("graph_version", "original")
+        return cls(doc["from"], doc.get("inputs", {}), doc.get("store", {}), version, doc.get("key"))
 
 
 @dataclass(frozen=True)
@@ -153,8 +154,10 @@ async def fork_failed(
 ) -> FailedForks:
     """Fork each FAILED run of the graph created in the window (oldest first, at most `limit`)
     from the nodes where it failed. With an `Idempotency-Key`, each fork's run id is derived
-    from the key, the request and the original run: a repeat answers the same forks and makes
-    none twice (two at once too: the second insert of a run id fails)."""
+    from the key and the original run alone: a repeat (with any window: `--since 12h` a minute
+    later is a repeat too) answers the same fork of each run and makes none twice (two at once
+    too: the second insert of a run id fails); the forks made under the key, should they fail
+    too, are not forked again under it."""
     since = run_status.key_bound(since_ms) if since_ms is not None else None
     before = run_status.key_bound(until_ms + 1) if until_ms is not None else None
     query = {
@@ -162,14 +165,15 @@ async def fork_failed(
         "graph_name": graph_name,
         "status": RunStatus.FAILED.value,
     }
-    found = Run.get_motor_collection().find(query, {"run_id": 1, "sort_key": 1})
-    originals = sorted([doc async for doc in found], key=lambda doc: doc.get("sort_key", ""))[:limit]
-    asked = f"{graph_name}|{since_ms}|{until_ms}|{graph_version}|{limit}"
+    found = Run.get_motor_collection().find(query, {"run_id": 1, "sort_key": 1, "fork": 1})
+    # Not the forks this key made (a fork that failed again is not forked again under it).
+    candidates = [doc async for doc in found if key is None or (doc.get("fork") or {}).get("key") != key]
+    originals = sorted(candidates, key=lambda doc: doc.get("sort_key", ""))[:limit]
     result = FailedForks([], [])
     for doc in originals:
         original = doc["run_id"]
-        new_id = None if key is None else str(uuid5(NAMESPACE_URL, f"{namespace}|{key}|{asked}|{original}"))
-        request = ForkRequest(await failed_nodes(original), {}, {}, graph_version)
+        new_id = None if key is None else str(uuid5(NAMESPACE_URL, f"{namespace}|{key}|{original}"))
+        request = ForkRequest(await failed_nodes(original), {}, {}, graph_version, key)
         try:
             result.forks.append(await fork_run(ctx, namespace, original, request, new_id))
         except (Unprocessable, Conflict) as exc:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 
 import click
 import pytest
 
-from exospherehost.cli.inputs import parse_pairs, parse_since, string_map, substitute_secrets
+from exospherehost.cli.inputs import (
+    parse_node_pairs,
+    parse_pairs,
+    parse_since,
+    string_map,
+    substitute_secrets,
+)
 
 
 def test_pairs_split_at_the_first_equals_sign() -> None:
@@ -19,6 +26,21 @@ def test_pairs_split_at_the_first_equals_sign() -> None:
 def test_a_pair_without_a_key_is_refused(pair: str) -> None:
     with pytest.raises(click.BadParameter, match="KEY=VALUE"):
         parse_pairs([pair], "-i")
+
+
+def test_node_pairs_group_the_fields_by_node() -> None:
+    pairs = ["draft.prompt=Be brief: a=b", "draft.tone=dry", "score.min=", "draft.prompt=Again"]
+
+    assert parse_node_pairs(pairs, "-i") == {
+        "draft": {"prompt": "Again", "tone": "dry"},
+        "score": {"min": ""},
+    }
+
+
+@pytest.mark.parametrize("pair", ["nodots", "draft=x", "draft.prompt", ".prompt=x", "draft.=x", "=x"])
+def test_a_node_pair_without_a_node_a_field_or_a_value_is_refused(pair: str) -> None:
+    with pytest.raises(click.BadParameter, match=f"expected NODE.FIELD=VALUE, got '{re.escape(pair)}'"):
+        parse_node_pairs([pair], "-i/--input")
 
 
 def test_value_maps_write_numbers_out_and_refuse_the_rest() -> None:

@@ -36,19 +36,27 @@ async def test_the_readme_commands_work(server: LiveServer, cli: Cli, tmp_path: 
         node.model_dump(exclude_none=True, exclude={"timeout_seconds"}) for node in GRAPH
     ]
     hello = Cli(env={**cli.env, "EXOSPHERE_NAMESPACE": "hello"})
-    run_id = ""
+    run_id = fork_id = ""
 
     async with Runtime(
         "hello", "hello-runtime", [Greet, Shout], state_manager_uri=server.base_url, key=server.api_key
     ):
         for command in commands:
+            ids = {"<run-id>": run_id, "<fork-id>": fork_id}
             args = [
-                str(ROOT / arg) if arg.endswith(".yaml") else run_id if arg == "<run-id>" else arg
+                str(ROOT / arg) if arg.endswith(".yaml") else ids.get(arg, arg)
                 for arg in shlex.split(command)[1:]
             ]
             result = await hello(*args, "--interval", "0.2") if "--watch" in args else await hello(*args)
-            assert result.code == 0, result
+            differ = args[:2] == ["run", "diff"]  # the fork shouted something else: exit 1, like diff
+            assert result.code == (1 if differ else 0), result
             if args[:2] == ["run", "trigger"]:
                 run_id = result.stdout.split()[1]  # the summary's first line: "run <id>"
+            if args[:2] == ["run", "fork"]:
+                fork_id = result.stdout.split()[1]
+                assert f"forked from   {run_id} (from shout)" in result.stdout
+                assert '{"text": "HI AGAIN"}' in result.stdout
+            if differ:
+                assert "shout" in result.stdout and "1 changed" in result.stdout
 
-    assert len(commands) == 5 and run_id
+    assert len(commands) == 7 and run_id and fork_id

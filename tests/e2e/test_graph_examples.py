@@ -13,6 +13,7 @@ from examples.graphs import (
     chain,
     cron,
     fan_out,
+    fork_and_compare,
     join,
     manual_retry,
     map_reduce,
@@ -126,6 +127,21 @@ async def test_validation_at_upsert_and_on_registration(sdk_env: LiveServer) -> 
     assert re.fullmatch(r"Node Resize in namespace images-\w+ does not exist\.", errors[0])
     assert result["trigger_invalid"] == 400
     assert result["after_registration"] == "VALID"
+
+
+async def test_fork_and_compare_reuses_the_fetch_and_shows_what_the_new_prompt_changed(
+    sdk_env: LiveServer,
+) -> None:
+    assert await fork_and_compare.main() == {
+        "reused": 1,
+        "calls": {"fetch": 1, "draft": 2, "score": 2},  # the fork fetched nothing
+        "summary": "Explain to a ten-year-old: three papers on tides",
+        "changes": {"same": 1, "changed": 2, "only_a": 0, "only_b": 0},
+        "changed": [
+            ("draft", ["inputs.prompt", "outputs.summary"]),
+            ("score", ["inputs.summary", "outputs.words"]),
+        ],
+    }
 
 
 QUOTE = re.compile(r"<!-- quoted from (?P<path>\S+) -->\n```python\n(?P<code>.*?)```", re.DOTALL)

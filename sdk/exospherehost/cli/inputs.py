@@ -20,7 +20,14 @@ import yaml
 
 from .durations import parse_duration
 
-__all__ = ["load_document", "parse_pairs", "parse_since", "string_map", "substitute_secrets"]
+__all__ = [
+    "load_document",
+    "parse_node_pairs",
+    "parse_pairs",
+    "parse_since",
+    "string_map",
+    "substitute_secrets",
+]
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -33,6 +40,19 @@ def parse_pairs(pairs: Sequence[str], option: str) -> dict[str, str]:
         if not sep or not key.strip():
             raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=option)
         parsed[key.strip()] = value
+    return parsed
+
+
+def parse_node_pairs(pairs: Sequence[str], option: str) -> dict[str, dict[str, str]]:
+    """`["draft.prompt=Be brief", "draft.tone=a=b"]` -> `{"draft": {"prompt": "Be brief", "tone": "a=b"}}`
+    (split at the first `=`, then the key at its first `.`: identifiers and fields have none)."""
+    parsed: dict[str, dict[str, str]] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        node, dot, name = key.strip().partition(".")
+        if not sep or not dot or not node.strip() or not name.strip():
+            raise click.BadParameter(f"expected NODE.FIELD=VALUE, got {pair!r}", param_hint=option)
+        parsed.setdefault(node.strip(), {})[name.strip()] = value
     return parsed
 
 

@@ -1,4 +1,5 @@
-"""`exosphere run trigger | list | get | watch | cancel | retry` (and `diff`, in `run_diff.py`)."""
+"""`exosphere run trigger | list | get | watch | cancel | retry` (`diff` is in `run_diff.py`, `fork` and
+`fork-failed` in `run_fork.py`)."""
 
 from __future__ import annotations
 
@@ -9,40 +10,34 @@ import click
 from ..state_manager import StateManager
 from .durations import Duration
 from .inputs import load_document, parse_pairs, parse_since, string_map
-from .output import Output, compact_json, counts_text, duration_text, time_text
+from .output import Output, counts_text, duration_text, time_text
 from .run_diff import diff
-from .session import Failed, call, command_options, config
-from .watch import FIRST_READ_SECONDS, MAX_RESULT_STATES, run_summary, watch_run
+from .run_fork import fork, fork_failed
+from .session import call, command_options, config
+from .watch import (
+    finish_summary,
+    first_line,
+    interval_option,
+    run_summary,
+    show_summary,
+    timeout_option,
+    watch_run,
+)
 
 __all__ = ["run"]
 
 RUN_STATUSES = ("PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED")
 _MAX_PAGE = 500
 
-_interval_option = click.option(
-    "--interval",
-    type=Duration("s", minimum=FIRST_READ_SECONDS),
-    metavar="DURATION",
-    default="1s",
-    show_default=True,
-    help="Longest wait between progress reads while watching (they start 50ms apart and back off "
-    "to it), e.g. 500ms or 2s; a bare number is seconds",
-)
-_timeout_option = click.option(
-    "--timeout",
-    type=Duration("s", positive=True),
-    metavar="DURATION",
-    help="Stop watching after this long (e.g. 90s, 5m, 1h30m; a bare number is seconds); "
-    "exit 1 if the run has not ended by then",
-)
-
 
 @click.group()
 def run() -> None:
-    """Trigger, follow, cancel, retry and compare runs."""
+    """Trigger, follow, cancel, retry, fork and compare runs."""
 
 
 run.add_command(diff)
+run.add_command(fork)
+run.add_command(fork_failed)
 
 
 @run.command("trigger")
@@ -64,8 +59,8 @@ run.add_command(diff)
 )
 @click.option("--idempotency-key", metavar="KEY", help="Repeating the trigger with it starts no second run")
 @click.option("--watch", is_flag=True, help="Follow the run to its end; exit 1 if it fails")
-@_interval_option
-@_timeout_option
+@interval_option
+@timeout_option
 @command_options
 def trigger(
     graph_name: str,
@@ -108,7 +103,7 @@ def trigger(
 
     result = call(cfg, work)
     if watch:
-        _finish_summary(out, result)
+        finish_summary(out, result)
         return
     document = {
         "run_id": result.get("run_id"),
@@ -182,7 +177,7 @@ def get(run_id: str) -> None:
     async def work(sm: StateManager) -> dict[str, Any]:
         return await run_summary(sm, run_id)
 
-    _show_summary(Output(cfg), call(cfg, work))
+    show_summary(Output(cfg), call(cfg, work))
 
 
 @run.command("states")
@@ -224,7 +219,7 @@ def states(run_id: str, state_status: str | None, identifier: str | None, limit:
             str(s.get("status")),
             str(s.get("retry_count")),
             time_text(s.get("created_ms")),
-            _first_line(s.get("error")) if s.get("error") else "-",
+            first_line(s.get("error")) if s.get("error") else "-",
         ]
         for s in found
     ]
@@ -233,8 +228,8 @@ def states(run_id: str, state_status: str | None, identifier: str | None, limit:
 
 @run.command("watch")
 @click.argument("run_id", metavar="RUN")
-@_interval_option
-@_timeout_option
+@interval_option
+@timeout_option
 @command_options
 def watch_command(run_id: str, interval: float, timeout: float | None) -> None:
     """Follow a run until it ends: progress on stderr, the summary on stdout.
@@ -247,7 +242,7 @@ def watch_command(run_id: str, interval: float, timeout: float | None) -> None:
     async def work(sm: StateManager) -> dict[str, Any]:
         return await watch_run(sm, run_id, out, interval=interval, max_seconds=timeout)
 
-    _finish_summary(out, call(cfg, work))
+    finish_summary(out, call(cfg, work))
 
 
 @run.command("cancel")
@@ -277,8 +272,8 @@ def cancel(run_id: str) -> None:
 @run.command("retry")
 @click.argument("run_id", metavar="RUN")
 @click.option("--watch", is_flag=True, help="Follow the run to its end; exit 1 if it fails")
-@_interval_option
-@_timeout_option
+@interval_option
+@timeout_option
 @command_options
 def retry(run_id: str, watch: bool, interval: float, timeout: float | None) -> None:
     """Retry every failed state (ERRORED, TIMEDOUT, NEXT_CREATED_ERROR) of a run once."""
@@ -294,7 +289,7 @@ def retry(run_id: str, watch: bool, interval: float, timeout: float | None) -> N
 
     result = call(cfg, work)
     if watch:
-        _finish_summary(out, result)
+        finish_summary(out, result)
     elif out.json:
         out.result(result)
     else:
@@ -310,75 +305,3 @@ def retry(run_id: str, watch: bool, interval: float, timeout: float | None) -> N
 def _note_retried(out: Output, answer: dict[str, Any]) -> None:
     if not answer.get("retried"):
         out.note(f"run {answer.get('run_id')}: no failed state to retry")
-
-
-def _finish_summary(out: Output, summary: dict[str, Any]) -> None:
-    """Write a final run summary; exit 1 if the run did not succeed."""
-    _show_summary(out, summary)
-    status = summary.get("status")
-    if status in ("FAILED", "CANCELLED"):
-        raise Failed(f"run {summary.get('run_id')} {status}")
-    if status != "SUCCESS":
-        raise Failed(f"run {summary.get('run_id')} is still {status}: stopped watching at --timeout")
-
-
-def _show_summary(out: Output, s: dict[str, Any]) -> None:
-    if out.json:
-        out.result(s)
-        return
-    store = s.get("store") or {}
-    out.fields(
-        [
-            ("run", str(s.get("run_id"))),
-            ("graph", f"{s.get('graph_name')} (version {s.get('graph_version')})"),
-            ("namespace", str(s.get("namespace"))),
-            ("status", str(s.get("status"))),
-            ("triggered by", str(s.get("triggered_by"))),
-            ("created", time_text(s.get("created_ms"))),
-            ("finished", time_text(s.get("finished_ms"))),
-            ("duration", duration_text(s.get("duration_ms"))),
-            ("states", counts_text(s.get("counts") or {})),
-            ("store", ", ".join(f"{k}={v}" for k, v in store.items()) or "-"),
-        ]
-    )
-    nodes = s.get("nodes") or []
-    if nodes:
-        out.line()
-        rows = [
-            [
-                str(n.get("identifier")),
-                str(n.get("node_name")),
-                str(n.get("status")),
-                counts_text(n.get("counts") or {}),
-            ]
-            for n in nodes
-        ]
-        out.table(["node", "class", "status", "states"], rows, status_columns=[2])
-    _show_result(out, s.get("result") or [])
-    failed = s.get("failed_states") or []
-    if failed:
-        out.line()
-        rows = [
-            [str(f.get("id")), str(f.get("identifier")), str(f.get("status")), _first_line(f.get("error"))]
-            for f in failed
-        ]
-        out.table(["failed state", "node", "status", "error"], rows, status_columns=[2])
-
-
-def _show_result(out: Output, result: list[dict[str, Any]]) -> None:
-    """The outputs of the run's last states, one row each."""
-    if not result:
-        return
-    out.line()
-    rows = [[str(r.get("identifier")), str(r.get("id")), compact_json(r.get("outputs"))] for r in result]
-    out.table(["result node", "state", "outputs"], rows)
-    if len(result) >= MAX_RESULT_STATES:
-        out.note(
-            f"the first {MAX_RESULT_STATES} result states; "
-            "`exosphere run states RUN --node ID --status SUCCESS` lists all"
-        )
-
-
-def _first_line(text: Any) -> str:
-    lines = str(text or "-").strip().splitlines()
-    return lines[0] if lines else "-"

@@ -12,6 +12,10 @@ are waited out (with a warning) rather than ending the watch.
 
 The summary carries the run's result: the outputs of the SUCCESS states of its last nodes (the
 graph's nodes with no next node, so the states with no successor).
+
+Every watching command (`run watch`, and `--watch` of `run trigger`, `run retry` and `run fork`)
+takes `interval_option` and `timeout_option` and ends with `finish_summary`: the summary on
+stdout (`show_summary`, which `run get` writes too) and exit 1 unless the run succeeded.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import click
 from rich.console import Console, Group
 from rich.live import Live
 from rich.spinner import Spinner
@@ -30,15 +35,21 @@ from rich.text import Text
 from .._admin import RUN_FINAL_STATUSES
 from ..errors import ServerError, TransportError
 from ..state_manager import StateManager
-from .output import STATUS_STYLES, Output, counts_text, duration_text
-from .session import transport_problem
+from .durations import Duration
+from .output import STATUS_STYLES, Output, compact_json, counts_text, duration_text, time_text
+from .session import Failed, transport_problem
 
 __all__ = [
     "FAILED_STATE_STATUSES",
     "FIRST_READ_SECONDS",
     "MAX_RESULT_STATES",
+    "finish_summary",
+    "first_line",
+    "interval_option",
     "read_delays",
     "run_summary",
+    "show_summary",
+    "timeout_option",
     "watch_run",
 ]
 
@@ -55,6 +66,23 @@ _TROUBLE_SECONDS = 15.0
 """How long network or server errors are waited out during a watch before giving up."""
 
 _MAX_FAILED_SHOWN = 5
+
+interval_option = click.option(
+    "--interval",
+    type=Duration("s", minimum=FIRST_READ_SECONDS),
+    metavar="DURATION",
+    default="1s",
+    show_default=True,
+    help="Longest wait between progress reads while watching (they start 50ms apart and back off "
+    "to it), e.g. 500ms or 2s; a bare number is seconds",
+)
+timeout_option = click.option(
+    "--timeout",
+    type=Duration("s", positive=True),
+    metavar="DURATION",
+    help="Stop watching after this long (e.g. 90s, 5m, 1h30m; a bare number is seconds); "
+    "exit 1 if the run has not ended by then",
+)
 
 
 async def watch_run(
@@ -237,3 +265,86 @@ def _render(progress: dict[str, Any], elapsed_seconds: float) -> Group:
             counts_text(node.get("counts") or {}),
         )
     return Group(title, table)
+
+
+def finish_summary(out: Output, summary: dict[str, Any]) -> None:
+    """Write a final run summary; exit 1 if the run did not succeed."""
+    show_summary(out, summary)
+    status = summary.get("status")
+    if status in ("FAILED", "CANCELLED"):
+        raise Failed(f"run {summary.get('run_id')} {status}")
+    if status != "SUCCESS":
+        raise Failed(f"run {summary.get('run_id')} is still {status}: stopped watching at --timeout")
+
+
+def show_summary(out: Output, s: dict[str, Any]) -> None:
+    """A run summary (`run_summary`): the run's fields, its nodes, its result, its failed states."""
+    if out.json:
+        out.result(s)
+        return
+    store = s.get("store") or {}
+    out.fields(
+        [
+            ("run", str(s.get("run_id"))),
+            ("graph", f"{s.get('graph_name')} (version {s.get('graph_version')})"),
+            ("namespace", str(s.get("namespace"))),
+            ("status", str(s.get("status"))),
+            ("triggered by", str(s.get("triggered_by"))),
+            *_forked_from(s.get("forked_from")),
+            ("created", time_text(s.get("created_ms"))),
+            ("finished", time_text(s.get("finished_ms"))),
+            ("duration", duration_text(s.get("duration_ms"))),
+            ("states", counts_text(s.get("counts") or {})),
+            ("store", ", ".join(f"{k}={v}" for k, v in store.items()) or "-"),
+        ]
+    )
+    nodes = s.get("nodes") or []
+    if nodes:
+        out.line()
+        rows = [
+            [
+                str(n.get("identifier")),
+                str(n.get("node_name")),
+                str(n.get("status")),
+                counts_text(n.get("counts") or {}),
+            ]
+            for n in nodes
+        ]
+        out.table(["node", "class", "status", "states"], rows, status_columns=[2])
+    _show_result(out, s.get("result") or [])
+    failed = s.get("failed_states") or []
+    if failed:
+        out.line()
+        rows = [
+            [str(f.get("id")), str(f.get("identifier")), str(f.get("status")), first_line(f.get("error"))]
+            for f in failed
+        ]
+        out.table(["failed state", "node", "status", "error"], rows, status_columns=[2])
+
+
+def _show_result(out: Output, result: list[dict[str, Any]]) -> None:
+    """The outputs of the run's last states, one row each."""
+    if not result:
+        return
+    out.line()
+    rows = [[str(r.get("identifier")), str(r.get("id")), compact_json(r.get("outputs"))] for r in result]
+    out.table(["result node", "state", "outputs"], rows)
+    if len(result) >= MAX_RESULT_STATES:
+        out.note(
+            f"the first {MAX_RESULT_STATES} result states; "
+            "`exosphere run states RUN --node ID --status SUCCESS` lists all"
+        )
+
+
+def _forked_from(origin: Any) -> list[tuple[str, str]]:
+    """`forked from  <run> (from draft, score)` for a fork; nothing for any other run."""
+    if not isinstance(origin, dict) or not origin.get("run_id"):
+        return []
+    starts = ", ".join(str(node) for node in origin.get("from") or [])
+    return [("forked from", f"{origin['run_id']} (from {starts})" if starts else str(origin["run_id"]))]
+
+
+def first_line(text: Any) -> str:
+    """The first line of a message (an error), `-` for none."""
+    lines = str(text or "-").strip().splitlines()
+    return lines[0] if lines else "-"

@@ -305,3 +305,17 @@ async def test_two_bulk_forks_with_one_key_at_once_fork_each_run_once(api: Api) 
     assert sorted(f["run_id"] for f in first["forks"]) == sorted(f["run_id"] for f in second["forks"])
     forks = (await api.call("GET", "/runs?limit=500"))["runs"]
     assert sorted(r["forked_from"]["run_id"] for r in forks if r["forked_from"]) == sorted(failed)
+
+
+async def test_a_bulk_fork_repeated_with_its_key_and_another_window_forks_nothing_again(api: Api) -> None:
+    await api.setup("chain", chain(), A, B, C)
+    failed = await _failed_at_b(api)
+    first = await _fork_failed(api, {"graph": "chain", "since": "0"}, key="night")
+    [fork] = first["forks"]
+    await Worker(api, "B").fail("still broken")  # the fork fails too
+    assert (await api.run_summary(fork["run_id"]))["status"] == "FAILED"
+
+    again = await _fork_failed(api, {"graph": "chain", "since": "1"}, key="night")
+
+    assert [f["run_id"] for f in again["forks"]] == [fork["run_id"]]  # the same fork of `failed`
+    assert again["forks"][0]["forked_from"]["run_id"] == failed
