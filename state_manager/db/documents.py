@@ -103,6 +103,10 @@ class State(Document):
     parents: dict[str, str] = Field(default_factory=dict)  # ancestor identifier -> state id
     does_unites: bool = False
     enqueue_after: int = 0
+    # Its run's priority (issue 18): claimed as if due this many ms earlier (domain/queues.py);
+    # never before `not_before_ms`, the time its node asked it to wait for (re-enqueue-after).
+    priority_ms: int = 0
+    not_before_ms: int | None = None
     # Its queue key while CREATED (domain/queues.py): in `ready` once due, in `delayed` before.
     ready: str | None = None
     delayed: str | None = None
@@ -207,6 +211,8 @@ class State(Document):
 # State fields written only when they hold something (queries._stored): a join's anchor's tally
 # and a join's epoch; a state read without them gets their defaults.
 SET_ONLY_WHEN_USED = (
+    "priority_ms",
+    "not_before_ms",
     "input_overrides",
     "reused_from",
     "pinned_version",
@@ -250,6 +256,7 @@ class Run(Document):
     settled: dict[str, int] = Field(default_factory=dict)
     owed: dict[str, dict[str, int]] = Field(default_factory=dict)
     reopens: int = 0  # how often something settled in it was counted open again
+    priority_ms: int = 0  # every state of it is claimed as if due this much earlier
     # A fork (decision 0023): {"run_id": the original, "from": [identifiers]} and what it was asked
     # (`fork`: from, inputs, store, graph_version), kept so that recovery can finish writing it.
     forked_from: dict[str, Any] | None = None

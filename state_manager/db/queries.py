@@ -14,7 +14,15 @@ from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError, 
 from state_manager.clock import now_ms, utcnow
 from state_manager.db.documents import SET_ONLY_WHEN_USED, Run, State
 from state_manager.domain.effects import Effect, pending_after
-from state_manager.domain.queues import OUT_OF_QUEUE, queue_fields, queue_key
+from state_manager.domain.queues import (
+    OUT_OF_QUEUE,
+    due_at,
+    is_due,
+    queue_fields,
+    queue_key,
+    ready_key,
+    ready_range,
+)
 from state_manager.domain.status import ENDS_ATTEMPT, UNSETTLED, Event, StateStatus, sources, target
 from state_manager.errors import TooLarge
 
@@ -129,7 +137,9 @@ async def set_fields(state_id: ObjectId, fields: dict[str, Any], expect: dict[st
 
 def _queued(state: State, now: int) -> None:
     """Give a new state its queue key (domain/queues.py)."""
-    keys = queue_fields(state.status, state.namespace_name, state.node_name, state.enqueue_after, now)
+    keys = queue_fields(
+        state.status, state.namespace_name, state.node_name, state.enqueue_after, now, state.priority_ms
+    )  # a new state: nothing of a node's own wait
     state.ready, state.delayed = keys["ready"], keys["delayed"]
 
 
@@ -179,7 +189,7 @@ async def insert_many_once(states: list[State]) -> list[State]:
 
 
 def _oldest_due_first(doc: dict[str, Any]) -> tuple[int, ObjectId]:
-    return doc.get("enqueue_after", 0), doc["_id"]
+    return due_at(doc.get("enqueue_after", 0), doc.get("priority_ms", 0)), doc["_id"]
 
 
 async def _update_each(
@@ -224,15 +234,18 @@ async def promote(namespace: str, nodes: list[str]) -> int:
     """Move these nodes' delayed states whose time has come to `ready`; how many moved. One read
     of each node's delayed states (the `delayed` index) and one write per node with some due."""
     now = now_ms()
-    due: dict[str, list[Any]] = {}
-    for key in _keys(namespace, nodes):  # one equality lookup per node (the engine scans `$in`)
-        async for doc in _states().find({"delayed": key}, {"enqueue_after": 1}):
-            if doc.get("enqueue_after", 0) <= now:
-                due.setdefault(key, []).append(doc["_id"])
+    due: dict[str, list[dict[str, Any]]] = {}
+    for key, node in zip(_keys(namespace, nodes), nodes, strict=True):  # one equality lookup per node
+        fields = {"enqueue_after": 1, "priority_ms": 1, "not_before_ms": 1}
+        async for doc in _states().find({"delayed": key}, fields):
+            if is_due(doc.get("enqueue_after", 0), doc.get("priority_ms", 0), doc.get("not_before_ms"), now):
+                ready = ready_key(namespace, node, doc.get("enqueue_after", 0), doc.get("priority_ms", 0))
+                due.setdefault(key, []).append({"_id": doc["_id"], "ready": ready})
     moved = 0
-    for key, ids in due.items():
+    for key, docs in due.items():
         condition = {"delayed": key, "status": StateStatus.CREATED.value}
-        moved += await _update_each(_states(), ids, condition, {"$set": {"ready": key, "delayed": None}})
+        updates = [{"$set": {"ready": doc["ready"], "delayed": None}} for doc in docs]
+        moved += await _update_each(_states(), [doc["_id"] for doc in docs], condition, updates)
     return moved
 
 
@@ -240,17 +253,19 @@ async def claim(namespace: str, nodes: list[str], lease_ms: int, limit: int) -> 
     """Atomically move up to `limit` due CREATED states of these nodes to QUEUED, each with a
     lease, its deadline and the new claim token, in a constant number of operations.
 
-    Read the due states by their queue key (`ready`: an equality on one indexed field per node,
-    so the cost does not grow with the store), claim those still CREATED with one conditional
-    update by id each (one command); only when another replica took some of them in between,
-    read them back and keep the ones that carry this claim's token, so nothing is claimed twice.
-    The oldest due of those read are handed out first.
+    Read the due states by their queue key (`ready`: a range of one indexed field per node, in
+    its order, so the cost does not grow with the store and the state due first, less its run's
+    priority, comes first), claim those still CREATED with one conditional update by id each (one
+    command); only when another replica took some of them in between, read them back and keep the
+    ones that carry this claim's token, so nothing is claimed twice. The first due of those read
+    are handed out first.
     """
     now = now_ms()
     token = uuid4().hex
     found: list[dict[str, Any]] = []
-    for key in _keys(namespace, nodes):  # one equality lookup per node (the engine scans `$in`)
-        found += [doc async for doc in _states().find({"ready": key}).limit(limit - len(found))]
+    for node in nodes:  # one range per node (the engine scans `$in`)
+        cursor = _states().find({"ready": ready_range(namespace, node)}).sort("ready", 1)
+        found += [doc async for doc in cursor.limit(limit - len(found))]
         if len(found) >= limit:
             break
     due = sorted(found, key=_oldest_due_first)

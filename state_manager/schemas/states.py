@@ -12,6 +12,7 @@ from state_manager.schemas.safety import RequestBody, check_field_names
 
 # The longest delay a trigger or a re-enqueue may ask for: ten years, in milliseconds.
 MAX_DELAY_MS = 10 * 365 * 24 * 3600 * 1000
+MAX_PRIORITY_S = 365 * 24 * 3600  # a year either way
 
 
 class TriggerStateIn(BaseModel):
@@ -50,6 +51,13 @@ class TriggerRequest(RequestBody):
     )
     start_delay: int = Field(
         default=0, ge=0, le=MAX_DELAY_MS, description="Milliseconds before the first state is due"
+    )
+    priority: int = Field(
+        default=0,
+        ge=-MAX_PRIORITY_S,
+        le=MAX_PRIORITY_S,
+        description="Seconds: every state of the run is claimed as if it had been due this much "
+        "earlier (negative: later), so a higher priority goes before states already waiting",
     )
 
     @field_validator("inputs", "store")

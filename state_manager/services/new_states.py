@@ -75,6 +75,7 @@ def new_state(
         inputs={**inputs, **origin.input_overrides.get(template.identifier, {})},
         input_overrides=origin.input_overrides,
         pinned_version=origin.pinned_version,
+        priority_ms=origin.priority_ms,
         parents=parents,
         spawn_key=key,
         enqueue_after=now_ms(),

@@ -504,6 +504,7 @@ async def _insert_retry(ctx: AppContext, state: State, graph: GraphTemplate | No
             "manual_retry_fanout_id": manual or "",
             "manual_retry_request": None,
             "enqueue_after": now_ms() + delay,
+            "not_before_ms": None,
             "lease_expires_at": None,
             "claimed_ms": None,
             "ended_ms": None,

@@ -110,6 +110,7 @@ async def trigger_graph(
         store=body.store,
         seeds=seeds,
         created_ms=when - body.start_delay,
+        priority_ms=body.priority * 1000,
         # Its root states are counted open from the start (they are written next).
         created=len(seeds),
         open=len(seeds),
@@ -221,6 +222,7 @@ def _seed_state(run: Run, seed: dict[str, Any], key: str, group: str, index: int
         inputs=seed["inputs"],
         spawn_key=key,
         enqueue_after=seed["enqueue_after"],
+        priority_ms=run.priority_ms,
         timeout_ms=seed.get("timeout_ms"),
         fanout_id=str(uuid4()),
     )

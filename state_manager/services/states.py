@@ -225,7 +225,15 @@ async def _release(ctx: AppContext, namespace: str, claimed: list[State]) -> Non
         fields = {
             "enqueue_after": state.enqueue_after,
             "lease_expires_at": None,
-            **queue_fields(StateStatus.CREATED, namespace, state.node_name, state.enqueue_after, now_ms()),
+            **queue_fields(
+                StateStatus.CREATED,
+                namespace,
+                state.node_name,
+                state.enqueue_after,
+                now_ms(),
+                state.priority_ms,
+                state.not_before_ms,
+            ),
         }
         await writes.transition(
             ObjectId(str(state.id)), Event.REQUEUE_AFTER, fields, namespace=namespace, claim=state.claim_token
@@ -339,8 +347,18 @@ async def requeue_after(
     now = now_ms()
     fields = {
         "enqueue_after": now + delay_ms,
+        # The node's own "not before": its run's priority ranks it, never makes it due earlier.
+        "not_before_ms": now + delay_ms,
         "lease_expires_at": None,
-        **queue_fields(StateStatus.CREATED, namespace, state.node_name, now + delay_ms, now),
+        **queue_fields(
+            StateStatus.CREATED,
+            namespace,
+            state.node_name,
+            now + delay_ms,
+            now,
+            state.priority_ms,
+            now + delay_ms,
+        ),
     }
     held = {"status": StateStatus.QUEUED.value} if claim is not None else None
     updated = await writes.transition(

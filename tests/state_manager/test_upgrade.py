@@ -131,7 +131,7 @@ async def test_runs_stored_before_the_stored_status_are_listed_as_their_states_s
     db.ServerMeta.delete_one({"_id": "queue_keys_v1"})
     await _runs_listed(store_uri, database)
     waiting = db.State.find_one({"run_id": "run-waiting"})
-    assert waiting["ready"] == f"{NAMESPACE}\x1fWaiting" and waiting["delayed"] is None
+    assert waiting["ready"].startswith(f"{NAMESPACE}\x1fWaiting\x1f") and waiting["delayed"] is None
 
     # A second start (or a second replica) changes nothing.
     before = list(db.runs.find({}, {"_id": 0}).sort("run_id", 1))
