@@ -116,6 +116,7 @@ class StateManager(AdminCalls):
         start_delay: int = 0,
         *,
         idempotency_key: str | None = None,
+        priority: int = 0,
     ) -> dict[str, Any]: ...
 
     @overload
@@ -126,6 +127,7 @@ class StateManager(AdminCalls):
         states: Sequence[TriggerState] | None = None,
         *,
         idempotency_key: str | None = None,
+        priority: int = 0,
     ) -> dict[str, Any]: ...
 
     async def trigger(
@@ -138,6 +140,7 @@ class StateManager(AdminCalls):
         store: Mapping[str, str] | None = None,
         start_delay: int = 0,
         idempotency_key: str | None = None,
+        priority: int = 0,
     ) -> dict[str, Any]:
         """Start a run of a graph.
 
@@ -166,6 +169,9 @@ class StateManager(AdminCalls):
             store: Initial run store (HEAD form).
             start_delay: Milliseconds before the run starts (HEAD form).
             idempotency_key: Sent as the `Idempotency-Key` header; see above.
+            priority: Seconds (keyword only; our server): every state of the run is claimed as if
+                it had been due this much earlier, so a run triggered later with a higher priority
+                goes before states already waiting (negative: later). See docs/flow-control.md.
 
         Returns:
             The server's answer, e.g. `{"status": "CREATED", "run_id": ...}`.
@@ -199,6 +205,8 @@ class StateManager(AdminCalls):
             body = {"states": [s.model_dump() for s in _seed_states(state, states)]}
         if idempotency_key is not None and not idempotency_key:
             raise ValueError("idempotency_key should not be empty")
+        if priority:
+            body["priority"] = int(priority)
         headers = None if idempotency_key is None else {IDEMPOTENCY_KEY_HEADER: idempotency_key}
         path = self._api.path("graph", graph_name, "trigger")
         return await self._api.request_object("POST", path, body=body, headers=headers)

@@ -92,6 +92,9 @@ class RunSummary(BaseModel):
     errored_count: int
     retried_count: int
     cancelled_count: int
+    priority: int = Field(
+        default=0, description="seconds: its states are claimed as if due this much earlier"
+    )
     forked_from: dict[str, Any] | None = Field(
         default=None,
         description='a fork: {"run_id": the run it was forked from, "from": [the nodes run again]}',

@@ -116,6 +116,7 @@ def _summary_fields(run: Run, counts: dict[str, int]) -> dict[str, Any]:
         "retried_count": count(RETRIED),
         "cancelled_count": settled.get(StateStatus.CANCELLED.value, 0),
         "forked_from": run.forked_from,
+        "priority": run.priority_ms // 1000,
     }
 
 

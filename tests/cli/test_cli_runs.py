@@ -117,6 +117,18 @@ async def test_trigger_with_an_idempotency_key_starts_one_run(
     assert other.code == 1 and other.stdout == ""  # same key, other arguments: refused (4xx)
 
 
+async def test_trigger_with_a_priority_sends_it_in_seconds(
+    cli: Cli, worker: Runtime, ns: str, tmp_path: Path
+) -> None:
+    await _apply(cli, tmp_path, _chain(ns, "urgent", "Upper"))
+
+    triggered = await cli("run", "trigger", "urgent", "-s", "suffix=1", "--priority", "5m", "-o", "json")
+    shown = await cli("run", "get", triggered.json()["run_id"], "-o", "json")
+
+    assert triggered.code == 0 and shown.code == 0, (triggered, shown)
+    assert shown.json()["priority"] == 300
+
+
 async def test_run_list_is_a_json_array_with_filters(
     cli: Cli, worker: Runtime, ns: str, tmp_path: Path
 ) -> None:

@@ -58,6 +58,13 @@ run.add_command(fork_failed)
     help="Delay the start, e.g. 250ms, 60s, 5m, 1h30m; a bare number is milliseconds",
 )
 @click.option("--idempotency-key", metavar="KEY", help="Repeating the trigger with it starts no second run")
+@click.option(
+    "--priority",
+    type=Duration("s"),
+    default="0",
+    metavar="DURATION",
+    help="Claim its states as if due this much earlier, e.g. 5m; a bare number is seconds",
+)
 @click.option("--watch", is_flag=True, help="Follow the run to its end; exit 1 if it fails")
 @interval_option
 @timeout_option
@@ -69,6 +76,7 @@ def trigger(
     inputs_file: IO[str] | None,
     start_delay: float,
     idempotency_key: str | None,
+    priority: float,
     watch: bool,
     interval: float,
     timeout: float | None,
@@ -79,6 +87,7 @@ def trigger(
     Examples:
       exosphere run trigger greet -i name=Ada -s tenant=acme
       exosphere run trigger greet --inputs-file inputs.yaml --watch
+      exosphere run trigger greet -i name=Ada --priority 5m   # before runs already waiting
     """
     cfg = config()
     out = Output(cfg)
@@ -95,6 +104,7 @@ def trigger(
             store=run_store,
             start_delay=round(start_delay * 1000),
             idempotency_key=idempotency_key,
+            priority=round(priority),
         )
         if not watch:
             return answer

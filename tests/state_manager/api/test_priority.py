@@ -59,3 +59,9 @@ async def test_a_priority_out_of_bounds_is_refused_naming_the_field(api: Api) ->
     await api.setup("g", graph(template("a", "Alpha", {"x": "go"})), A)
     answer = await api.call("POST", "/graph/g/trigger", {"priority": 10**9}, expect=422)
     assert "priority" in str(answer)
+
+
+async def test_a_runs_priority_is_shown_with_it(api: Api) -> None:
+    await api.setup("g", graph(template("a", "Alpha", {"x": "go"})), A)
+    [urgent] = await _runs(api, 300)
+    assert (await api.call("GET", f"/run/{urgent}"))["priority"] == 300
