@@ -24,6 +24,7 @@ import pymongo
 import pytest
 
 from state_manager.app import create_app
+from state_manager.domain.queues import ready_key
 from tests.factories import NAMESPACE, Api, graph, node, template
 from tests.support.durable_store import durable_store
 from tests.support.in_process import settings_for, started
@@ -40,6 +41,10 @@ pytestmark = pytest.mark.timeout(600)
 def store_uri() -> Iterator[str]:
     with durable_store() as uri:
         yield uri
+
+
+def _ready(n: int, status: str) -> str | None:
+    return ready_key(f"otherns{n % 3}", f"Other{n % 5}", n) if status == "CREATED" else None
 
 
 @dataclass
@@ -72,6 +77,8 @@ class Store:
                     "updated_ms": 0,
                     "owed_group": "",
                     "owed_index": 0,
+                    # Waiting states of other nodes are in the claims' index too.
+                    "ready": _ready(n, status),
                 }
             )
             if len(batch) == 5_000:
