@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from state_manager import __version__, dashboard, metrics
-from state_manager.api import debug, diffs, forks, graphs, health, nodes, queues, runs, states
+from state_manager.api import debug, diffs, forks, graphs, health, nodes, queues, runs, states, why
 from state_manager.api.deps import require_api_key
 from state_manager.api.docs import install_api_docs
 from state_manager.api.errors import install_error_handlers
@@ -127,7 +127,7 @@ def create_app(settings: Settings | None = None, store_status: StoreStatus | Non
     app.include_router(health.router)
     secured = [Depends(require_api_key)]
     namespaced = APIRouter(prefix="/v0/namespace/{namespace_name}", dependencies=secured)
-    for module in (nodes, graphs, states, runs, forks, diffs, queues):
+    for module in (nodes, graphs, states, runs, forks, diffs, why, queues):
         namespaced.include_router(module.router)
     app.include_router(namespaced)
     app.include_router(nodes.global_router, prefix="/v0", dependencies=secured)

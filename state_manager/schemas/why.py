@@ -1,0 +1,33 @@
+"""Answers of "why is it waiting" (issue 18)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class StateWhy(BaseModel):
+    state_id: str
+    status: str
+    waiting: bool = Field(description="whether it waits to be claimed")
+    reason: str | None = Field(description="delayed, no_runtime or queued; null when it does not wait")
+    detail: str = Field(description="one plain sentence")
+    predicted_start_ms: int | None = Field(
+        description="when it should be claimed (epoch ms), from what the server observes; "
+        "null when it cannot say"
+    )
+    blockers: list[str] = Field(default_factory=list, description="what holds it (state or run ids)")
+
+
+class WaitingGroup(BaseModel):
+    node: str
+    namespace: str
+    reason: str | None
+    count: int
+    detail: str = Field(description="the first waiting state's reason, as a sentence")
+    predicted_start_ms: int | None
+
+
+class RunWhy(BaseModel):
+    run_id: str
+    waiting: int = Field(description="states of the run waiting to be claimed")
+    groups: list[WaitingGroup] = Field(description="by node and reason")
