@@ -27,8 +27,9 @@ def test_trigger_has_one_overload_per_upstream_form() -> None:
     forms = [parameters(form) for form in typing.get_overloads(StateManager.trigger)]
 
     assert forms == [
-        ["graph_name", "inputs", "store", "start_delay", "idempotency_key"],  # 0.0.3
-        ["graph_name", "state", "states", "idempotency_key"],  # 0.0.2b1
+        # 0.0.3 and 0.0.2b1, each with our keyword-only additions
+        ["graph_name", "inputs", "store", "start_delay", "idempotency_key", "priority"],
+        ["graph_name", "state", "states", "idempotency_key", "priority"],
     ]
 
 
