@@ -34,8 +34,8 @@ from state_manager.domain.forks import ForkPlan, ForkRefused, Original, check_re
 from state_manager.domain.graph import GraphShape
 from state_manager.domain.planning import PlanningError, resolve_inputs
 from state_manager.domain.status import FAILED, FINAL_RUN_STATUSES, RunStatus
-from state_manager.errors import Conflict, NotFound, Unprocessable
-from state_manager.services import run_status, writes
+from state_manager.errors import Conflict, DomainError, NotFound, Unprocessable
+from state_manager.services import join_tally, run_status, writes
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import graph_shape, template_at, template_for
 from state_manager.services.joins import evaluate_fork_join, in_scope, join_group, join_key
@@ -176,7 +176,7 @@ async def fork_failed(
         request = ForkRequest(await failed_nodes(original), {}, {}, graph_version, key)
         try:
             result.forks.append(await fork_run(ctx, namespace, original, request, new_id))
-        except (Unprocessable, Conflict) as exc:
+        except DomainError as exc:  # this run cannot be forked: the others still are
             result.skipped.append((original, exc.detail))
     return result
 
@@ -256,7 +256,7 @@ async def _plan_writes(
     copies = [_copy(by_id[state.id], run, ids, request) for state in plan.reused]
     copy_of = {str(copy.reused_from): copy for copy in copies}
     fresh = _fresh(ctx, shape, graph, plan, run, request, copy_of, len(copies))
-    joins = [_ForkJoin.at(copy_of[str(start.parent_id)], start.identifier) for start in plan.joins]
+    joins = [_ForkJoin(start.identifier, copy_of[str(start.parent_id)]) for start in plan.joins]
     _count_below_anchors(shape, copies, fresh, joins)
     settled: dict[str, int] = {}
     for copy in copies:
@@ -273,10 +273,6 @@ class _ForkJoin:
 
     identifier: str
     anchor: State
-
-    @classmethod
-    def at(cls, anchor: State, identifier: str) -> _ForkJoin:
-        return cls(identifier, anchor)
 
     @property
     def group(self) -> str:
@@ -314,11 +310,7 @@ def _copy(state: State, run: Run, ids: dict[str, str], request: ForkRequest) -> 
             "claim_token": None,
             "lease_expires_at": None,
             "join_tally": True,
-            "below_created": 0,
-            "below_open": 0,
-            "below_settled": {},
-            "below_owed": {},
-            "below_reopens": 0,
+            **join_tally.copy_fields(),  # counted below it: only fresh states (below)
         }
     )
     return copy

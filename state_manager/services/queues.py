@@ -44,7 +44,7 @@ class _Counts:
     registered: bool = False
 
 
-async def _grouped(match: dict[str, Any], oldest: bool) -> dict[str, tuple[int, int | None]]:
+async def grouped(match: dict[str, Any], oldest: bool) -> dict[str, tuple[int, int | None]]:
     """node -> (how many states match, the smallest `enqueue_after` if `oldest`). Grouped on a
     plain field, which the embedded engine runs as SQL (see db/queries.py)."""
     group: dict[str, Any] = {"_id": "$node_name", "n": {"$sum": 1}}
@@ -64,12 +64,12 @@ async def _counts(namespace: str, now: int) -> dict[str, _Counts]:
         return rows.setdefault(node, _Counts())
 
     due = {"namespace_name": namespace, "status": created, "enqueue_after": {"$lte": now}}
-    for node, (n, oldest) in (await _grouped(due, True)).items():
+    for node, (n, oldest) in (await grouped(due, True)).items():
         row(node).due, row(node).oldest_due_ms = n, oldest
     later = {"namespace_name": namespace, "status": created, "enqueue_after": {"$gt": now}}
-    for node, (n, _) in (await _grouped(later, False)).items():
+    for node, (n, _) in (await grouped(later, False)).items():
         row(node).delayed = n
-    for node, (n, _) in (await _grouped({"namespace_name": namespace, "status": queued}, False)).items():
+    for node, (n, _) in (await grouped({"namespace_name": namespace, "status": queued}, False)).items():
         row(node).claimed = n
     async for doc in RegisteredNode.get_motor_collection().find({"namespace": namespace}, {"name": 1}):
         row(doc["name"]).registered = True

@@ -15,6 +15,7 @@ from state_manager.domain.status import StateStatus
 from state_manager.domain.why import WaitFacts, Why, why
 from state_manager.errors import NotFound
 from state_manager.services.context import AppContext
+from state_manager.services.queues import grouped
 from state_manager.services.states import load_operated_state
 
 
@@ -88,10 +89,10 @@ class _NodeFacts:
     @classmethod
     async def read(cls, ctx: AppContext, namespace: str, node: str) -> _NodeFacts:
         stats = await NodeStats.get_motor_collection().find_one({"namespace": namespace, "node_name": node})
-        running = await State.get_motor_collection().count_documents(
-            {"namespace_name": namespace, "status": StateStatus.QUEUED.value, "node_name": node}
-        )
-        return cls(ctx, namespace, node, stats, int(running))
+        # Counted as the queues page counts (an aggregation on plain fields: no collection scan).
+        held = {"namespace_name": namespace, "status": StateStatus.QUEUED.value, "node_name": node}
+        running, _ = (await grouped(held, False)).get(node, (0, None))
+        return cls(ctx, namespace, node, stats, running)
 
     def facts(self, doc: dict[str, Any], ahead: int) -> WaitFacts:
         return WaitFacts(
