@@ -33,6 +33,7 @@ def _fields(graph: GraphTemplate) -> dict[str, object]:
         "retry_policy": graph.retry_policy,
         "store_config": graph.store_config,
         "triggers": graph.triggers,
+        "concurrency": graph.concurrency,
         "created_at": iso(graph.created_at),
         "updated_at": iso(graph.updated_at),
         "validation_status": graph.validation_status,
@@ -63,7 +64,7 @@ def _kept_live_view(graph: GraphTemplate) -> GraphResponse:
         **_fields(graph),
         **{
             key: candidate[key]
-            for key in ("nodes", "retry_policy", "store_config", "triggers")
+            for key in ("nodes", "retry_policy", "store_config", "triggers", "concurrency")
             if key in candidate
         },
         "secrets": dict.fromkeys(candidate.get("secrets", {}), True),
@@ -86,6 +87,7 @@ def _checked_view(namespace: str, name: str, body: UpsertGraphRequest, errors: l
         retry_policy=body.retry_policy,
         store_config=body.store_config.model_dump(),
         triggers=[trigger.model_dump(mode="json") for trigger in body.triggers],
+        concurrency=body.concurrency,
         created_at=now,
         updated_at=now,
         validation_status=graphs.INVALID if errors else graphs.VALID,

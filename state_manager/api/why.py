@@ -19,9 +19,13 @@ router = APIRouter(tags=["runs"])
     responses=errors(400, 404, e400="The id is not a state id", e404="No such state in this namespace"),
 )
 async def state_why(context: Context, namespace_name: str, state_id: StateId) -> StateWhy:
-    """Whether the state waits to be claimed, why (`delayed`: not due yet; `no_runtime`: due, but no
-    runtime asked for its node lately; `queued`: its place in its node's queue), in one sentence,
-    and when it should start, from its node's recent running times (null when unknown)."""
+    """Whether the state waits to be claimed, why, in one sentence, and when it should start (null
+    when the server cannot say): `delayed` (not due yet), `no_runtime` (due, but no runtime asked
+    for its node lately), `queued` (its place in its node's queue, a start from its node's running
+    times), `concurrency` (its node's slots for its key are all held: `blockers` are the holding
+    states), `run_concurrency` (its graph's run slots are all held: `blockers` are the runs),
+    `rate_limit` (its node's rate allows the next claim later), or `join` (a state that ran whose
+    join waits for the branches below it: `blockers` are the open ones)."""
     state, answer = await why.state_why(context, namespace_name, state_id)
     return StateWhy(
         state_id=str(state.id),
@@ -30,6 +34,7 @@ async def state_why(context: Context, namespace_name: str, state_id: StateId) ->
         reason=answer.reason,
         detail=answer.detail,
         predicted_start_ms=answer.predicted_start_ms,
+        blockers=answer.blockers,
     )
 
 

@@ -17,7 +17,7 @@ from pymongo import IndexModel
 
 from state_manager.clock import utcnow
 from state_manager.domain.effects import Effect
-from state_manager.domain.models import NodeTemplate, RetryPolicy, StoreConfig
+from state_manager.domain.models import ConcurrencyLimit, NodeTemplate, RetryPolicy, StoreConfig
 from state_manager.domain.status import StateStatus
 
 
@@ -49,6 +49,8 @@ class GraphTemplate(Document):
     secrets: dict[str, str] = Field(default_factory=dict)  # name -> ciphertext, never plaintext
     retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
     store_config: StoreConfig = Field(default_factory=StoreConfig)
+    # At most this many runs of the graph RUNNING at once, per key (issue 18); the rest wait.
+    concurrency: ConcurrencyLimit | None = None
     triggers: list[dict[str, Any]] = Field(default_factory=list)
     version: int = 1  # bumped by every upsert; validation results are written against it
     created_at: datetime = Field(default_factory=utcnow)
@@ -107,9 +109,14 @@ class State(Document):
     # never before `not_before_ms`, the time its node asked it to wait for (re-enqueue-after).
     priority_ms: int = 0
     not_before_ms: int | None = None
-    # Its queue key while CREATED (domain/queues.py): in `ready` once due, in `delayed` before.
+    # Its queue key while CREATED (domain/queues.py): in `ready` once due, in `delayed` before,
+    # in `parked` while a gate it must pass is closed (domain/gates.py: a concurrency limit, a
+    # rate limit or its graph's run concurrency; the gate's id, then its rank).
     ready: str | None = None
     delayed: str | None = None
+    parked: str | None = None
+    # The gates a claim of it must pass (domain/gates.py), their keys resolved when it was made.
+    gates: list[str] = Field(default_factory=list)
     lease_expires_at: int | None = None
     claimed_ms: int | None = None  # when the current (or last) attempt was claimed
     ended_ms: int | None = None  # when it ended: reported, failed, timed out or cancelled
@@ -201,6 +208,7 @@ class State(Document):
             ),
             IndexModel([("ready", 1)], name="ready"),
             IndexModel([("delayed", 1)], name="delayed"),
+            IndexModel([("parked", 1)], name="parked"),
             IndexModel([("run_id", 1), ("status", 1)], name="run_id_status_index"),
             IndexModel([("status", 1), ("lease_expires_at", 1)], name="lease_expiry"),
             IndexModel([("status", 1), ("deadline_ms", 1)], name="deadline"),
@@ -212,6 +220,8 @@ class State(Document):
 # and a join's epoch; a state read without them gets their defaults.
 SET_ONLY_WHEN_USED = (
     "priority_ms",
+    "gates",
+    "parked",
     "not_before_ms",
     "input_overrides",
     "reused_from",
@@ -257,6 +267,9 @@ class Run(Document):
     owed: dict[str, dict[str, int]] = Field(default_factory=dict)
     reopens: int = 0  # how often something settled in it was counted open again
     priority_ms: int = 0  # every state of it is claimed as if due this much earlier
+    # The gate of its graph's run concurrency it holds a slot of once started (domain/gates.py);
+    # the slot is given back when it ends.
+    run_gate: str | None = None
     # A fork (decision 0023): {"run_id": the original, "from": [identifiers]} and what it was asked
     # (`fork`: from, inputs, store, graph_version), kept so that recovery can finish writing it.
     forked_from: dict[str, Any] | None = None
@@ -348,6 +361,36 @@ class IdempotencyKey(Document):
         ]
 
 
+class FlowGate(Document):
+    """One gate of flow control (domain/gates.py): a node's concurrency slots or rate, or a
+    graph's run slots, for one key value. Read and written through Motor with conditional
+    updates; the model names its fields and indexes."""
+
+    id: str  # type: ignore[assignment]  # the gate's id (domain/gates.gate_id)
+    kind: str
+    namespace: str
+    graph: str
+    node: str | None = None  # the node's identifier (None for a graph's run slots)
+    key: str | None = None  # the key's value (None: one gate for all)
+    # Concurrency and run slots: who holds one ("<holder>" -> when it was taken, epoch ms) and
+    # how many do; the limit last asked for.
+    holders: dict[str, int] = Field(default_factory=dict)
+    held: int = 0
+    limit: int | None = None
+    # Rate: the theoretical arrival time of the next claim, in microseconds (GCRA).
+    tat_us: int = 0
+    per_second: float | None = None
+    burst: int | None = None
+    # When to look at its parked states again (epoch ms; NEVER when none wait), and when a
+    # claim last parked a state at it.
+    wake_ms: int = 0
+    parked_ms: int = 0
+
+    class Settings:
+        name = "FlowGate"
+        indexes = [IndexModel([("wake_ms", 1)], name="wake")]
+
+
 DOCUMENT_MODELS: list[type[Document]] = [
     RegisteredNode,
     GraphTemplate,
@@ -357,4 +400,5 @@ DOCUMENT_MODELS: list[type[Document]] = [
     CronSchedule,
     IdempotencyKey,
     NodeStats,
+    FlowGate,
 ]

@@ -140,7 +140,7 @@ def _queued(state: State, now: int) -> None:
     keys = queue_fields(
         state.status, state.namespace_name, state.node_name, state.enqueue_after, now, state.priority_ms
     )  # a new state: nothing of a node's own wait
-    state.ready, state.delayed = keys["ready"], keys["delayed"]
+    state.ready, state.delayed, state.parked = keys["ready"], keys["delayed"], None
 
 
 async def insert_once(state: State) -> bool:
@@ -249,28 +249,27 @@ async def promote(namespace: str, nodes: list[str]) -> int:
     return moved
 
 
-async def claim(namespace: str, nodes: list[str], lease_ms: int, limit: int) -> list[State]:
-    """Atomically move up to `limit` due CREATED states of these nodes to QUEUED, each with a
-    lease, its deadline and the new claim token, in a constant number of operations.
-
-    Read the due states by their queue key (`ready`: a range of one indexed field per node, in
-    its order, so the cost does not grow with the store and the state due first, less its run's
-    priority, comes first), claim those still CREATED with one conditional update by id each (one
-    command); only when another replica took some of them in between, read them back and keep the
-    ones that carry this claim's token, so nothing is claimed twice. The first due of those read
-    are handed out first.
-    """
-    now = now_ms()
-    token = uuid4().hex
+async def due(namespace: str, nodes: list[str], limit: int) -> list[dict[str, Any]]:
+    """Up to `limit` due CREATED states of these nodes, the first due (less its run's priority)
+    first: a range of one indexed field (`ready`) per node, read in its order, so the cost does
+    not grow with the store."""
     found: list[dict[str, Any]] = []
     for node in nodes:  # one range per node (the engine scans `$in`)
         cursor = _states().find({"ready": ready_range(namespace, node)}).sort("ready", 1)
         found += [doc async for doc in cursor.limit(limit - len(found))]
         if len(found) >= limit:
             break
-    due = sorted(found, key=_oldest_due_first)
+    return sorted(found, key=_oldest_due_first)
+
+
+async def claim_due(due: list[dict[str, Any]], lease_ms: int, token: str) -> list[State]:
+    """Atomically move these states (read by `due`) to QUEUED, each with a lease, its deadline
+    and the claim's token, those still CREATED: one conditional update by id each (one command).
+    Only when another replica took some of them in between, read them back and keep the ones
+    that carry this claim's token, so nothing is claimed twice. The first due are first."""
     if not due:
         return []
+    now = now_ms()
     ids = [doc["_id"] for doc in due]
     # Each with its own deadline when its node has a timeout, in the claim itself: no attempt
     # ever runs without the clock that ends it.
@@ -278,11 +277,60 @@ async def claim(namespace: str, nodes: list[str], lease_ms: int, limit: int) -> 
     changed = await _update_each(_states(), ids, {"status": StateStatus.CREATED.value}, updates)
     if changed == len(ids):  # all still CREATED when claimed: what was read, claimed
         pairs = zip(due, updates, strict=True)
-        claimed = [State.model_validate({**doc, **update["$set"]}) for doc, update in pairs]
-    else:  # another replica took some meanwhile: read back the ones this claim got
-        mine = [doc for doc in await _by_ids(_states(), ids) if doc.get("claim_token") == token]
-        claimed = [State.model_validate(doc) for doc in sorted(mine, key=_oldest_due_first)]
-    return claimed
+        return [State.model_validate({**doc, **update["$set"]}) for doc, update in pairs]
+    # another replica took some meanwhile: read back the ones this claim got
+    mine = [doc for doc in await _by_ids(_states(), ids) if doc.get("claim_token") == token]
+    return [State.model_validate(doc) for doc in sorted(mine, key=_oldest_due_first)]
+
+
+async def claim(namespace: str, nodes: list[str], lease_ms: int, limit: int) -> list[State]:
+    """`due` then `claim_due`, with a new claim token: for nodes without flow control (the
+    services pass states with gates through them first, services/claims.py)."""
+    return await claim_due(await due(namespace, nodes, limit), lease_ms, uuid4().hex)
+
+
+async def park(parked: list[tuple[dict[str, Any], str]]) -> int:
+    """Move due states out of `ready` into `parked` (doc, its `parked` value), each only while it
+    is still CREATED and due as it was read; how many moved."""
+    writes = [
+        UpdateOne(
+            {"_id": doc["_id"], "status": StateStatus.CREATED.value, "ready": doc.get("ready")},
+            {"$set": {"ready": None, "parked": value}},
+        )
+        for doc, value in parked
+    ]
+    if not writes:
+        return 0
+    return int((await _states().bulk_write(writes, ordered=False)).modified_count)
+
+
+async def parked_first(condition: dict[str, str], limit: int) -> list[dict[str, Any]]:
+    """The first `limit` states parked in this range of `parked`, in its order."""
+    fields = {"namespace_name": 1, "node_name": 1, "enqueue_after": 1, "priority_ms": 1, "parked": 1}
+    cursor = _states().find({"parked": condition}, fields).sort("parked", 1).limit(limit)
+    return [doc async for doc in cursor]
+
+
+def _back_in_queue(doc: dict[str, Any]) -> dict[str, Any]:
+    ready = ready_key(
+        doc["namespace_name"], doc["node_name"], doc.get("enqueue_after", 0), doc.get("priority_ms", 0)
+    )
+    return {"$set": {"parked": None, "ready": ready}}
+
+
+async def unpark(docs: list[dict[str, Any]]) -> int:
+    """Move parked states (read by `parked_first`) back to `ready`, each only while it is still
+    parked where it was read; how many moved."""
+    writes = [
+        UpdateOne(
+            {"_id": doc["_id"], "parked": doc["parked"], "status": StateStatus.CREATED.value},
+            _back_in_queue(doc),
+        )
+        for doc in docs
+    ]
+    if not writes:
+        return 0
+    return int((await _states().bulk_write(writes, ordered=False)).modified_count)
 
 
 async def find_state(state_id: ObjectId) -> State | None:

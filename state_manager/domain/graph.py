@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from state_manager.domain.models import NodeTemplate, RegisteredNodeInfo, StoreConfig
+from state_manager.domain.models import ConcurrencyLimit, NodeTemplate, RegisteredNodeInfo, StoreConfig
 from state_manager.domain.names import field_name_problem
 from state_manager.domain.placeholders import OutputRef, PlaceholderError, Ref, StoreRef, find_refs
 
@@ -115,7 +115,74 @@ def _node_errors(node: NodeTemplate, position: int, identifiers: set[str], store
     errors += _next_nodes_errors(node, identifiers)
     errors += _unites_errors(node, identifiers)
     errors += _input_errors(node, identifiers, store_keys)
+    errors += _limit_errors(node, identifiers, store_keys)
     return errors
+
+
+MAX_LIMIT = 1_000_000  # the most a concurrency limit, a rate or a burst may be
+
+
+def _limit_errors(node: NodeTemplate, identifiers: set[str], store_keys: set[str]) -> list[str]:
+    """Problems with a node's flow-control settings (issue 18): their numbers, and their keys'
+    placeholders (ancestry is checked with the inputs', in `_ancestor_errors`)."""
+    errors: list[str] = []
+    where = f"node {node.identifier}"
+    if node.concurrency is not None:
+        errors += concurrency_errors(node.concurrency, where, store_keys, identifiers)
+    if node.rate_limit is not None:
+        rate = node.rate_limit
+        if not 0 < rate.per_second <= MAX_LIMIT:
+            errors.append(f"rate_limit.per_second of {where} must be above 0 and at most {MAX_LIMIT}")
+        if not 1 <= rate.burst <= MAX_LIMIT:
+            errors.append(f"rate_limit.burst of {where} must be at least 1 and at most {MAX_LIMIT}")
+        errors += _key_errors(rate.key, f"rate_limit.key of {where}", store_keys, identifiers)
+    return errors
+
+
+def concurrency_errors(
+    limit: ConcurrencyLimit, where: str, store_keys: set[str], identifiers: set[str] | None
+) -> list[str]:
+    """Problems with a `concurrency` setting of a node, or of a graph (`identifiers` None: its
+    key may name store keys only, as a run's key is known when it is triggered)."""
+    errors: list[str] = []
+    if not 1 <= limit.limit <= MAX_LIMIT:
+        errors.append(f"concurrency.limit of {where} must be at least 1 and at most {MAX_LIMIT}")
+    return errors + _key_errors(limit.key, f"concurrency.key of {where}", store_keys, identifiers)
+
+
+def _key_errors(key: str | None, label: str, store_keys: set[str], identifiers: set[str] | None) -> list[str]:
+    if key is None:
+        return []
+    if not key.strip():
+        return [f"{label} must not be empty (leave it out to limit in all)"]
+    try:
+        refs = find_refs(key)
+    except PlaceholderError as exc:
+        return [f"{label}: {exc}"]
+    errors: list[str] = []
+    for ref in refs:
+        if isinstance(ref, StoreRef) and ref.key not in store_keys:
+            errors.append(
+                f"{label} references store key {ref.key}, which is neither a required key nor has a "
+                "default value"
+            )
+        elif isinstance(ref, OutputRef) and identifiers is None:
+            errors.append(f"{label} references {ref.identifier}: a graph's key may reference only store keys")
+        elif isinstance(ref, OutputRef) and ref.collect:
+            errors.append(f"{label} collects {ref}: a key takes one value, not [*]")
+        elif isinstance(ref, OutputRef) and identifiers is not None and ref.identifier not in identifiers:
+            errors.append(f"{label} references {ref.identifier}, which does not exist in the graph")
+    return errors
+
+
+def limit_keys(node: NodeTemplate) -> list[tuple[str, str]]:
+    """(label, template) of each key of a node's flow-control settings."""
+    keys = []
+    if node.concurrency is not None and node.concurrency.key:
+        keys.append(("concurrency.key", node.concurrency.key))
+    if node.rate_limit is not None and node.rate_limit.key:
+        keys.append(("rate_limit.key", node.rate_limit.key))
+    return keys
 
 
 def _next_nodes_errors(node: NodeTemplate, identifiers: set[str]) -> list[str]:
@@ -327,6 +394,7 @@ def _ancestor_errors(nodes: list[NodeTemplate], shape: GraphShape) -> list[str]:
     errors: list[str] = []
     for node in nodes:
         allowed = set(shape.ancestors[node.identifier])
+        errors += _limit_ancestor_errors(node, allowed, shape)
         for key, ref in _output_refs(node):
             if ref.identifier not in shape.by_id:
                 continue
@@ -344,6 +412,23 @@ def _ancestor_errors(nodes: list[NodeTemplate], shape: GraphShape) -> list[str]:
                 errors.append(
                     f"Input '{key}' of node {node.identifier} references {ref.identifier}, "
                     f"which is not an ancestor of {node.identifier}"
+                )
+    return errors
+
+
+def _limit_ancestor_errors(node: NodeTemplate, allowed: set[str], shape: GraphShape) -> list[str]:
+    """A flow-control key, like an input, may name only the outputs of the node's ancestors."""
+    errors: list[str] = []
+    for label, key in limit_keys(node):
+        try:
+            refs = find_refs(key)
+        except PlaceholderError:
+            continue  # reported by `_limit_errors`
+        for ref in refs:
+            if isinstance(ref, OutputRef) and ref.identifier in shape.by_id and ref.identifier not in allowed:
+                errors.append(
+                    f"{label} of node {node.identifier} references {ref.identifier}, which is not an "
+                    f"ancestor of {node.identifier}"
                 )
     return errors
 

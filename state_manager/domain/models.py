@@ -23,6 +23,28 @@ class Unites(BaseModel):
     strategy: UnitesStrategy = UnitesStrategy.ALL_SUCCESS
 
 
+class ConcurrencyLimit(BaseModel):
+    """At most `limit` at once (states of a node claimed, or runs of a graph RUNNING), per value of
+    `key` (a template resolved like an input) or in all when there is no key. Ranges are checked
+    by the graph's validation (a clear 400), not here."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int
+    key: str | None = None
+
+
+class RateLimit(BaseModel):
+    """Claims of a node at most `per_second` per second on average, in bursts of up to `burst`,
+    per value of `key` (a template resolved like an input) or in all when there is no key."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    per_second: float
+    burst: int = 1
+    key: str | None = None
+
+
 class NodeTemplate(BaseModel):
     """One node of a graph template, as stored."""
 
@@ -36,6 +58,9 @@ class NodeTemplate(BaseModel):
     unites: Unites | None = None
     # Bounds the node's running time from claim to report, heartbeats or not.
     timeout_seconds: int | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS)
+    # Flow control (issue 18): how many of its states are claimed at once, and how often.
+    concurrency: ConcurrencyLimit | None = None
+    rate_limit: RateLimit | None = None
 
 
 # The longest retry delay a policy may name: ten years, in milliseconds.

@@ -15,6 +15,9 @@ carries its queue key, `<namespace> <node>`, in exactly one of two indexed field
 
 A `ready` written before ranks were (the bare key) sorts first in its range: claimed first.
 
+A due state whose claim a flow-control gate holds back (a concurrency or rate limit, issue 18)
+waits in `parked` instead (domain/gates.py), until the gate lets it back into `ready`.
+
 Every other status has neither: a claim, a cancel or any move out of CREATED clears them.
 """
 
@@ -69,10 +72,11 @@ def queue_fields(
     """`ready` and `delayed` for a state written in `status`, due at `enqueue_after` (less its
     run's priority, but not before `not_before`)."""
     if status != StateStatus.CREATED:
-        return {"ready": None, "delayed": None}
+        return dict(OUT_OF_QUEUE)
     if is_due(enqueue_after, priority_ms, not_before, now):
-        return {"ready": ready_key(namespace, node, enqueue_after, priority_ms), "delayed": None}
-    return {"ready": None, "delayed": queue_key(namespace, node)}
+        return {**OUT_OF_QUEUE, "ready": ready_key(namespace, node, enqueue_after, priority_ms)}
+    return {**OUT_OF_QUEUE, "delayed": queue_key(namespace, node)}
 
 
-OUT_OF_QUEUE: dict[str, Any] = {"ready": None, "delayed": None}
+# No queue key: also out of the gates' waiting rooms (`parked`, domain/gates.py).
+OUT_OF_QUEUE: dict[str, Any] = {"ready": None, "delayed": None, "parked": None}

@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from state_manager.domain.cron import CronError, validate_expression
 from state_manager.domain.models import (
     MAX_TIMEOUT_SECONDS,
+    ConcurrencyLimit,
     NodeTemplate,
+    RateLimit,
     RetryPolicy,
     StoreConfig,
     UnitesStrategy,
@@ -47,6 +49,17 @@ class NodeTemplateIn(BaseModel):
         gt=0,
         le=MAX_TIMEOUT_SECONDS,
         description="Bounds the node's running time from claim to report (ours; the official SDKs ignore it)",
+    )
+    concurrency: ConcurrencyLimit | None = Field(
+        default=None,
+        description="At most `limit` states of this node claimed at once (in all runtimes and "
+        "replicas), per value of `key` (a template resolved like an input, e.g. "
+        "`${{ store.tenant }}`) or in all when `key` is unset (docs/flow-control.md)",
+    )
+    rate_limit: RateLimit | None = Field(
+        default=None,
+        description="Claims of this node at most `per_second` per second on average, in bursts of up "
+        "to `burst`, per value of `key` (a template) or in all (docs/flow-control.md)",
     )
 
     @field_validator("node_name")
@@ -159,6 +172,12 @@ class UpsertGraphRequest(RequestBody):
     triggers: list[TriggerIn] = Field(
         default_factory=list, description="Cron schedules that trigger the graph (HEAD form, defaults)"
     )
+    concurrency: ConcurrencyLimit | None = Field(
+        default=None,
+        description="At most `limit` runs of this graph RUNNING at once, per value of `key` (a "
+        "template of store keys, e.g. `${{ store.tenant }}`) or in all: the others wait PENDING "
+        "and start in order as slots free (docs/flow-control.md)",
+    )
 
     @field_validator("secrets")
     @classmethod
@@ -186,6 +205,7 @@ class GraphResponse(BaseModel):
     retry_policy: RetryPolicy
     store_config: StoreConfig
     triggers: list[dict[str, Any]]
+    concurrency: ConcurrencyLimit | None = None
     created_at: str
     updated_at: str
     validation_status: str

@@ -39,7 +39,7 @@ from state_manager.services import join_tally, run_status, writes
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import graph_shape, template_at, template_for
 from state_manager.services.joins import evaluate_fork_join, in_scope, join_group, join_key
-from state_manager.services.new_states import check_size, new_state
+from state_manager.services.new_states import check_size, give_gates, new_state
 
 log = structlog.get_logger(__name__)
 
@@ -358,6 +358,10 @@ def _fresh(
             origin, parents = parent, {**parent.parents, parent.identifier: str(parent.id)}
             key = f"{parent.id}:next:{start.identifier}"
         state = new_state(origin, graph, template, inputs, parents, key)
+        try:
+            give_gates(state, template, outputs, run.store, graph.store_config.default_values)
+        except PlanningError as exc:
+            raise Unprocessable(f"Node {start.identifier} cannot start the fork: {exc}") from exc
         check_size(ctx, state)  # refused (413) before anything of the fork is written
         if parent is None:
             state.fanout_path = []

@@ -18,9 +18,23 @@ from pymongo.errors import DuplicateKeyError
 
 from state_manager.clock import utcnow
 from state_manager.db import queries
-from state_manager.db.documents import CronSchedule, GraphTemplate, GraphVersion, RegisteredNode, State
+from state_manager.db.documents import (
+    CronSchedule,
+    FlowGate,
+    GraphTemplate,
+    GraphVersion,
+    RegisteredNode,
+    State,
+)
 from state_manager.domain.cron import next_fire_after
-from state_manager.domain.graph import GraphShape, GraphStructureError, check_registered, validate_structure
+from state_manager.domain.gates import NEVER
+from state_manager.domain.graph import (
+    GraphShape,
+    GraphStructureError,
+    check_registered,
+    concurrency_errors,
+    validate_structure,
+)
 from state_manager.domain.models import NodeTemplate, RegisteredNodeInfo, StoreConfig
 from state_manager.errors import InvalidGraph, NotFound
 from state_manager.schemas.graphs import UpsertGraphRequest
@@ -58,6 +72,23 @@ def _shape(nodes: list[NodeTemplate], store_config: StoreConfig) -> GraphShape:
         raise InvalidGraph(exc.errors) from exc
 
 
+def _checked_shape(
+    body: UpsertGraphRequest, nodes: list[NodeTemplate], store_config: StoreConfig
+) -> GraphShape:
+    """The shape of an upsert's graph, its graph-level settings checked with it (400)."""
+    limit_errors: list[str] = []
+    if body.concurrency is not None:
+        store_keys = set(store_config.required_keys) | set(store_config.default_values)
+        limit_errors = concurrency_errors(body.concurrency, "the graph", store_keys, None)
+    try:
+        shape = validate_structure(nodes, store_config)
+    except GraphStructureError as exc:
+        raise InvalidGraph(exc.errors + limit_errors) from exc
+    if limit_errors:
+        raise InvalidGraph(limit_errors)
+    return shape
+
+
 async def _registered_check(
     graph_nodes: list[NodeTemplate], shape: GraphShape, secrets: set[str]
 ) -> list[str]:
@@ -83,7 +114,7 @@ async def check_graph(body: UpsertGraphRequest) -> list[str]:
     mistake, else the reasons it would not validate (none: VALID)."""
     nodes = [node.to_domain() for node in body.nodes]
     store_config = StoreConfig.model_validate(body.store_config.model_dump())
-    return await _registered_check(nodes, _shape(nodes, store_config), set(body.secrets))
+    return await _registered_check(nodes, _checked_shape(body, nodes, store_config), set(body.secrets))
 
 
 async def upsert_graph(ctx: AppContext, namespace: str, name: str, body: UpsertGraphRequest) -> Upserted:
@@ -91,7 +122,7 @@ async def upsert_graph(ctx: AppContext, namespace: str, name: str, body: UpsertG
     version (a typo must not stop every trigger): it is kept as the graph's candidate instead."""
     nodes = [node.to_domain() for node in body.nodes]
     store_config = StoreConfig.model_validate(body.store_config.model_dump())
-    shape = _shape(nodes, store_config)
+    shape = _checked_shape(body, nodes, store_config)
     errors = await _registered_check(nodes, shape, set(body.secrets))
     now = utcnow()
     fields: dict[str, Any] = {
@@ -100,6 +131,7 @@ async def upsert_graph(ctx: AppContext, namespace: str, name: str, body: UpsertG
         "retry_policy": body.retry_policy.model_dump(mode="json"),
         "store_config": store_config.model_dump(mode="json"),
         "triggers": [trigger.model_dump(mode="json") for trigger in body.triggers],
+        "concurrency": body.concurrency.model_dump(mode="json") if body.concurrency else None,
         "validation_status": INVALID if errors else VALID,
         "validation_errors": errors,
         "updated_at": now,
@@ -122,8 +154,18 @@ async def upsert_graph(ctx: AppContext, namespace: str, name: str, body: UpsertG
     ctx.templates.put(graph)
     await keep_version(graph)
     await sync_schedules(graph)
+    await _wake_gates(graph)
     log.info("graph_upserted", namespace=namespace, graph=name, status=graph.validation_status)
     return Upserted(graph)
+
+
+async def _wake_gates(graph: GraphTemplate) -> None:
+    """A new version may have raised or taken off a limit: the graph's gates where states wait
+    are looked at on the next claim (services/gates.py), not only when a slot frees."""
+    await FlowGate.get_motor_collection().update_many(
+        {"namespace": graph.namespace, "graph": graph.name, "wake_ms": {"$lt": NEVER}},
+        {"$set": {"wake_ms": 0}},
+    )
 
 
 async def _keep_live(namespace: str, name: str, fields: dict[str, Any]) -> GraphTemplate | None:

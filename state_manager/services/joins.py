@@ -43,7 +43,14 @@ from state_manager.services import join_tally, run_status, writes
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import graph_shape
 from state_manager.services.join_tally import Anchor
-from state_manager.services.new_states import branch_outputs, check_size, fanout_copy_id, new_state
+from state_manager.services.new_states import (
+    branch_outputs,
+    check_size,
+    fanout_copy_id,
+    give_gates,
+    new_state,
+    template_texts,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -506,22 +513,18 @@ async def _create_join(
 ) -> State | None:
     """Insert the join (CANCELLED, with the reason, when it cannot run); None if it existed."""
     run = await queries.find_one(Run, {"run_id": anchor.run_id})
-    outputs = await branch_outputs(anchor, referenced_identifiers(join.inputs))
+    outputs = await branch_outputs(anchor, referenced_identifiers(template_texts(join)))
     inputs: dict[str, str] = {}
-    try:
-        collected = await _collect(anchor, join.identifier, collected_refs(join.inputs))
-        inputs = resolve_inputs(
-            join.identifier,
-            join.inputs,
-            outputs,
-            run.store if run else {},
-            graph.store_config.default_values,
-            collected,
-        )
-    except PlanningError as exc:
-        error = error or str(exc)
     parents = {**anchor.parents, anchor.identifier: str(anchor.id)}
     state = new_state(anchor, graph, join, inputs, parents, key)
+    try:
+        collected = await _collect(anchor, join.identifier, collected_refs(join.inputs))
+        store, defaults = (run.store if run else {}), graph.store_config.default_values
+        inputs = resolve_inputs(join.identifier, join.inputs, outputs, store, defaults, collected)
+        give_gates(state, join, outputs, store, defaults)
+    except PlanningError as exc:
+        error = error or str(exc)
+    state.inputs = {**inputs, **anchor.input_overrides.get(join.identifier, {})}
     state.does_unites = True
     state.join_generation = anchor.join_generations.get(join.identifier, 0)
     state.join_epoch = epoch

@@ -15,6 +15,8 @@ from bson import ObjectId
 from state_manager.clock import now_ms
 from state_manager.db import queries
 from state_manager.db.documents import GraphTemplate, State
+from state_manager.domain.gates import node_gates
+from state_manager.domain.graph import limit_keys
 from state_manager.domain.models import NodeTemplate
 from state_manager.errors import TooLarge
 from state_manager.services.context import AppContext
@@ -93,3 +95,25 @@ async def branch_outputs(current: State, needed: set[str]) -> dict[str, dict[str
         for ancestor in await queries.find_states({"_id": {"$in": ids}}):
             outputs[ancestor.identifier] = ancestor.outputs
     return outputs
+
+
+def template_texts(template: NodeTemplate) -> dict[str, Any]:
+    """What of a node is resolved when a state of it is made: its inputs and its flow-control
+    keys (what the planning of it reads: ancestors' outputs, the store)."""
+    return {**template.inputs, **dict(limit_keys(template))}
+
+
+def give_gates(
+    state: State,
+    template: NodeTemplate,
+    outputs: dict[str, dict[str, Any]],
+    store: dict[str, str],
+    defaults: dict[str, str],
+) -> None:
+    """Give a new state the gates of its node's flow control (issue 18), their keys resolved
+    like its inputs.
+
+    Raises:
+        PlanningError: A key cannot be resolved.
+    """
+    state.gates = node_gates(state.graph_namespace, state.graph_name, template, outputs, store, defaults)

@@ -37,7 +37,7 @@ from state_manager.domain.planning import (
 from state_manager.domain.retry import retry_delay_ms
 from state_manager.domain.status import Event, StateStatus
 from state_manager.errors import TooLarge
-from state_manager.services import join_tally, run_status, writes
+from state_manager.services import gates, join_tally, run_status, writes
 from state_manager.services.context import AppContext
 from state_manager.services.graphs import graph_of, graph_shape
 from state_manager.services.joins import (
@@ -53,8 +53,10 @@ from state_manager.services.new_states import (
     branch_outputs,
     check_size,
     fanout_copy_id,
+    give_gates,
     new_state,
     state_oid,
+    template_texts,
 )
 
 log = structlog.get_logger(__name__)
@@ -151,6 +153,9 @@ async def cancel_waiting(ctx: AppContext, query: dict[str, Any], reason: str) ->
     them settled in their runs; how many this call cancelled."""
     cancelled = await queries.cancel_waiting(query, reason)
     metrics.states_cancelled(len(cancelled))
+    for state in cancelled:
+        if state.gates:
+            await gates.release(ctx, state)  # a claimed one gives its slots back at once
     for run_id in {state.run_id for state in cancelled}:
         in_run = [state for state in cancelled if state.run_id == run_id]
         if await run_status.count_settled_together(run_id, in_run):
@@ -429,6 +434,7 @@ class _Plan:
             )
             key = f"{state.id}:next:{template.identifier}"
             child = new_state(state, self.graph, template, inputs, parents, key)
+            give_gates(child, template, outputs, self.store, self.graph.store_config.default_values)
             check_size(ctx, child)
             children.append(child)
         return children
@@ -450,11 +456,11 @@ async def _plan(state: State, graph: GraphTemplate | None) -> _Plan:
     templates = [shape.by_id[n] for n in node.next_nodes or [] if shape.by_id[n].unites is None]
     needed: set[str] = set()
     for template in templates:
-        needed |= referenced_identifiers(template.inputs)
+        needed |= referenced_identifiers(template_texts(template))
     needed.discard(state.identifier)
     ancestors = await branch_outputs(state, needed) if needed else {}
     ancestors.pop(state.identifier, None)
-    uses_store = any(_uses_store(template.inputs) for template in templates)
+    uses_store = any(_uses_store(template_texts(template)) for template in templates)
     run = await queries.find_one(Run, {"run_id": state.run_id}) if uses_store else None
     return _Plan(graph, templates, ancestors, run.store if run else {})
 

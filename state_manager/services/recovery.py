@@ -21,7 +21,7 @@ from state_manager.db import queries
 from state_manager.db.documents import Run, State
 from state_manager.domain.effects import Effect
 from state_manager.domain.status import StateStatus
-from state_manager.services import forks, run_status
+from state_manager.services import forks, gates, run_status
 from state_manager.services.context import AppContext
 from state_manager.services.progress import settle_isolated
 from state_manager.services.runs import seed_run
@@ -86,6 +86,7 @@ async def recover_once(ctx: AppContext) -> RecoveryReport:
     # writers try it at once, and a run's end waits for it (at most one recovery interval more).
     tally_stale = now - min(ctx.grace_ms, TALLY_GRACE_MS)
     await _complete_effects(ctx, report, {"pending_effect": Effect.TALLY.value}, tally_stale)
+    await gates.wake_due(ctx)  # parked states whose gate may let them in (a crash lost its wake)
     async for runs in _batches(
         _runs, {"seeded": False, "created_ms": {"$lt": stale}}, ctx.settings.recovery_batch_size
     ):

@@ -29,6 +29,7 @@ from state_manager.db.documents import Run, State
 from state_manager.domain import tally
 from state_manager.domain.status import FAILED, RunStatus, StateStatus
 from state_manager.domain.status import tally as upstream_tally
+from state_manager.services import gates
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +47,7 @@ _PROGRESS = {
     "status": 1,
     "cancelled_at": 1,
     "finished_ms": 1,
+    "run_gate": 1,
 }
 _ATTEMPTS = 5
 SEEDS = "s"  # the tally group of a run's root states
@@ -300,6 +302,8 @@ async def _end(doc: dict[str, Any], stale: dict[str, Any] | None = None) -> None
     )
     if not result.modified_count:
         return  # something opened or cancelled it meanwhile, or another writer ended it
+    if doc.get("run_gate"):
+        await gates.release_run(doc["run_id"], doc["run_gate"])  # the next waiting run may start
     log.info(
         "run_finished",
         namespace=doc.get("namespace_name"),

@@ -20,6 +20,8 @@ from state_manager.clock import now_ms, utcnow
 from state_manager.db import queries
 from state_manager.db.documents import GraphTemplate, IdempotencyKey, Run, State
 from state_manager.domain import tally as counting
+from state_manager.domain.gates import node_gates
+from state_manager.domain.gates import run_gate as gate_of_run
 from state_manager.domain.graph import GraphShape
 from state_manager.domain.planning import PlanningError, missing_store_keys, root_inputs
 from state_manager.domain.status import RunStatus, StateStatus, tally, upstream_run_status
@@ -81,6 +83,26 @@ def _root_seed(graph: GraphTemplate, shape: GraphShape, body: TriggerRequest, wh
     return _seed(shape, shape.root, inputs, when)
 
 
+def _gate_seeds(
+    graph: GraphTemplate,
+    shape: GraphShape,
+    seeds: list[dict[str, Any]],
+    store: dict[str, str],
+    run_gate: str | None,
+) -> None:
+    """Give each root state its node's flow-control gates (keys from the store), and the run's
+    gate of its graph's run concurrency: a run waits for a slot before its first claim."""
+    for seed in seeds:
+        node = shape.by_id[seed["identifier"]]
+        try:
+            found = node_gates(
+                graph.namespace, graph.name, node, {}, store, graph.store_config.default_values
+            )
+        except PlanningError as exc:
+            raise BadRequest(f"Invalid input: {exc}") from exc
+        seed["gates"] = found + ([run_gate] if run_gate else [])
+
+
 async def trigger_graph(
     ctx: AppContext,
     namespace: str,
@@ -101,6 +123,12 @@ async def trigger_graph(
         seeds = _seeds_from_states(shape, body.states, when)
     else:
         seeds = [_root_seed(graph, shape, body, when)]
+    defaults = graph.store_config.default_values
+    try:
+        run_gate = gate_of_run(namespace, graph_name, graph.concurrency, body.store, defaults)
+    except PlanningError as exc:
+        raise BadRequest(f"Invalid run concurrency key of graph {graph_name}: {exc}") from exc
+    _gate_seeds(graph, shape, seeds, body.store, run_gate)
     run = Run(
         run_id=run_id or str(uuid4()),
         namespace_name=namespace,
@@ -111,6 +139,7 @@ async def trigger_graph(
         seeds=seeds,
         created_ms=when - body.start_delay,
         priority_ms=body.priority * 1000,
+        run_gate=run_gate,
         # Its root states are counted open from the start (they are written next).
         created=len(seeds),
         open=len(seeds),
@@ -225,6 +254,7 @@ def _seed_state(run: Run, seed: dict[str, Any], key: str, group: str, index: int
         priority_ms=run.priority_ms,
         timeout_ms=seed.get("timeout_ms"),
         fanout_id=str(uuid4()),
+        gates=seed.get("gates") or [],
     )
 
 
@@ -233,7 +263,9 @@ async def create_states(
 ) -> list[State]:
     """SEED `states/create`: add states to a caller-chosen run (created on first use)."""
     graph = await _valid_graph(ctx, namespace, graph_name)
-    seeds = _seeds_from_states(graph_shape(graph), body.states, now_ms())
+    shape = graph_shape(graph)
+    seeds = _seeds_from_states(shape, body.states, now_ms())
+    _gate_seeds(graph, shape, seeds, {}, None)  # a run made by states/create has no run slot
     existing = await queries.find_one(Run, {"run_id": body.run_id})
     if existing is not None and (existing.namespace_name, existing.graph_name) != (namespace, graph_name):
         raise Conflict(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
+from uuid import uuid4
 
 import structlog
 from bson import ObjectId
@@ -30,7 +31,7 @@ from state_manager.domain.queues import PROMOTE_EVERY_MS, queue_fields
 from state_manager.domain.retry import retries_left
 from state_manager.domain.status import Event, StateStatus, sources
 from state_manager.errors import Conflict, InvalidTransition, NotFound, TooLarge, Unprocessable
-from state_manager.services import leases, queues, run_status, writes
+from state_manager.services import gates, leases, queues, run_status, writes
 from state_manager.services.context import AppContext, Final
 from state_manager.services.graphs import find_graph, graph_of, graph_shape
 from state_manager.services.joins import (
@@ -141,7 +142,7 @@ async def enqueue(
     while True:
         seen = ctx.work.generation(namespace)
         await _promote_due(ctx, namespace, nodes, now=woken)
-        claimed = await queries.claim(namespace, nodes, ctx.lease_ms, batch_size)
+        claimed = await _claim(ctx, namespace, nodes, batch_size)
         if tuned:  # a client that never heartbeats: leases from the nodes' running times
             await leases.apply_tuned_leases(ctx, claimed)
         if claimed and gone is not None and await gone():
@@ -164,6 +165,32 @@ async def enqueue(
             return []
 
 
+_CLAIM_ROUNDS = 3  # reads of the due states by one claim, when gates parked some of them
+
+
+async def _claim(ctx: AppContext, namespace: str, nodes: list[str], limit: int) -> list[State]:
+    """Claim up to `limit` due states of these nodes, first due first. States with flow-control
+    gates (services/gates.py) pass them first; those held back are parked, and the due states
+    after them are read in their place (a few rounds at most)."""
+    token = uuid4().hex
+    claimed: list[State] = []
+    for _ in range(_CLAIM_ROUNDS):
+        due = await queries.due(namespace, nodes, limit - len(claimed))
+        if not any(doc.get("gates") for doc in due):
+            return claimed + await queries.claim_due(due, ctx.lease_ms, token)
+        admission = await gates.admit(ctx, due, token)
+        got = await queries.claim_due(admission.passed, ctx.lease_ms, token)
+        mine = {str(state.id) for state in got}
+        # Taken by another replica between the read and the claim: what they took, given back.
+        await gates.give_back(
+            [doc for doc in admission.passed if str(doc["_id"]) not in mine], admission.taken
+        )
+        claimed += got
+        if not admission.parked or len(claimed) >= limit:
+            break
+    return claimed
+
+
 async def _promote_due(ctx: AppContext, namespace: str, nodes: list[str], *, now: bool) -> None:
     """Make these nodes' delayed states whose time has come claimable (domain/queues.py): `now`
     (a first try, or a wake-up: a delayed state may have become due), else at most every
@@ -176,6 +203,7 @@ async def _promote_due(ctx: AppContext, namespace: str, nodes: list[str], *, now
     if len(ctx.promoted) > 10_000:
         ctx.promoted.clear()
     await queries.promote(namespace, nodes)
+    await gates.wake_due(ctx)  # and the gates whose time has come (one indexed range, any node)
 
 
 _FINALS_KEPT = 100_000  # states claimed here and not reported yet; beyond, forgotten (a hint)
@@ -236,7 +264,12 @@ async def _release(ctx: AppContext, namespace: str, claimed: list[State]) -> Non
             ),
         }
         await writes.transition(
-            ObjectId(str(state.id)), Event.REQUEUE_AFTER, fields, namespace=namespace, claim=state.claim_token
+            ObjectId(str(state.id)),
+            Event.REQUEUE_AFTER,
+            fields,
+            namespace=namespace,
+            claim=state.claim_token,
+            ctx=ctx,
         )
     ctx.work.notify(namespace)
 
@@ -261,7 +294,7 @@ async def mark_executed(
     event = Event.EXECUTED
     if (final := _final_effect(ctx, state_id, outputs)) is not None:  # nothing to write after it
         event, fields["pending_effect"] = Event.EXECUTED_FINAL, final
-    updated = await writes.transition(state_id, event, fields, namespace=namespace, claim=claim)
+    updated = await writes.transition(state_id, event, fields, namespace=namespace, claim=claim, ctx=ctx)
     if updated is not None and claim is None:
         await leases.observe_success(ctx, updated)  # a client that does not heartbeat
     if updated is None:
@@ -305,7 +338,7 @@ async def mark_errored(
     retry = await _retry_allowed(ctx, await load_state(namespace, state_id))
     event = Event.ERRORED_RETRY if retry else Event.ERRORED
     fields = {"error": error, "error_details": details, "lease_expires_at": None}
-    updated = await writes.transition(state_id, event, fields, namespace=namespace, claim=claim)
+    updated = await writes.transition(state_id, event, fields, namespace=namespace, claim=claim, ctx=ctx)
     if updated is None:
         state = await load_held_state(namespace, state_id, claim)
         if state.error == error and state.status in (StateStatus.ERRORED, StateStatus.RETRY_CREATED):
@@ -323,7 +356,9 @@ async def prune(
     ctx: AppContext, namespace: str, state_id: ObjectId, data: dict[str, Any], claim: str | None = None
 ) -> State:
     fields = {"data": data, "lease_expires_at": None}
-    updated = await writes.transition(state_id, Event.PRUNE, fields, namespace=namespace, claim=claim)
+    updated = await writes.transition(
+        state_id, Event.PRUNE, fields, namespace=namespace, claim=claim, ctx=ctx
+    )
     if updated is None:
         state = await load_held_state(namespace, state_id, claim)
         if state.status == StateStatus.PRUNED and state.data == data:
@@ -362,7 +397,7 @@ async def requeue_after(
     }
     held = {"status": StateStatus.QUEUED.value} if claim is not None else None
     updated = await writes.transition(
-        state_id, Event.REQUEUE_AFTER, fields, namespace=namespace, claim=claim, extra_filter=held
+        state_id, Event.REQUEUE_AFTER, fields, namespace=namespace, claim=claim, extra_filter=held, ctx=ctx
     )
     if updated is None:
         state = await load_held_state(namespace, state_id, claim)
@@ -529,7 +564,7 @@ async def expire_lease(ctx: AppContext, state: State, *, timed_out: bool = False
     }
     event = Event.LEASE_EXPIRED_RETRY if retry else Event.LEASE_EXPIRED
     assert state.id is not None
-    updated = await writes.transition(ObjectId(str(state.id)), event, fields, extra_filter=passed)
+    updated = await writes.transition(ObjectId(str(state.id)), event, fields, extra_filter=passed, ctx=ctx)
     if updated is not None:
         log.warning(
             "timed_out" if timed_out else "lease_expired",

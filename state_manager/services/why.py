@@ -9,12 +9,16 @@ from bson import ObjectId
 
 from state_manager.clock import now_ms
 from state_manager.db import queries
-from state_manager.db.documents import NodeStats, Run, State
+from state_manager.db.documents import FlowGate, NodeStats, Run, State
+from state_manager.domain import gates
+from state_manager.domain.models import RateLimit
 from state_manager.domain.queues import ready_range
-from state_manager.domain.status import StateStatus
-from state_manager.domain.why import WaitFacts, Why, why
+from state_manager.domain.status import UNSETTLED, StateStatus
+from state_manager.domain.why import GateFacts, JoinFacts, WaitFacts, Why, why
 from state_manager.errors import NotFound
+from state_manager.services import gates as gate_service
 from state_manager.services.context import AppContext
+from state_manager.services.graphs import graph_of, graph_shape
 from state_manager.services.queues import grouped
 from state_manager.services.states import load_operated_state
 
@@ -23,8 +27,77 @@ async def state_why(ctx: AppContext, namespace: str, state_id: ObjectId) -> tupl
     """Why one state waits (404 for a state unknown in the namespace)."""
     state = await load_operated_state(namespace, state_id)
     node = await _NodeFacts.read(ctx, state.namespace_name, state.node_name)
+    doc = state.model_dump()
+    if state.parked:
+        gate, ahead = await _gate_facts(ctx, state.parked)
+        return state, why(node.facts(doc, ahead, gate=gate))
+    if state.status in (StateStatus.SUCCESS, StateStatus.EXECUTED) and state.below_open > 0:
+        join = await _join_facts(ctx, state)
+        if join is not None:
+            return state, why(node.facts(doc, 0, join=join))
     ahead = await _ahead(state.namespace_name, state.node_name, state.ready)
-    return state, why(node.facts(state.model_dump(), ahead))
+    return state, why(node.facts(doc, ahead))
+
+
+async def _gate_facts(ctx: AppContext, parked: str) -> tuple[GateFacts | None, int]:
+    """The gate a state is parked at (`parked`), and how many are parked there before it."""
+    gate = gates.gate_of_parked(parked)
+    bounds = gates.park_range(gate)
+    ahead = await State.get_motor_collection().count_documents(
+        {"parked": {"$gte": bounds["$gte"], "$lt": parked}}
+    )
+    doc = await FlowGate.get_motor_collection().find_one({"_id": gate}) or {}
+    setting = await gate_service.setting_of(ctx, gate)
+    parsed = gates.parse(gate)
+    if setting is None:
+        return None, ahead  # its limit was taken off: it goes back to its queue at once
+    holders = doc.get("holders") or {}
+    if isinstance(setting, RateLimit):
+        next_slot = gates.rate_next_ms(int(doc.get("tat_us", 0)), now_ms() * 1000, setting)
+        facts = GateFacts(
+            parsed.kind,
+            parsed.key,
+            parsed.graph,
+            per_second=setting.per_second,
+            burst=setting.burst,
+            next_slot_ms=next_slot,
+        )
+        return facts, ahead
+    ids = [_holder_id(key) for key in holders]
+    facts = GateFacts(
+        parsed.kind,
+        parsed.key,
+        parsed.graph,
+        limit=setting.limit,
+        holders=ids,
+        holders_started_ms=[int(at) for at in holders.values()],
+    )
+    return facts, ahead
+
+
+def _holder_id(key: str) -> str:
+    pair = gates.holder_state(key)
+    return key[len("run_") :] if pair is None else pair[0]
+
+
+async def _join_facts(ctx: AppContext, anchor: State) -> JoinFacts | None:
+    """The join above a state that ran, while branches below it are open (None: it has none)."""
+    graph = await graph_of(ctx, anchor)
+    joins = graph_shape(graph).joins_on.get(anchor.identifier, []) if graph is not None else []
+    if not joins:
+        return None
+    unsettled = [status.value for status in UNSETTLED]
+    below = await queries.run_states_where(
+        anchor.run_id, {"status": {"$in": unsettled}}, fields=("parents",), limit=_BLOCKERS * 20
+    )
+    open_ids = [
+        str(doc["_id"]) for doc in below if doc.get("parents", {}).get(anchor.identifier) == str(anchor.id)
+    ]
+    settled = anchor.below_created - anchor.below_open
+    return JoinFacts(", ".join(joins), settled, anchor.below_created, open_ids[:_BLOCKERS])
+
+
+_BLOCKERS = 20  # blockers listed at most
 
 
 async def run_why(ctx: AppContext, namespace: str, run_id: str) -> list[dict[str, Any]]:
@@ -34,17 +107,27 @@ async def run_why(ctx: AppContext, namespace: str, run_id: str) -> list[dict[str
         raise NotFound(f"Run {run_id} not found in namespace {namespace}")
     fields = ("namespace_name", "node_name", "identifier", "status", "enqueue_after", "priority_ms")
     waiting = await queries.run_states_where(
-        run_id, {"status": StateStatus.CREATED.value}, fields=(*fields, "not_before_ms", "ready")
+        run_id, {"status": StateStatus.CREATED.value}, fields=(*fields, "not_before_ms", "ready", "parked")
     )
     nodes: dict[tuple[str, str], _NodeFacts] = {}
+    parked_at: dict[str, tuple[GateFacts | None, int]] = {}
     rows: dict[tuple[tuple[str, str], str | None], dict[str, Any]] = {}
-    for doc in sorted(waiting, key=lambda d: (d.get("ready") or "~", d["_id"])):
+    for doc in sorted(waiting, key=lambda d: (d.get("ready") or d.get("parked") or "~", d["_id"])):
         key = (doc["namespace_name"], doc["node_name"])
         first = key not in nodes  # the node's first waiting state: its place in the queue is read
         if first:
             nodes[key] = await _NodeFacts.read(ctx, *key)
-        ahead = await _ahead(*key, doc.get("ready")) if first else 0
-        answer = why(nodes[key].facts(doc, ahead))
+        if doc.get("parked"):
+            gate_id = gates.gate_of_parked(doc["parked"])
+            if gate_id not in parked_at:  # the first parked at each gate: its place there is read
+                parked_at[gate_id] = await _gate_facts(ctx, doc["parked"])
+                gate, ahead = parked_at[gate_id]
+            else:
+                gate, ahead = parked_at[gate_id][0], 0
+            answer = why(nodes[key].facts(doc, ahead, gate=gate))
+        else:
+            ahead = await _ahead(*key, doc.get("ready")) if first else 0
+            answer = why(nodes[key].facts(doc, ahead))
         row = rows.setdefault(
             (key, answer.reason),
             {
@@ -54,13 +137,40 @@ async def run_why(ctx: AppContext, namespace: str, run_id: str) -> list[dict[str
                 "count": 0,
                 "detail": answer.detail,
                 "predicted_start_ms": answer.predicted_start_ms,
+                "blockers": answer.blockers,
             },
         )
         row["count"] += 1
         if answer.predicted_start_ms is not None:
             known = row["predicted_start_ms"]
             row["predicted_start_ms"] = min(answer.predicted_start_ms, known or answer.predicted_start_ms)
-    return list(rows.values())
+    return list(rows.values()) + await _joins_waiting(ctx, run_id)
+
+
+async def _joins_waiting(ctx: AppContext, run_id: str) -> list[dict[str, Any]]:
+    """The run's joins not made yet, because branches below their anchors are still open."""
+    anchors = await queries.run_states_where(
+        run_id, {"status": StateStatus.SUCCESS.value, "below_open": {"$gt": 0}}, limit=_BLOCKERS
+    )
+    rows = []
+    for doc in anchors:
+        anchor = State.model_validate(doc)
+        join = await _join_facts(ctx, anchor)
+        if join is None:
+            continue
+        answer = why(WaitFacts("SUCCESS", anchor.node_name, anchor.namespace_name, now_ms(), join=join))
+        rows.append(
+            {
+                "node": anchor.node_name,
+                "namespace": anchor.namespace_name,
+                "reason": answer.reason,
+                "count": 1,
+                "detail": answer.detail,
+                "predicted_start_ms": None,
+                "blockers": answer.blockers,
+            }
+        )
+    return rows
 
 
 async def _ahead(namespace: str, node: str, ready: str | None) -> int:
@@ -94,7 +204,9 @@ class _NodeFacts:
         running, _ = (await grouped(held, False)).get(node, (0, None))
         return cls(ctx, namespace, node, stats, running)
 
-    def facts(self, doc: dict[str, Any], ahead: int) -> WaitFacts:
+    def facts(
+        self, doc: dict[str, Any], ahead: int, *, gate: GateFacts | None = None, join: JoinFacts | None = None
+    ) -> WaitFacts:
         return WaitFacts(
             status=str(doc.get("status")),
             node=self.node,
@@ -108,4 +220,6 @@ class _NodeFacts:
             ahead=ahead,
             running=self.running,
             durations_ms=self.durations_ms,
+            gate=gate,
+            join=join,
         )

@@ -11,7 +11,9 @@ from bson import ObjectId
 from state_manager import metrics
 from state_manager.db import queries
 from state_manager.db.documents import State
-from state_manager.domain.status import Event
+from state_manager.domain.status import Event, StateStatus, sources, target
+from state_manager.services import gates
+from state_manager.services.context import AppContext
 
 
 async def transition(
@@ -22,12 +24,19 @@ async def transition(
     namespace: str | None = None,
     extra_filter: dict[str, Any] | None = None,
     claim: str | None = None,
+    ctx: AppContext | None = None,
 ) -> State | None:
-    """`queries.transition`, reported when it happened."""
+    """`queries.transition`, reported when it happened. A write that ends a claimed attempt
+    gives back the concurrency slots it held (services/gates.py; `ctx` wakes this process's
+    polls for what the slot lets in)."""
     updated = await queries.transition(
         state_id, event, fields, namespace=namespace, extra_filter=extra_filter, claim=claim
     )
-    return None if updated is None else metrics.transitioned(event, updated)
+    if updated is None:
+        return None
+    if updated.gates and StateStatus.QUEUED in sources(event) and target(event) != StateStatus.QUEUED:
+        await gates.release(ctx, updated)
+    return metrics.transitioned(event, updated)
 
 
 async def insert_once(state: State) -> bool:

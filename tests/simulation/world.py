@@ -5,6 +5,7 @@ with the scheduler's step, so the checks can tell what was logged before an answ
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 import structlog
+from fastapi import FastAPI
 from structlog.testing import LogCapture
 
 from state_manager import metrics
@@ -59,10 +61,20 @@ class World:
         return event
 
 
-@asynccontextmanager
-async def open_world(**overrides: Any) -> AsyncIterator[World]:
+def new_app(**overrides: Any) -> FastAPI:
     settings = settings_for(secrets_encryption_key=_KEY, mock_store=True, **SIM_SETTINGS, **overrides)
-    application = create_app(settings)
+    return create_app(settings)
+
+
+@asynccontextmanager
+async def open_world(application: FastAPI | None = None, **overrides: Any) -> AsyncIterator[World]:
+    """A started server with a new, empty store. `application` reuses an app made by `new_app`
+    (FastAPI builds an app's routes on its first requests, a tenth of a second): its caches are
+    emptied, so nothing of an earlier world is seen."""
+    if application is None:
+        application = new_app(**overrides)
+    else:
+        _forget(application.state.context)
     async with started(application) as client:
         world = World(application.state.context, client, Api(client, NAMESPACE), application.state.metrics)
         capture = LogCapture()
@@ -77,3 +89,10 @@ async def open_world(**overrides: Any) -> AsyncIterator[World]:
         finally:
             processors[:] = saved
             structlog.configure(processors=processors)
+
+
+def _forget(ctx: AppContext) -> None:
+    """Empty what a context remembers between requests (as a new process would start)."""
+    fresh = AppContext(settings=ctx.settings, cipher=ctx.cipher)
+    for name in (f.name for f in dataclasses.fields(AppContext)):
+        setattr(ctx, name, getattr(fresh, name))

@@ -11,7 +11,7 @@ def test_a_due_state_is_ranked_by_when_it_is_due_less_its_priority() -> None:
     early, late = ready_key("ns", "Node", NOW - 5_000), ready_key("ns", "Node", NOW)
     boosted = ready_key("ns", "Node", NOW, priority_ms=10_000)
     assert sorted([late, early, boosted]) == [boosted, early, late]
-    assert queue_fields("CREATED", "ns", "Node", NOW, NOW) == {"ready": late, "delayed": None}
+    assert queue_fields("CREATED", "ns", "Node", NOW, NOW) == {"ready": late, "delayed": None, "parked": None}
 
 
 def test_a_priority_makes_a_delayed_state_due_earlier_but_not_a_nodes_own_wait() -> None:
