@@ -373,6 +373,23 @@ _QUEUE_GAUGES: tuple[tuple[str, str, Callable[[QueueRow], float | None]], ...] =
 )
 
 
+def _waiting(rows: list[tuple[str, QueueRow]]) -> Metric:
+    """`exosphere_states_waiting`: each node's CREATED states by why they wait (the reasons of
+    `GET /state/{id}/why`; a join, which is not a state yet, is not counted)."""
+    family = GaugeMetricFamily(
+        "exosphere_states_waiting",
+        "States waiting to be claimed, by reason: delayed, queued (due, a runtime asks for the "
+        "node), no_runtime (due, none asked lately), concurrency, rate_limit, run_concurrency.",
+        labels=[*STATE_LABELS, "reason"],
+    )
+    for namespace, row in rows:
+        counts = {"delayed": row.delayed, "queued" if row.polled else "no_runtime": row.due, **row.held_back}
+        for reason, count in counts.items():
+            if count:
+                family.add_metric([namespace, row.node_name, reason], count)
+    return family
+
+
 class QueueCollector(Collector):
     """Yields the queue gauges from the last `QueueStats` read (the `/metrics` route refreshes
     it before rendering: `collect` itself cannot await the database)."""
@@ -395,6 +412,7 @@ class QueueCollector(Collector):
                 if value is not None:
                     family.add_metric([namespace, row.node_name], value)
             families.append(family)
+        families.append(_waiting(rows))
         age = GaugeMetricFamily(
             "exosphere_queue_stats_age_seconds", "Age of the queue gauges' last successful read."
         )

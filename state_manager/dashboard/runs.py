@@ -1,4 +1,5 @@
-"""The runs of a namespace, one run (tabs: graph, states, timeline, store), and its actions."""
+"""The runs of a namespace, one run (tabs: graph, states, timeline, store; why it waits), and its
+actions."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from state_manager.dashboard.common import (
 from state_manager.dashboard.render import render, ui_url
 from state_manager.errors import BadRequest
 from state_manager.schemas.runs import RunDetail, RunGraphView, StatePage, StateView
-from state_manager.services import dashboard_reads, run_views
+from state_manager.services import dashboard_reads, run_views, why
 from state_manager.services import runs as run_service
 from state_manager.services.graphs import template_for
 
@@ -44,6 +45,16 @@ RANGES = {
 TABS = ("graph", "states", "timeline", "store")
 FORKS_SHOWN = 20  # forks of a run linked from its page
 FAILED = ("ERRORED", "TIMEDOUT", "NEXT_CREATED_ERROR")
+# A run's waiting states summed up by reason (services/why.py), in a few words each.
+WAIT_REASONS = {
+    "delayed": "not due yet",
+    "no_runtime": "no runtime",
+    "queued": "in its node's queue",
+    "concurrency": "node's concurrency limit",
+    "run_concurrency": "graph's run limit",
+    "rate_limit": "node's rate limit",
+    "join": "join waits for branches",
+}
 
 
 def parse_time(text: str, name: str) -> int | None:
@@ -238,6 +249,9 @@ async def run_page(
     f = {"status": status, "identifier": identifier, "by": by if by in BY else ""}
     open_waiting = detail.status not in FINAL_RUN_STATUSES and bool(detail.counts.get("CREATED"))
     view = await run_views.template_graph(ctx, ns, run_id) if tab == "graph" or open_waiting else None
+    # Why it waits: read only while it goes on (an ended run waits for nothing).
+    ongoing = detail.status not in FINAL_RUN_STATUSES
+    waits = await why.run_why(ctx, ns, run_id) if ongoing else []
     values = await page(
         request,
         ns,
@@ -254,6 +268,8 @@ async def run_page(
         statuses=STATE_STATUSES,
         now=now,
         notes=await run_notes.run_notes(ctx, ns, detail, view.nodes if view else None, now),
+        waits=waits,
+        wait_reasons=WAIT_REASONS,
     )
     if tab == "graph" and view is not None:
         svg = dag.render_svg(

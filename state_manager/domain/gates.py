@@ -82,6 +82,12 @@ def park_range(gate: str) -> dict[str, str]:
     return {"$gte": f"{gate}{_PARK}", "$lt": f"{gate}{_PARK}{_RANK_END}"}
 
 
+def kind_range(kind: str) -> dict[str, str]:
+    """The `parked` condition of every state parked at a gate of this kind."""
+    letter = _LETTERS[kind]
+    return {"$gte": f"{letter}{SEP}", "$lt": f"{letter}{chr(ord(SEP) + 1)}"}
+
+
 def gate_of_parked(parked: str) -> str:
     return parked.split(_PARK, 1)[0]
 

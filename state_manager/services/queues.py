@@ -9,12 +9,13 @@ long-poll counts as asking). The counts are three small aggregations over the st
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from state_manager.clock import now_ms
 from state_manager.db import queries
 from state_manager.db.documents import NodeStats, RegisteredNode, State
+from state_manager.domain import gates
 from state_manager.domain.status import StateStatus
 from state_manager.schemas.queues import QueueRow, QueuesView
 from state_manager.services.context import AppContext
@@ -37,6 +38,7 @@ async def record_poll(ctx: AppContext, namespace: str, nodes: list[str]) -> None
 @dataclass
 class _Counts:
     due: int = 0
+    held_back: dict[str, int] = field(default_factory=dict)
     oldest_due_ms: int | None = None
     delayed: int = 0
     claimed: int = 0
@@ -71,6 +73,11 @@ async def _counts(namespace: str, now: int) -> dict[str, _Counts]:
         row(node).delayed = n
     for node, (n, _) in (await grouped({"namespace_name": namespace, "status": queued}, False)).items():
         row(node).claimed = n
+    for kind in (gates.CONCURRENCY, gates.RATE, gates.RUNS):  # due, but parked at a gate
+        parked = {"namespace_name": namespace, "status": created, "parked": gates.kind_range(kind)}
+        for node, (n, _) in (await grouped(parked, False)).items():
+            row(node).held_back[kind] = n
+            row(node).due = max(0, row(node).due - n)
     async for doc in RegisteredNode.get_motor_collection().find({"namespace": namespace}, {"name": 1}):
         row(doc["name"]).registered = True
     polls = {"namespace": namespace, "last_poll_ms": {"$ne": None}}
@@ -91,6 +98,7 @@ def _row(node: str, counts: _Counts, now: int, stall_ms: int) -> QueueRow:
         node_name=node,
         registered=counts.registered,
         due=counts.due,
+        held_back=counts.held_back,
         oldest_due_ms=counts.oldest_due_ms,
         oldest_due_age_seconds=age(counts.oldest_due_ms),
         delayed=counts.delayed,
@@ -98,6 +106,7 @@ def _row(node: str, counts: _Counts, now: int, stall_ms: int) -> QueueRow:
         last_poll_ms=counts.last_poll_ms,
         last_poll_age_seconds=age(counts.last_poll_ms),
         stalled=counts.due > 0 and waiting_long and not polled_recently,
+        polled=polled_recently,
     )
 
 

@@ -24,6 +24,7 @@ import pymongo
 import pytest
 
 from state_manager.app import create_app
+from state_manager.domain.gates import NEVER, gate_id, park_key
 from state_manager.domain.queues import ready_key
 from tests.factories import NAMESPACE, Api, graph, node, template
 from tests.support.durable_store import durable_store
@@ -45,6 +46,14 @@ def store_uri() -> Iterator[str]:
 
 def _ready(n: int, status: str) -> str | None:
     return ready_key(f"otherns{n % 3}", f"Other{n % 5}", n) if status == "CREATED" else None
+
+
+def _gate(n: int) -> str:
+    return gate_id("concurrency", f"otherns{n % 3}", "other", f"o{n % 7}", f"tenant{n}")
+
+
+def _parked(n: int, status: str) -> str | None:
+    return park_key(_gate(n // 50), _ready(n, status)) if status == "CREATED" else None
 
 
 @dataclass
@@ -77,8 +86,10 @@ class Store:
                     "updated_ms": 0,
                     "owed_group": "",
                     "owed_index": 0,
-                    # Waiting states of other nodes are in the claims' index too.
-                    "ready": _ready(n, status),
+                    # Waiting states of other nodes are in the claims' index too, and every
+                    # other one is parked at a gate of its namespace (flow control).
+                    "ready": _ready(n, status) if n % 2 else None,
+                    "parked": None if n % 2 else _parked(n, status),
                 }
             )
             if len(batch) == 5_000:
@@ -102,6 +113,22 @@ class Store:
         ]
         if runs:
             self.db.runs.insert_many(runs)
+        gates = [
+            {
+                "_id": _gate(n),
+                "kind": "concurrency",
+                "namespace": f"otherns{n % 3}",
+                "graph": "other",
+                "node": f"o{n % 7}",
+                "key": f"tenant{n}",
+                "held": 1,
+                "holders": {},
+                "wake_ms": NEVER,
+            }
+            for n in range(self.filled // 50, total // 50)
+        ]
+        if gates:
+            self.db.FlowGate.insert_many(gates)
         self.filled = total
 
 
@@ -121,6 +148,19 @@ async def store(store_uri: str) -> AsyncIterator[Store]:
                 node("Root"),
                 node("Spread", outputs=["n"]),
                 node("Leaf"),
+                node("Gamma"),
+                node("Delta"),
+            )
+            tenants = {"default_values": {"tenant": "acme"}}
+            wide = {"limit": 1000, "key": "${{ store.tenant }}"}  # never binds here
+            await api.upsert(
+                "limited",
+                graph({**template("g", "Gamma", {"x": "go"}), "concurrency": wide}, store_config=tenants),
+            )
+            tight = {"limit": 1, "key": "${{ store.tenant }}"}
+            await api.upsert(
+                "tight",
+                graph({**template("d", "Delta", {"x": "go"}), "concurrency": tight}, store_config=tenants),
             )
             await api.upsert(
                 "chain",
@@ -193,6 +233,63 @@ async def _the_arrival_that_makes_a_join(api: Api) -> Callable[[], Awaitable[Any
     return lambda: api.executed(last["state_id"], [{"y": "2"}])
 
 
+def _flow_control_operations(api: Api) -> list[tuple[str, Timed]]:
+    """Claims and reports of nodes with a concurrency limit (issue 18): one that never binds, and
+    one that holds states back (parked) and lets them in as slots free."""
+    unreported: list[Any] = []
+
+    async def claim_a_batch_past_a_limit() -> Callable[[], Awaitable[Any]]:
+        for state in unreported:  # the last repeat's, their slots given back (not timed)
+            await api.executed(state["state_id"], [{"y": "1"}])
+        unreported.clear()
+        for _ in range(16):
+            await api.trigger("limited")
+
+        async def claim() -> Any:
+            claimed = await api.claim("Gamma", batch_size=16)
+            assert len(claimed) == 16
+            unreported.extend(claimed)
+
+        return claim
+
+    async def a_report_that_gives_a_slot_back() -> Callable[[], Awaitable[Any]]:
+        await api.trigger("limited")
+        state = _claimed(await api.claim("Gamma"))
+        return lambda: api.executed(state["state_id"], [{"y": "1"}])
+
+    holder: list[Any] = []
+
+    async def a_claim_a_full_limit_holds_back() -> Callable[[], Awaitable[Any]]:
+        if not holder:
+            await api.trigger("tight")
+            holder.append(_claimed(await api.claim("Delta")))
+        for _ in range(16):
+            await api.trigger("tight")
+
+        async def claim() -> Any:
+            assert await api.claim("Delta", batch_size=16) == []  # all sixteen parked
+
+        return claim
+
+    async def a_slot_given_back_to_a_parked_state() -> Callable[[], Awaitable[Any]]:
+        if not holder:
+            await (await a_claim_a_full_limit_holds_back())()
+        held = holder.pop()
+
+        async def give_back() -> Any:
+            await api.executed(held["state_id"], [{"y": "1"}])
+            holder.append(_claimed(await api.claim("Delta")))  # the first parked, let back in
+
+        return give_back
+
+    return [
+        ("claim a batch of 16 past a limit that does not bind", claim_a_batch_past_a_limit),
+        ("a report that gives a slot back", a_report_that_gives_a_slot_back),
+        ("a claim a full limit holds back (16 parked)", a_claim_a_full_limit_holds_back),
+        ("a slot given back and claimed by a parked state", a_slot_given_back_to_a_parked_state),
+    ]
+
+
 async def test_the_hot_operations_cost_the_same_however_large_the_store(store: Store) -> None:
     api = store.api
 
@@ -247,6 +344,7 @@ async def test_the_hot_operations_cost_the_same_however_large_the_store(store: S
         ("a fan-in's arrival", lambda: _a_fan_ins_arrival(api)),
         ("the arrival that makes a join", lambda: _the_arrival_that_makes_a_join(api)),
         ("a repeated report", a_repeated_report),
+        *_flow_control_operations(api),
         ("a runs-list page", runs_page),
         ("a run page", run_page),
     ]

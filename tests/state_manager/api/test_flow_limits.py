@@ -236,3 +236,15 @@ async def test_a_graphs_run_key_may_name_store_keys_only(api: Api) -> None:
         answer
     )
     assert "limit" in str(await api.upsert("g", {**body, "concurrency": {"limit": -1}}, expect=400))
+
+
+async def test_metrics_and_queues_count_the_states_a_limit_holds_back(api: Api) -> None:
+    await api.setup("g", limited({"limit": 1}), ALPHA)
+    await _trigger(api, "g", *"abc")
+    await api.claim("Alpha", batch_size=10)  # one claimed, two parked
+
+    [row] = (await api.call("GET", "/queues"))["nodes"]
+    scraped = (await api.client.get("/metrics")).text
+
+    assert (row["due"], row["held_back"], row["claimed"]) == (0, {"concurrency": 2}, 1)
+    assert 'exosphere_states_waiting{namespace="testns",node="Alpha",reason="concurrency"} 2.0' in scraped
