@@ -40,8 +40,10 @@ from .errors import (
 )
 from .forks import ForkedFrom, ForkedRun, ForkFailedResult, ForkGraphVersion, SkippedFork
 from .models import (
+    ConcurrencyModel,
     CronTrigger,
     GraphNodeModel,
+    RateLimitModel,
     RetryPolicyModel,
     RetryStrategyEnum,
     StoreConfigModel,
@@ -53,6 +55,7 @@ from .run_diff import DiffChange, DiffSide, DiffSummary, FieldDiff, NodeDiff, Ru
 from .runtime import Runtime
 from .signals import PruneSignal, ReQueueAfterSignal
 from .state_manager import StateManager, TriggerState
+from .why import RunWhy, StateWhy, WaitingGroup
 
 VERSION = __version__
 """Alias of `__version__`, as exported by the upstream SDK."""
@@ -62,6 +65,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BaseNode",
+    "ConcurrencyModel",
     "ConflictError",
     "CronTrigger",
     "DiffChange",
@@ -80,20 +84,24 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PruneSignal",
+    "RateLimitModel",
     "ReQueueAfterSignal",
     "RetryPolicyModel",
     "RetryStrategyEnum",
     "RunDiff",
+    "RunWhy",
     "Runtime",
     "ServerError",
     "ServerUnreachableError",
     "SkippedFork",
     "StateManager",
     "StateManagerError",
+    "StateWhy",
     "StoreConfigModel",
     "TransportError",
     "TriggerState",
     "UnitesModel",
     "UnitesStrategyEnum",
+    "WaitingGroup",
     "__version__",
 ]

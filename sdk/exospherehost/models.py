@@ -12,8 +12,10 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 __all__ = [
+    "ConcurrencyModel",
     "CronTrigger",
     "GraphNodeModel",
+    "RateLimitModel",
     "RetryPolicyModel",
     "RetryStrategyEnum",
     "StoreConfigModel",
@@ -53,6 +55,50 @@ class UnitesModel(BaseModel):
         return trimmed
 
 
+class ConcurrencyModel(BaseModel):
+    """At most `limit` at once, per value of `key` (our server; upstream servers do not know it).
+
+    On a node (`GraphNodeModel.concurrency`): at most `limit` of its states claimed at once, in
+    all runtimes together; the others wait in its queue. For a graph
+    (`StateManager.upsert_graph(..., concurrency=...)`): at most `limit` of its runs RUNNING at
+    once; the others wait PENDING and start in order as runs end.
+
+    Attributes:
+        limit: How many at once, at least 1.
+        key: A template resolved like an input, e.g. `"${{ store.tenant }}"`: the limit then
+            holds for each value apart (a graph's key may name store keys only). None: one
+            limit for all.
+    """
+
+    limit: int = Field(..., ge=1, description="How many at once")
+    key: str | None = Field(default=None, description="Template whose value the limit is kept per")
+
+    @field_validator("key")
+    @classmethod
+    def _check_key(cls, value: str | None) -> str | None:
+        return _check_limit_key(value)
+
+
+class RateLimitModel(BaseModel):
+    """A node's states claimed at most `per_second` per second on average (our server only).
+
+    Attributes:
+        per_second: Claims per second on average, above 0 (0.1: one every ten seconds).
+        burst: How many may be claimed at once after a quiet spell, at least 1.
+        key: A template resolved like an input, e.g. `"${{ store.tenant }}"`: each value gets
+            its own rate. None: one rate for all.
+    """
+
+    per_second: float = Field(..., gt=0, description="Claims per second on average")
+    burst: int = Field(default=1, ge=1, description="Claims allowed at once after a quiet spell")
+    key: str | None = Field(default=None, description="Template whose value the rate is kept per")
+
+    @field_validator("key")
+    @classmethod
+    def _check_key(cls, value: str | None) -> str | None:
+        return _check_limit_key(value)
+
+
 class GraphNodeModel(BaseModel):
     """One node of a graph template.
 
@@ -68,6 +114,10 @@ class GraphNodeModel(BaseModel):
             a runtime claimed it; the server then fails the attempt (retried under the retry
             policy, else `TIMEDOUT`) and the runtime stops the node. None: no limit. Sent only
             when set (upstream servers do not know it).
+        concurrency: At most this many of this node's states claimed at once (per key, if it
+            has one); see `ConcurrencyModel`. Sent only when set.
+        rate_limit: This node's states claimed at most this often (per key, if it has one);
+            see `RateLimitModel`. Sent only when set.
     """
 
     node_name: str = Field(..., description="Name of the registered node")
@@ -77,6 +127,10 @@ class GraphNodeModel(BaseModel):
     next_nodes: list[str] | None = Field(default=None, description="Identifiers of the next nodes")
     unites: UnitesModel | None = Field(default=None, description="Join configuration")
     timeout_seconds: int | None = Field(default=None, gt=0, description="Time limit of one attempt")
+    concurrency: ConcurrencyModel | None = Field(
+        default=None, description="Claimed at most this many at once"
+    )
+    rate_limit: RateLimitModel | None = Field(default=None, description="Claimed at most this often")
 
     @field_validator("node_name")
     @classmethod
@@ -190,6 +244,12 @@ class CronTrigger(BaseModel):
     """
 
     expression: str = Field(..., description="Cron expression")
+
+
+def _check_limit_key(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise ValueError("key must not be empty (leave it out to limit in all)")
+    return value
 
 
 def _normalise_keys(raw_keys: list[str]) -> tuple[list[str], list[str]]:

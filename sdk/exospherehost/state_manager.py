@@ -1,4 +1,5 @@
-"""`StateManager`: define graphs, trigger runs, read them back, fork and compare them."""
+"""`StateManager`: define graphs, trigger runs, read them back, fork and compare them, and ask why
+their states wait."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from ._admin import AdminCalls, TimeBound, time_param
 from ._http import ApiClient, AsyncTransport
 from .errors import GraphValidationError, TransportError
 from .forks import ForkedRun, ForkFailedResult, ForkGraphVersion
-from .models import CronTrigger, GraphNodeModel, RetryPolicyModel, StoreConfigModel
+from .models import ConcurrencyModel, CronTrigger, GraphNodeModel, RetryPolicyModel, StoreConfigModel
 from .run_diff import RunDiff
+from .why import RunWhy, StateWhy
 
 __all__ = ["IDEMPOTENCY_KEY_HEADER", "StateManager", "TriggerState"]
 
@@ -232,6 +234,54 @@ class StateManager(AdminCalls):
         """
         return await self._api.request_object("POST", self._api.path("run", run_id, "cancel"))
 
+    async def state_why(self, state_id: str) -> StateWhy:
+        """Why a state waits to be claimed, and when it should start (`GET /state/{id}/why`).
+
+        Our server only. The answer says whether it waits, the reason (`delayed`, `no_runtime`,
+        `queued`, `concurrency`, `run_concurrency`, `rate_limit`, `join`) in one sentence, the
+        predicted start (None when the server cannot say) and what holds it (`blockers`: the
+        states holding its node's slots, the runs holding its graph's, the open states below a
+        join). A state that does not wait says what it is doing.
+
+        Args:
+            state_id: The state's id.
+
+        Returns:
+            The state's `StateWhy`.
+
+        Raises:
+            NotFoundError: If the state does not exist in this namespace.
+            BadRequestError: If `state_id` is not a state id.
+            TransportError: If the server cannot be reached.
+
+        Example:
+            ```python
+            why = await sm.state_why(state_id)
+            if why.waiting:
+                print(why.reason, why.detail, why.predicted_start, why.blockers)
+            ```
+        """
+        path = self._api.path("state", state_id, "why")
+        return _answer(StateWhy, await self._api.request_object("GET", path), f"GET {path}", "a state's why")
+
+    async def run_why(self, run_id: str) -> RunWhy:
+        """Why a run's states wait, by node and reason (`GET /run/{id}/why`; our server only).
+
+        Args:
+            run_id: The run's id.
+
+        Returns:
+            `waiting` (how many of its states wait to be claimed) and `groups`: per node and
+            reason, how many, the first one's reason in a sentence, the earliest predicted start
+            and what holds the first one. No groups when nothing waits.
+
+        Raises:
+            NotFoundError: If the run does not exist in this namespace.
+            TransportError: If the server cannot be reached.
+        """
+        path = self._api.path("run", run_id, "why")
+        return _answer(RunWhy, await self._api.request_object("GET", path), f"GET {path}", "a run's why")
+
     async def diff_runs(self, a: str, b: str) -> RunDiff:
         """Compare two runs of one graph node by node (`GET /run/{a}/diff/{b}`).
 
@@ -429,6 +479,8 @@ class StateManager(AdminCalls):
         triggers: Sequence[CronTrigger | Mapping[str, Any]] | None = None,
         validation_timeout: float = 60,
         polling_interval: float = 1,
+        *,
+        concurrency: ConcurrencyModel | Mapping[str, Any] | None = None,
     ) -> dict[str, Any]: ...
 
     @overload
@@ -439,6 +491,8 @@ class StateManager(AdminCalls):
         secrets: Mapping[str, str],
         validation_timeout: float,
         polling_interval: float = 1,
+        *,
+        concurrency: ConcurrencyModel | Mapping[str, Any] | None = None,
     ) -> dict[str, Any]: ...
 
     async def upsert_graph(
@@ -452,6 +506,7 @@ class StateManager(AdminCalls):
         triggers: Sequence[CronTrigger | Mapping[str, Any]] | None = None,
         validation_timeout: float = 60,
         polling_interval: float = 1,
+        concurrency: ConcurrencyModel | Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Create or replace a graph template and wait until the server has validated it.
 
@@ -473,16 +528,24 @@ class StateManager(AdminCalls):
                 like `{"expression": "0 9 * * *"}`).
             validation_timeout: Seconds to wait while the status is `PENDING`.
             polling_interval: Seconds between status checks.
+            concurrency: Run concurrency (keyword only; our server): at most `limit` runs of
+                this graph RUNNING at once, per value of its `key` (a template of store keys,
+                e.g. `"${{ store.tenant }}"`) or in all; the other runs wait PENDING and start
+                in order as slots free. A `ConcurrencyModel` or a dict of its fields; sent only
+                when set. Nodes take their own limits (`GraphNodeModel.concurrency`,
+                `.rate_limit`).
 
         Returns:
             The graph as last returned by the server, with `validation_status == "VALID"`.
 
         Raises:
             GraphValidationError: If the graph is not valid, or still PENDING at the timeout.
-            BadRequestError: If the server rejects the graph outright (e.g. a cycle).
+            BadRequestError: If the server rejects the graph outright (e.g. a cycle, or a
+                limit's key naming a store key the graph does not declare; the message names
+                the field).
             pydantic.ValidationError: If a dict in `graph_nodes` is not a valid node.
-            ValueError: If `retry_policy`, `store_config` or `triggers` is a dict that does not
-                fit its model (the message names the argument and the fields).
+            ValueError: If `retry_policy`, `store_config`, `triggers` or `concurrency` is a dict
+                that does not fit its model (the message names the argument and the fields).
         """
         named: dict[str, Any] = {
             "retry_policy": retry_policy,
@@ -496,7 +559,7 @@ class StateManager(AdminCalls):
         named.update(_positional("upsert_graph", args, order))
         retry_policy, store_config, triggers = named["retry_policy"], named["store_config"], named["triggers"]
         validation_timeout, polling_interval = named["validation_timeout"], named["polling_interval"]
-        body = _graph_body(graph_nodes, secrets, retry_policy, store_config, triggers)
+        body = _graph_body(graph_nodes, secrets, retry_policy, store_config, triggers, concurrency)
         graph = await self._api.upsert_graph(graph_name, body)
         graph = await self._wait_while_pending(graph_name, graph, validation_timeout, polling_interval)
         status = graph.get("validation_status")
@@ -555,6 +618,7 @@ def _graph_body(
     retry_policy: RetryPolicyModel | Mapping[str, Any] | None,
     store_config: StoreConfigModel | Mapping[str, Any] | None,
     triggers: Sequence[CronTrigger | Mapping[str, Any]] | None,
+    concurrency: ConcurrencyModel | Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     nodes = [GraphNodeModel.model_validate(node) for node in graph_nodes]
     body: dict[str, Any] = {"secrets": dict(secrets), "nodes": [_node_body(node) for node in nodes]}
@@ -569,6 +633,8 @@ def _graph_body(
     if triggers is not None:
         crons = [_as_model(CronTrigger, t, f"triggers[{i}]") for i, t in enumerate(triggers)]
         body["triggers"] = [{"type": "CRON", "value": {"expression": t.expression}} for t in crons]
+    if concurrency is not None:  # ours: an upstream server never sees the key
+        body["concurrency"] = _as_model(ConcurrencyModel, concurrency, "concurrency").model_dump(mode="json")
     return body
 
 
@@ -600,7 +666,11 @@ def _as_model(model: type[M], value: M | Mapping[str, Any], argument: str) -> M:
         raise ValueError(f"Invalid {argument}: {problems}") from None
 
 
+_SENT_WHEN_SET = ("timeout_seconds", "concurrency", "rate_limit")
+"""Node fields only our server knows: left out of the body when unset."""
+
+
 def _node_body(node: GraphNodeModel) -> dict[str, Any]:
-    """The node as sent: `timeout_seconds` only when set, so an upstream server sees its own shape."""
-    unset = {"timeout_seconds"} if node.timeout_seconds is None else None
-    return node.model_dump(mode="json", exclude=unset)
+    """The node as sent: our own fields only when set, so an upstream server sees its own shape."""
+    unset = {name for name in _SENT_WHEN_SET if getattr(node, name) is None}
+    return node.model_dump(mode="json", exclude=unset or None)

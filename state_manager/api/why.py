@@ -16,7 +16,7 @@ router = APIRouter(tags=["runs"])
     "/state/{state_id}/why",
     response_model=StateWhy,
     summary="Why a state is waiting",
-    responses=errors(400, 404, e400="The id is not a state id", e404="No such state in this namespace"),
+    responses=errors(404, 422, e404="No such state in this namespace", e422="The id is not a state id"),
 )
 async def state_why(context: Context, namespace_name: str, state_id: StateId) -> StateWhy:
     """Whether the state waits to be claimed, why, in one sentence, and when it should start (null

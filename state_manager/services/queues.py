@@ -65,19 +65,29 @@ async def _counts(namespace: str, now: int) -> dict[str, _Counts]:
     def row(node: str) -> _Counts:
         return rows.setdefault(node, _Counts())
 
-    due = {"namespace_name": namespace, "status": created, "enqueue_after": {"$lte": now}}
-    for node, (n, oldest) in (await grouped(due, True)).items():
-        row(node).due, row(node).oldest_due_ms = n, oldest
-    later = {"namespace_name": namespace, "status": created, "enqueue_after": {"$gt": now}}
+    # By the queue key a claim reads (domain/queues.py): due is what a claim can take (in
+    # `ready`, its priority counted, or delayed until a time that has come: the next claim moves
+    # it), delayed what waits for its time, held back what a limit parked.
+    waiting = {"namespace_name": namespace, "status": created}
+    due_ones = (
+        {**waiting, "ready": {"$gt": ""}},
+        {**waiting, "delayed": {"$gt": ""}, "enqueue_after": {"$lte": now}},
+    )
+    for due in due_ones:
+        for node, (n, oldest) in (await grouped(due, True)).items():
+            counted = row(node)
+            counted.due += n
+            if oldest is not None:
+                counted.oldest_due_ms = min(oldest, counted.oldest_due_ms or oldest)
+    later = {**waiting, "delayed": {"$gt": ""}, "enqueue_after": {"$gt": now}}
     for node, (n, _) in (await grouped(later, False)).items():
         row(node).delayed = n
     for node, (n, _) in (await grouped({"namespace_name": namespace, "status": queued}, False)).items():
         row(node).claimed = n
-    for kind in (gates.CONCURRENCY, gates.RATE, gates.RUNS):  # due, but parked at a gate
+    for kind in (gates.CONCURRENCY, gates.RATE, gates.RUNS):
         parked = {"namespace_name": namespace, "status": created, "parked": gates.kind_range(kind)}
         for node, (n, _) in (await grouped(parked, False)).items():
             row(node).held_back[kind] = n
-            row(node).due = max(0, row(node).due - n)
     async for doc in RegisteredNode.get_motor_collection().find({"namespace": namespace}, {"name": 1}):
         row(doc["name"]).registered = True
     polls = {"namespace": namespace, "last_poll_ms": {"$ne": None}}

@@ -47,6 +47,12 @@ def test_union_of_both_upstream_surfaces_is_exported() -> None:
     assert seed | head <= set(exospherehost.__all__)
 
 
+def test_flow_control_and_why_models_are_exported() -> None:
+    ours = {"ConcurrencyModel", "RateLimitModel", "StateWhy", "RunWhy", "WaitingGroup"}
+
+    assert ours <= set(exospherehost.__all__)
+
+
 def test_version() -> None:
     assert exospherehost.__version__ == "0.1.0"
     assert exospherehost.__version__ == exospherehost.VERSION

@@ -46,8 +46,9 @@ def test_upsert_graph_has_one_overload_per_upstream_order() -> None:
             "triggers",
             "validation_timeout",
             "polling_interval",
-        ],  # 0.0.3
-        ["graph_name", "graph_nodes", "secrets", "validation_timeout", "polling_interval"],  # 0.0.2b1
+            "concurrency",
+        ],  # 0.0.3, with our keyword-only addition
+        ["graph_name", "graph_nodes", "secrets", "validation_timeout", "polling_interval", "concurrency"],
     ]
 
 

@@ -1,5 +1,5 @@
 """`exosphere run trigger | list | get | watch | cancel | retry` (`diff` is in `run_diff.py`, `fork` and
-`fork-failed` in `run_fork.py`)."""
+`fork-failed` in `run_fork.py`, `why` in `why.py`)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from .watch import (
     timeout_option,
     watch_run,
 )
+from .why import run_why
 
 __all__ = ["run"]
 
@@ -32,12 +33,13 @@ _MAX_PAGE = 500
 
 @click.group()
 def run() -> None:
-    """Trigger, follow, cancel, retry, fork and compare runs."""
+    """Trigger, follow, cancel, retry, fork and compare runs, and ask why their states wait."""
 
 
 run.add_command(diff)
 run.add_command(fork)
 run.add_command(fork_failed)
+run.add_command(run_why)
 
 
 @run.command("trigger")

@@ -1,4 +1,4 @@
-"""`exosphere state get | retry`."""
+"""`exosphere state get | retry` (`why` is in `why.py`)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ import click
 from ..state_manager import StateManager
 from .output import Output, compact_json, time_text
 from .session import call, command_options, config
+from .why import state_why
 
 __all__ = ["state"]
 
 
 @click.group()
 def state() -> None:
-    """Inspect and retry single states."""
+    """Inspect and retry single states, and ask why one waits."""
+
+
+state.add_command(state_why)
 
 
 @state.command("get")
