@@ -13,6 +13,7 @@ from examples.graphs import (
     chain,
     cron,
     fan_out,
+    flow_control,
     fork_and_compare,
     join,
     manual_retry,
@@ -147,7 +148,7 @@ async def test_fork_and_compare_reuses_the_fetch_and_shows_what_the_new_prompt_c
 QUOTE = re.compile(r"<!-- quoted from (?P<path>\S+) -->\n```python\n(?P<code>.*?)```", re.DOTALL)
 
 
-@pytest.mark.parametrize("doc", ["docs/graphs.md", "docs/sdk.md"])
+@pytest.mark.parametrize("doc", ["docs/graphs.md", "docs/sdk.md", "docs/flow-control.md"])
 def test_the_docs_quote_the_example_files_verbatim(doc: str) -> None:
     text = (ROOT / doc).read_text()
     quotes = list(QUOTE.finditer(text))
@@ -158,3 +159,11 @@ def test_the_docs_quote_the_example_files_verbatim(doc: str) -> None:
         # A quote may be dedented from the function body it comes from.
         found = any(textwrap.indent(quote["code"], " " * depth) in source for depth in range(0, 17, 4))
         assert found, f"{doc}: this block is not in {quote['path']}:\n{quote['code']}"
+
+
+async def test_flow_control_keeps_each_key_to_its_limit_and_tenants_fair(sdk_env: LiveServer) -> None:
+    result = await flow_control.main()
+    assert result["llm_peak"] == {"team-a": 2, "team-b": 2}  # two at once per API key, both used
+    assert result["tenant_peak"] == {"tenant:big": 1, "tenant:small": 1}  # one run per tenant at once
+    assert result["small_before_big_3"] is True  # the small tenant did not wait behind the big one
+    assert result["big_in_order"] == ["big-1", "big-2", "big-3"]  # a tenant's runs in order
