@@ -4,6 +4,7 @@ one progress line per workload on stderr, and writes every figure to a JSON file
 Workloads (see workloads.py for what is measured and how):
   A   one-node runs triggered at once (200; --quick 50)
   B   three-node chains triggered at once (100; --quick 20)
+  B-limit, B-keyed   B with a concurrency limit that never binds on every node (in all; per run)
   C   one fan-out of 1000 outputs + a join (--quick 200); C-small: the same with 100 (--quick 20);
       C5k and C10k: 5,000 and 10,000 (only when asked for, with a --limit to match)
   D   a 20-step chain, 5 runs one after another: per-step latency (--quick 2 runs)
@@ -38,7 +39,7 @@ from benchmarks.official import official_sdk_python
 from benchmarks.processes import REPO_ROOT, install_sigterm_handler, nx_store, state_manager
 from benchmarks.workloads import Measured, run_idle, run_workload, summarise, workloads
 
-ALL_WORKLOADS = ["A", "B", "C", "C-small", "D", "E"]
+ALL_WORKLOADS = ["A", "B", "B-limit", "B-keyed", "C", "C-small", "D", "E"]
 LARGE_WORKLOADS = ["C5k", "C10k"]  # only when asked for
 SDKS = ["ours", "official"]
 

@@ -35,7 +35,7 @@ import httpx
 
 from benchmarks.official import clean_env, official_sdk_python
 from benchmarks.processes import CpuClock, Server
-from exospherehost import GraphNodeModel, StateManager, StoreConfigModel, UnitesModel
+from exospherehost import ConcurrencyModel, GraphNodeModel, StateManager, StoreConfigModel, UnitesModel
 from exospherehost._http import default_transport
 
 RUNTIME_SCRIPT = Path(__file__).resolve().parent / "runtime_proc.py"
@@ -248,6 +248,13 @@ def chain_graph(ns: str, length: int) -> list[GraphNodeModel]:
     return nodes
 
 
+def limited_chain_graph(ns: str, length: int, key: str | None) -> list[GraphNodeModel]:
+    """`chain_graph` with a concurrency limit on every node that never binds (issue 18: what the
+    limit itself costs): 1,000 at once, in all (`key` None) or per run (`${{ store.k }}`)."""
+    limit = ConcurrencyModel(limit=1000, key=key)
+    return [node.model_copy(update={"concurrency": limit}) for node in chain_graph(ns, length)]
+
+
 def fan_out_graph(ns: str, width: int) -> list[GraphNodeModel]:
     return [
         _node(ns, "Step", "root", {"key": "${{ store.k }}"}, ["spread"]),
@@ -274,6 +281,20 @@ def workloads(quick: bool) -> dict[str, Workload]:
     return {
         "A": Workload("A", f"{a} one-node runs triggered at once", lambda ns: chain_graph(ns, 1), a, 1),
         "B": Workload("B", f"{b} three-node chains triggered at once", lambda ns: chain_graph(ns, 3), b, 3),
+        "B-limit": Workload(
+            "B-limit",
+            f"B with a concurrency limit that never binds on every node ({b} chains)",
+            lambda ns: limited_chain_graph(ns, 3, None),
+            b,
+            3,
+        ),
+        "B-keyed": Workload(
+            "B-keyed",
+            f"B with a per-run keyed limit that never binds on every node ({b} chains)",
+            lambda ns: limited_chain_graph(ns, 3, "${{ store.k }}"),
+            b,
+            3,
+        ),
         "C": Workload("C", f"fan-out of {c_big} + join", lambda ns: fan_out_graph(ns, c_big), 1, c_big + 3),
         "C-small": Workload(
             "C-small", f"fan-out of {c_small} + join", lambda ns: fan_out_graph(ns, c_small), 1, c_small + 3

@@ -283,12 +283,6 @@ async def claim_due(due: list[dict[str, Any]], lease_ms: int, token: str) -> lis
     return [State.model_validate(doc) for doc in sorted(mine, key=_oldest_due_first)]
 
 
-async def claim(namespace: str, nodes: list[str], lease_ms: int, limit: int) -> list[State]:
-    """`due` then `claim_due`, with a new claim token: for nodes without flow control (the
-    services pass states with gates through them first, services/claims.py)."""
-    return await claim_due(await due(namespace, nodes, limit), lease_ms, uuid4().hex)
-
-
 async def park(parked: list[tuple[dict[str, Any], str]]) -> int:
     """Move due states out of `ready` into `parked` (doc, its `parked` value), each only while it
     is still CREATED and due as it was read; how many moved."""
