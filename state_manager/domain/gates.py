@@ -24,6 +24,7 @@ out of names and values, so one gate's parked range never holds another gate's s
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -60,8 +61,20 @@ def _clean(text: str) -> str:
     return text.replace(SEP, " ").replace(_PARK, " ")
 
 
+KEY_KEPT = 120  # characters of a key's value kept in a gate's id; a longer one ends in a hash
+
+
+def _short(value: str) -> str:
+    """A key's value as the gate's id keeps it: as it is, or cut with a hash of the whole (a key
+    made of a big output must not make an indexed field of it; two long keys stay apart)."""
+    if len(value) <= KEY_KEPT:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+    return f"{value[: KEY_KEPT - 18]}…#{digest}"
+
+
 def gate_id(kind: str, namespace: str, graph: str, node: str | None, key: str | None) -> str:
-    value = "" if key is None else f"={_clean(key)}"
+    value = "" if key is None else f"={_short(_clean(key))}"
     return SEP.join([_LETTERS[kind], _clean(namespace), _clean(graph), _clean(node or ""), value])
 
 

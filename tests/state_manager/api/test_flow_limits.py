@@ -248,3 +248,19 @@ async def test_metrics_and_queues_count_the_states_a_limit_holds_back(api: Api) 
 
     assert (row["due"], row["held_back"], row["claimed"]) == (0, {"concurrency": 2}, 1)
     assert 'exosphere_states_waiting{namespace="testns",node="Alpha",reason="concurrency"} 2.0' in scraped
+
+
+async def test_a_key_made_of_a_big_output_still_keys_the_limit(api: Api) -> None:
+    key = {"limit": 1, "key": "${{ a.outputs.y }}"}
+    b = {**template("b", "Beta", {"x": "${{ a.outputs.y }}"}), "concurrency": key}
+    await api.setup("g", graph(template("a", "Alpha", {"x": "go"}, ["b"]), b), ALPHA, BETA)
+    for account in ("k" * 50_000 + "1", "k" * 50_000 + "1", "k" * 50_000 + "2"):
+        await api.trigger("g")
+        [a] = await api.claim("Alpha")
+        await api.executed(a["state_id"], [{"y": account}])
+
+    claimed = await api.claim("Beta", batch_size=10)
+
+    assert sorted(state["inputs"]["x"][-1] for state in claimed) == ["1", "2"]
+    [gate, _] = [doc async for doc in FlowGate.get_motor_collection().find({})]
+    assert len(gate["_id"]) < 200
