@@ -14,11 +14,9 @@ from state_manager.clock import now_ms
 from state_manager.dashboard import dag
 from state_manager.dashboard.common import context, html_errors, page
 from state_manager.dashboard.render import render
-from state_manager.domain import gates
 from state_manager.domain.cron import CronError, next_fire_after
 from state_manager.errors import NotFound
 from state_manager.services import dashboard_reads, flow_view, queues, run_views
-from state_manager.services.flow_view import LimitUse
 from state_manager.services.graphs import find_graph, list_graphs
 from state_manager.services.nodes import list_nodes
 
@@ -107,21 +105,6 @@ async def graph_page(request: Request, ns: str, name: str) -> Response:
     return render(request, "graph.html", values)
 
 
-async def slot_limits(ns: str, limits: list[LimitUse]) -> dict[tuple[str, str | None, str], int]:
-    """(graph, node identifier or None, kind) -> how many slots a concurrency limit has (for
-    "held/limit"); the graphs are read again only when some limit has slots."""
-    if all(use.kind == gates.RATE for use in limits):
-        return {}
-    found: dict[tuple[str, str | None, str], int] = {}
-    for graph in await list_graphs(ns):
-        if graph.concurrency is not None:
-            found[(graph.name, None, gates.RUNS)] = graph.concurrency.limit
-        for node in graph.nodes:
-            if node.concurrency is not None:
-                found[(graph.name, node.identifier, gates.CONCURRENCY)] = node.concurrency.limit
-    return found
-
-
 @router.get("/ns/{ns}/nodes")
 @html_errors
 async def nodes_page(request: Request, ns: str) -> Response:
@@ -135,7 +118,6 @@ async def nodes_page(request: Request, ns: str) -> Response:
         nodes=nodes,
         health=health,
         limits=limits,
-        slots=await slot_limits(ns, limits),
         stalled=[row for row in health.nodes if row.stalled],
         fields=schema_fields,
         now=now_ms(),

@@ -33,6 +33,7 @@ class LimitUse:
     kind: str  # domain/gates.py: CONCURRENCY, RATE or RUNS
     setting: str  # in words, e.g. "2 at once per ${{ store.tenant }}"
     keys: list[KeyUse]
+    limit: int | None = None  # slots of a concurrency limit (None for a rate)
 
 
 def _words(setting: ConcurrencyLimit | RateLimit) -> str:
@@ -65,7 +66,8 @@ async def limits_in_use(namespace: str) -> list[LimitUse]:
         for kind, identifier, node_name, setting in settings:
             keys = [await _use(doc, setting, now) for doc in by_limit.get((kind, graph.name, identifier), [])]
             keys.sort(key=lambda use: (-use.held, -use.parked, use.key or ""))
-            found.append(LimitUse(graph.name, identifier, node_name, kind, _words(setting), keys))
+            slots = setting.limit if isinstance(setting, ConcurrencyLimit) else None
+            found.append(LimitUse(graph.name, identifier, node_name, kind, _words(setting), keys, slots))
     return found
 
 

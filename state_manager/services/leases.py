@@ -1,8 +1,10 @@
 """Tuned leases for clients that never heartbeat: observed running times in, leases out.
 
 Each process keeps each node's tuned lease for `_FRESH_SECONDS` before reading its statistics
-again, so a claim reads nothing on the hot path. Samples are recorded only from reports of such
-clients (a report without a claim token), so our SDK, which heartbeats, costs nothing extra.
+again, so a claim reads nothing on the hot path. Every successful report adds its running time to
+its node's samples (which also predict when waiting states start: services/why.py), written at
+most once a second per node and process; only while a node is not tuned yet are the samples of
+clients without a claim token written at once, so that tuning starts promptly.
 """
 
 from __future__ import annotations
@@ -68,19 +70,20 @@ async def apply_tuned_leases(ctx: AppContext, claimed: list[State]) -> None:
         )
 
 
-async def observe_success(ctx: AppContext, state: State) -> None:
-    """A tokenless client reported `state` executed: record its running time, and grow the
-    node's lease if the run outlived the tuned lease it was given."""
-    if not ctx.settings.tuned_leases or state.claimed_ms is None:
+async def observe_success(ctx: AppContext, state: State, *, tokenless: bool = True) -> None:
+    """A client reported `state` executed: record its running time; for a tokenless client (no
+    heartbeats), grow the node's lease if the run outlived the tuned lease it was given."""
+    if state.claimed_ms is None:
         return
     took = max(0, now_ms() - state.claimed_ms)
     key = (state.namespace_name, state.node_name)
     pending, flushed_at = ctx.lease_samples.get(key, ([], 0.0))
     pending.append(took)
     tuned = ctx.tuned_leases.get(key, (None, 0.0))[0] is not None
-    # Until the node is tuned every sample is written at once (so tuning starts promptly);
-    # after that they are written at most once a second per node, in one write.
-    if not tuned or time.monotonic() - flushed_at >= _FLUSH_SECONDS:
+    # Until the node is tuned a tokenless client's samples are written at once (so tuning starts
+    # promptly); else they are written at most once a second per node, in one write.
+    prompt = tokenless and ctx.settings.tuned_leases and not tuned
+    if prompt or time.monotonic() - flushed_at >= _FLUSH_SECONDS:
         await NodeStats.get_motor_collection().update_one(
             {"namespace": state.namespace_name, "node_name": state.node_name},
             {
@@ -94,7 +97,8 @@ async def observe_success(ctx: AppContext, state: State) -> None:
             ctx.tuned_leases.pop(key, None)  # not tuned yet: the next claim looks again
     else:
         ctx.lease_samples[key] = (pending, flushed_at)
-    await observe_late(ctx, state, took)
+    if tokenless and ctx.settings.tuned_leases:
+        await observe_late(ctx, state, took)
 
 
 async def observe_late(ctx: AppContext, state: State, took: int | None = None) -> None:

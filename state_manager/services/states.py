@@ -295,8 +295,8 @@ async def mark_executed(
     if (final := _final_effect(ctx, state_id, outputs)) is not None:  # nothing to write after it
         event, fields["pending_effect"] = Event.EXECUTED_FINAL, final
     updated = await writes.transition(state_id, event, fields, namespace=namespace, claim=claim, ctx=ctx)
-    if updated is not None and claim is None:
-        await leases.observe_success(ctx, updated)  # a client that does not heartbeat
+    if updated is not None:  # its running time (and, without heartbeats, its lease's fit)
+        await leases.observe_success(ctx, updated, tokenless=claim is None)
     if updated is None:
         updated = await load_state(namespace, state_id)
         if claim is None and updated.lease_lost:

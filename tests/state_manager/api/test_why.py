@@ -144,3 +144,23 @@ async def test_a_state_whose_join_waits_names_the_open_branches(api: Api) -> Non
     assert [group["reason"] for group in summary["groups"]] == ["join"]
     await api.executed(c["state_id"], [{"y": "done"}])
     assert (await api.call("GET", f"/state/{a['state_id']}/why"))["reason"] is None  # the join is made
+
+
+async def test_a_start_is_predicted_from_running_times_reported_with_a_claim_token(api: Api) -> None:
+    """Our SDK's reports (with their claim token) record the node's running time too."""
+    await api.setup("g", graph(template("a", "Alpha", {"x": "go"})), A)
+    await api.trigger("g")
+    [done] = await api.claim("Alpha")
+    token = {"x-exosphere-claim-token": done["claim_token"]}
+    answer = await api.client.post(
+        api.url(f"/state/{done['state_id']}/executed"), json={"outputs": [{"y": "1"}]}, headers=token
+    )
+    assert answer.status_code == 200
+    await api.trigger("g")
+    later = (await api.trigger("g"))["run_id"]
+    await api.claim("Alpha", batch_size=1)  # one runs now; the other waits its turn
+    [waiting] = await _state_ids(api, later)
+
+    why: Json = await api.call("GET", f"/state/{waiting}/why")
+
+    assert why["reason"] == "queued" and why["predicted_start_ms"] is not None
