@@ -31,7 +31,9 @@ class Hold(BaseNode):
 
 
 async def serve():
-    runtime = Runtime(namespace=NAMESPACE, name="flow", nodes=[Hold], batch_size=10, workers=10, poll_interval=0)
+    runtime = Runtime(
+        namespace=NAMESPACE, name="flow", nodes=[Hold], batch_size=10, workers=10, poll_interval=0
+    )
     await h.start_runtime(runtime, NAMESPACE, [Hold])
     return {"namespace": NAMESPACE}
 
