@@ -19,7 +19,21 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from state_manager import __version__, dashboard, metrics
-from state_manager.api import debug, diffs, forks, graphs, health, nodes, queues, runs, states, why
+from state_manager.api import (
+    audit,
+    debug,
+    diffs,
+    forks,
+    graphs,
+    health,
+    keys,
+    nodes,
+    queues,
+    runs,
+    states,
+    why,
+)
+from state_manager.api.audit_trail import AuditTrail
 from state_manager.api.deps import require_api_key
 from state_manager.api.docs import install_api_docs
 from state_manager.api.errors import install_error_handlers
@@ -38,7 +52,8 @@ from state_manager.observability import (
     StallWatch,
     install_tracing,
 )
-from state_manager.services import crons, recovery, upgrade
+from state_manager.services import audit as audit_log
+from state_manager.services import crons, recovery, retention, upgrade
 from state_manager.services.context import AppContext
 from state_manager.store.status import StoreStatus
 
@@ -89,6 +104,21 @@ def _lifespan(context: AppContext) -> Callable[[FastAPI], Any]:
                     _every(min(max(settings.queue_stall_seconds / 2, 1), 30), "stall_watch", stalls.check)
                 ),
             ]
+            tasks.append(  # AUDIT_RETENTION: the audit log's records older than that go
+                asyncio.create_task(
+                    _every(
+                        settings.retention_interval, "audit_retention", lambda: audit_log.purge_old(context)
+                    )
+                )
+            )
+            if settings.run_retention is not None:  # RUN_RETENTION: delete runs that ended long ago
+                tasks.append(
+                    asyncio.create_task(
+                        _every(
+                            settings.retention_interval, "retention", lambda: retention.purge_once(context)
+                        )
+                    )
+                )
         log.info("state_manager_started", version=__version__, store=_store_kind(settings))
         try:
             yield
@@ -131,6 +161,8 @@ def create_app(settings: Settings | None = None, store_status: StoreStatus | Non
         namespaced.include_router(module.router)
     app.include_router(namespaced)
     app.include_router(nodes.global_router, prefix="/v0", dependencies=secured)
+    app.include_router(keys.router, prefix="/v0", dependencies=secured)
+    app.include_router(audit.router, prefix="/v0", dependencies=secured)
     if settings.count_db_commands:  # benchmarks: before the database client exists
         app.state.db_command_counter = install_command_counter()
         app.include_router(debug.router, prefix="/v0", dependencies=secured)
@@ -139,6 +171,7 @@ def create_app(settings: Settings | None = None, store_status: StoreStatus | Non
     install_api_docs(app)
     dashboard.install(app)  # /ui: pages, static assets, and their guard (session, origin, headers)
     install_error_handlers(app)
+    app.add_middleware(AuditTrail)  # audited calls are recorded once answered (api/access.py)
     if store_status is not None:  # innermost: its 503s are logged, counted and given CORS headers
         app.add_middleware(StoreGuard, status=store_status)
     app.add_middleware(

@@ -6,10 +6,12 @@ import base64
 import binascii
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from state_manager.domain.durations import parse_duration
 
 DEFAULT_CORS_ORIGINS = (
     "http://localhost:3000,http://localhost:3001,http://127.0.0.1:3000,http://127.0.0.1:3001"
@@ -32,6 +34,15 @@ def decode_encryption_key(value: str) -> bytes:
     if len(raw) != 32:
         raise ValueError(f"SECRETS_ENCRYPTION_KEY must decode to 32 bytes, got {len(raw)}")
     return raw
+
+
+def _seconds(value: Any) -> Any:
+    """A duration setting: `30d`, `12h`, `90s`, `1h30m` (domain/durations.py), or seconds."""
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+# A duration in seconds, written in the environment as `30d`, `12h`, `90s` or a number of seconds.
+Duration = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
 
 
 class Settings(BaseSettings):
@@ -109,6 +120,14 @@ class Settings(BaseSettings):
     # memory by each replica: with N replicas an address may try N times as many.
     dashboard_login_max_failures: int = Field(default=10, ge=1, le=10_000)
     dashboard_login_window_seconds: float = Field(default=300.0, gt=0, le=24 * 3600)
+    # Retention (docs/self-hosting.md#retention): runs that ended (SUCCESS, FAILED, CANCELLED)
+    # longer than RUN_RETENTION ago are deleted with their states and idempotency records, by a
+    # pass every RETENTION_INTERVAL that one replica at a time runs (services/retention.py).
+    # Unset: finished runs are kept forever. AUDIT_RETENTION: how long the audit log keeps its
+    # entries. Durations like `30d`, `12h`, `10m`, `90s` (a bare number is seconds).
+    run_retention: Duration | None = None
+    retention_interval: Duration = 600.0
+    audit_retention: Duration = 365 * 86_400.0
 
     @field_validator("state_manager_secret")
     @classmethod

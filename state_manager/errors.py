@@ -5,6 +5,7 @@ DomainError
 ├── BadRequest        the request contradicts stored state or rules       -> 400
 │   └── InvalidGraph  structural graph problems, listed                   -> 400
 ├── InvalidTransition the state is not in a status that allows the call   -> 400
+├── Forbidden         the caller's key may not do this (role, namespace)   -> 403
 ├── Conflict          a duplicate, or a fenced (re-delivered) worker      -> 409
 ├── TooLarge          a document would be over the store's size limit     -> 413
 └── Unprocessable     a malformed value in the path or body               -> 422
@@ -38,6 +39,10 @@ class InvalidGraph(BadRequest):
 
 
 class InvalidTransition(DomainError):
+    pass
+
+
+class Forbidden(DomainError):
     pass
 
 

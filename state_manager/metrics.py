@@ -88,6 +88,12 @@ class Metrics:
             [*run, "status"],
             registry=r,
         )
+        self.runs_purged = Counter(
+            "exosphere_runs_purged_total",
+            "Finished runs deleted, with their states, by retention (RUN_RETENTION).",
+            run,
+            registry=r,
+        )
         self.run_duration = Histogram(
             "exosphere_run_duration_seconds", "From trigger to end.", run, buckets=RUN_BUCKETS, registry=r
         )
@@ -212,6 +218,12 @@ def run_finished(run: Run) -> None:
         m.run_duration.labels(run.namespace_name, run.graph_name).observe(
             max(0, run.finished_ms - run.created_ms) / 1000
         )
+
+
+def run_purged(namespace: str, graph: str) -> None:
+    """Retention deleted a finished run (services/retention.py; once per run)."""
+    if (m := _active.get()) is not None:
+        m.runs_purged.labels(namespace, graph).inc()
 
 
 def cron_fired(namespace: str, graph: str, triggered: bool) -> None:

@@ -59,7 +59,7 @@ class Summarise(BaseNode):
     async def execute(self) -> Outputs:
         _enter(self.inputs.api_key_name)
         try:
-            await asyncio.sleep(0.2)  # the provider's answer
+            await asyncio.sleep(0.5)  # the provider's answer
         finally:
             RUNNING[self.inputs.api_key_name] -= 1
         return self.Outputs(summary=self.inputs.text[:12])

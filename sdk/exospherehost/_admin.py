@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 from ._http import ApiClient
 from .errors import GraphValidationError, TransportError
 
-__all__ = ["AdminCalls"]
+__all__ = ["AccessCalls", "AdminCalls"]
 
 RUN_FINAL_STATUSES = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
 """Run statuses after which nothing more happens in the run (until a retry)."""
@@ -236,6 +236,57 @@ class AdminCalls:
         path = self._api.path("state", state_id, "manual-retry")
         answer = await self._api.request_object("POST", path, body=body)
         return {**answer, "fanout_id": body["fanout_id"]}
+
+
+class AccessCalls:
+    """Keys and the audit log (our server only; an admin of all namespaces, or the root key)."""
+
+    _api: ApiClient
+
+    def _root(self) -> str:
+        return self._api.path().rsplit("/namespace/", 1)[0]
+
+    async def create_key(
+        self, name: str, role: str, namespaces: list[str], *, expires_at: datetime | None = None
+    ) -> dict[str, Any]:
+        """`POST /v0/keys`: a new key with a role (viewer, operator, worker, admin) in some
+        namespaces (`["*"]`: all). The answer's `key` is the key itself, shown this once."""
+        body: dict[str, Any] = {"name": name, "role": role, "namespaces": list(namespaces)}
+        if expires_at is not None:
+            body["expires_at"] = time_param(expires_at)
+        return await self._api.request_object("POST", f"{self._root()}/keys", body=body)
+
+    async def list_keys(self) -> list[dict[str, Any]]:
+        """`GET /v0/keys`: every key (revoked and expired ones too), never its secret."""
+        data = await self._api.request_object("GET", f"{self._root()}/keys")
+        return _list(data, "keys", "GET keys")
+
+    async def revoke_key(self, key_id: str) -> dict[str, Any]:
+        """`DELETE /v0/keys/{id}`: refused on every replica within seconds; a repeat is harmless."""
+        return await self._api.request_object("DELETE", f"{self._root()}/keys/{key_id}")
+
+    async def read_audit(
+        self,
+        *,
+        namespace: str | None = None,
+        action: str | None = None,
+        key: str | None = None,
+        since: TimeBound | None = None,
+        until: TimeBound | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of the audit log, newest first: `{"records": [...], "next_cursor"}`."""
+        query = {
+            "namespace": namespace,
+            "action": action,
+            "key": key,
+            "since": time_param(since),
+            "until": time_param(until),
+            "limit": limit,
+            "cursor": cursor,
+        }
+        return await self._api.request_object("GET", _with_query(f"{self._root()}/audit", query))
 
 
 def time_param(value: TimeBound | None) -> str | None:

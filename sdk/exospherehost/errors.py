@@ -6,7 +6,8 @@ The hierarchy:
 ExosphereError
 ├── StateManagerError              the server answered with a non-2xx status
 │   ├── BadRequestError            400, 422: the request was refused as invalid
-│   ├── AuthenticationError        401: missing or wrong API key
+│   ├── AuthenticationError        401: missing, wrong, revoked or expired API key
+│   ├── PermissionDeniedError      403: the key's role or namespaces do not allow the call
 │   ├── NotFoundError              404: no such graph, state, run, ...
 │   ├── ConflictError              409: e.g. the state's lease was lost, a duplicate report
 │   ├── PayloadTooLargeError       413: the request, or a document it creates, is too large
@@ -41,6 +42,7 @@ __all__ = [
     "InvalidURLError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "PermissionDeniedError",
     "ServerError",
     "ServerUnreachableError",
     "StateManagerError",
@@ -97,6 +99,11 @@ class StateManagerError(ExosphereError):
 
 class BadRequestError(StateManagerError):
     """The server refused the request as invalid (400, or 422 for a schema violation)."""
+
+
+class PermissionDeniedError(StateManagerError):
+    """The key is valid, but its role or namespaces do not allow this call (403, our server's
+    scoped keys): the message names the role, the operation and the namespace."""
 
 
 class AuthenticationError(StateManagerError):
@@ -192,6 +199,7 @@ class GraphValidationError(ExosphereError):
 _ERRORS_BY_STATUS: dict[int, type[StateManagerError]] = {
     400: BadRequestError,
     401: AuthenticationError,
+    403: PermissionDeniedError,
     404: NotFoundError,
     409: ConflictError,
     413: PayloadTooLargeError,

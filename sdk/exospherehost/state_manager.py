@@ -10,7 +10,7 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
-from ._admin import AdminCalls, TimeBound, time_param
+from ._admin import AccessCalls, AdminCalls, TimeBound, time_param
 from ._http import ApiClient, AsyncTransport
 from .errors import GraphValidationError, TransportError
 from .forks import ForkedRun, ForkFailedResult, ForkGraphVersion
@@ -41,7 +41,7 @@ class TriggerState(BaseModel):
     inputs: dict[str, str]
 
 
-class StateManager(AdminCalls):
+class StateManager(AdminCalls, AccessCalls):
     """Client for the graph and run endpoints of one namespace.
 
     Operator calls (runs with filters, a run's progress, retries, states, queues, nodes) come

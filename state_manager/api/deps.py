@@ -12,6 +12,7 @@ from bson import ObjectId
 from fastapi import Depends, Header, Path, Request, Security
 from fastapi.security import APIKeyHeader
 
+from state_manager.api import access
 from state_manager.services.context import AppContext
 from state_manager.services.states import parse_state_id
 
@@ -26,9 +27,14 @@ async def get_context(request: Request) -> AppContext:
 Context = Annotated[AppContext, Depends(get_context)]
 
 
-async def require_api_key(api_key: Annotated[str | None, Security(_api_key_header)]) -> None:
-    """Declares the `x-api-key` header in the API reference. The key itself is checked, in
-    constant time and before the body is read, by `api/guard.py`."""
+async def require_api_key(
+    request: Request,
+    api_key: Annotated[str | None, Security(_api_key_header)],  # noqa: ARG001 (documents the header)
+) -> None:
+    """Declares the `x-api-key` header in the API reference, and refuses (403) a key whose role
+    or namespaces do not allow the route (api/access.py). The key itself is checked, in constant
+    time and before the body is read, by `api/guard.py`."""
+    access.check(request)
 
 
 async def _state_id(state_id: Annotated[str, Path(description="24-character hex state id")]) -> ObjectId:

@@ -161,3 +161,19 @@ FORK_FAILED: dict[str, Example] = {
         value={"graph": "summarise-page", "since": "2026-12-06T18:00:00Z", "until": "2026-12-07T06:00:00Z"},
     )
 }
+
+CREATE_KEY: dict[str, Example] = {
+    "worker": Example(
+        summary="A runtime's key: the worker calls in one namespace",
+        value={"name": "web-runtime", "role": "worker", "namespaces": ["web"]},
+    ),
+    "dashboard": Example(
+        summary="A support engineer's dashboard: read everything, for 90 days",
+        value={
+            "name": "support",
+            "role": "viewer",
+            "namespaces": ["*"],
+            "expires_at": "2027-03-07T00:00:00Z",
+        },
+    ),
+}

@@ -1,6 +1,8 @@
 """The checks every `/v0` request passes before any of its body is read.
 
-A pure ASGI middleware: a request without the right `x-api-key` is refused (401) and a body over
+A pure ASGI middleware: a request without a valid `x-api-key` (the server's root key, or a scoped
+key that is neither revoked nor expired: services/keys.py) is refused (401), and who is calling is
+put in the request's state for the routes' access check (api/access.py); a body over
 `MAX_REQUEST_BYTES` is refused (413) without the application reading or parsing it, so neither a
 stranger nor an oversized upload costs the server more than its headers.
 
@@ -18,6 +20,9 @@ import hmac
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from state_manager.domain.access import ROOT, Principal
+from state_manager.services import keys
 
 API_KEY_HEADER = b"x-api-key"
 PROTECTED_PREFIX = "/v0/"
@@ -38,9 +43,15 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        if not hmac.compare_digest(headers.get(API_KEY_HEADER, b""), self._key):
-            await _answer(send, 401, "Invalid API key")
+        presented = headers.get(API_KEY_HEADER, b"")
+        if hmac.compare_digest(presented, self._key):
+            caller: Principal | str = ROOT
+        else:  # a scoped key (services/keys.py): read once per KEY_CACHE_SECONDS per process
+            caller = await keys.resolve(scope["app"].state.context, presented.decode("latin-1"))
+        if isinstance(caller, str):
+            await _answer(send, 401, caller)
             return
+        scope["state"] = {**scope.get("state", {}), "principal": caller}
         length = headers.get(b"content-length")
         if length is not None:
             if not length.isdigit():

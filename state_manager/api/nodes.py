@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
 
-from state_manager.api import examples
+from state_manager.api import access, examples
 from state_manager.api.openapi_docs import WORKER_TAG, NamespacePath, errors
 from state_manager.clock import iso
 from state_manager.db.documents import RegisteredNode
@@ -59,7 +59,8 @@ async def list_nodes(namespace_name: NamespacePath) -> NodeList:
 
 
 @global_router.get("/namespaces", summary="List namespaces")
-async def list_namespaces() -> NamespaceList:
-    """The namespaces where a runtime has registered nodes."""
-    names = await nodes.list_namespaces()
+async def list_namespaces(request: Request) -> NamespaceList:
+    """The namespaces where a runtime has registered nodes (those the caller's key may see)."""
+    caller = access.principal(request)
+    names = [name for name in await nodes.list_namespaces() if caller.sees(name)]
     return NamespaceList(namespaces=names, count=len(names))

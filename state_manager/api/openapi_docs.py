@@ -19,7 +19,7 @@ from state_manager.schemas.errors import ErrorBody, ValidationErrorBody
 
 USER_TAGS = ("graphs", "runs", "nodes")
 WORKER_TAG = "worker protocol"
-SERVER_TAGS = ("health", "monitoring", "debug")
+SERVER_TAGS = ("keys", "health", "monitoring", "debug")
 
 TAGS: list[dict[str, Any]] = [
     {
@@ -48,6 +48,12 @@ TAGS: list[dict[str, Any]] = [
         "`x-exosphere-claim-token` on every call about a state: a call from an earlier holder "
         "is then refused with 409 and changes nothing.",
     },
+    {
+        "name": "keys",
+        "description": "Scoped API keys: a role (viewer, operator, worker, admin) in some "
+        "namespaces, made, listed and revoked by the root key or an admin of all namespaces "
+        "(`docs/access.md`).",
+    },
     {"name": "health", "description": "Liveness, without a key."},
     {
         "name": "monitoring",
@@ -65,8 +71,11 @@ The v0 API of the Exosphere state manager: the user API (graphs, runs, registere
 worker protocol that runtimes speak. Both public eras of the official SDK (0.0.2b1 and 0.0.3)
 work against it unchanged.
 
-**Key.** Every `/v0` call needs the header `x-api-key: <STATE_MANAGER_SECRET>`; without the right
-key it is refused with 401 before its body is read. Use **Authorize** above to set it here.
+**Key.** Every `/v0` call needs the header `x-api-key`: the server's key (`STATE_MANAGER_SECRET`,
+root: everything) or a scoped key (`exo_...`, made with `POST /v0/keys`: a role in some
+namespaces). Without a valid key a call is refused with 401 before its body is read; a key whose
+role or namespaces do not allow the call gets 403 naming the role, the operation and the
+namespace (`docs/access.md`). Use **Authorize** above to set it here.
 
 **Errors** are `{"detail": "<message>"}`, with a `code` next to it for the cases a client may
 handle (`STATE_CANCELLED`, `STATE_TIMED_OUT`). A malformed request is a 422 listing each bad
@@ -80,7 +89,8 @@ field; the values sent are never echoed. A body over `MAX_REQUEST_BYTES` is a 41
 
 _DEFAULT_DESCRIPTIONS = {
     400: "The request contradicts the stored state or a rule; the message says which",
-    401: "Missing or wrong `x-api-key`",
+    401: "Missing, wrong, revoked or expired `x-api-key`",
+    403: "The key's role or namespaces do not allow this call (docs/access.md); the message names them",
     404: "Not found in this namespace",
     409: "A conflict with the current state; the message says which",
     413: "The request body is over `MAX_REQUEST_BYTES` (refused before it is parsed)",
@@ -89,6 +99,7 @@ _DEFAULT_DESCRIPTIONS = {
 
 _EXAMPLES: dict[int, dict[str, Any]] = {
     401: {"detail": "Invalid API key"},
+    403: {"detail": "Key 'dashboard' has role viewer, which may not cancel a run in namespace web"},
     413: {
         "detail": "Request body is 9000000 bytes, over this server's limit of 8388608 bytes "
         "(MAX_REQUEST_BYTES)"
@@ -147,6 +158,7 @@ def _finish_errors(path: str, operation: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     if path.startswith(PROTECTED_PREFIX):
         responses.setdefault("401", {"description": _DEFAULT_DESCRIPTIONS[401]})
+        responses.setdefault("403", {"description": _DEFAULT_DESCRIPTIONS[403]})
         if "requestBody" in operation:
             responses.setdefault("413", {"description": _DEFAULT_DESCRIPTIONS[413]})
     for code, response in responses.items():

@@ -1,9 +1,11 @@
 """Every `/ui` request passes here first: the session check, the origin check of POSTs, and
 the security headers of every answer (pure ASGI, so no route can forget them).
 
-Deny by default: any `/ui` path but the login page and the static assets needs a valid session.
-Without one a GET is sent to the login page (and shows no data); any other method is refused.
-A POST whose Origin (or Referer) is not this server's host is refused (403), login included.
+Deny by default: any `/ui` path but the login page and the static assets needs a valid session
+of a key that is still valid (the root key, or a scoped key neither revoked nor expired), whose
+holder is put in the request's state for the pages' access check (access.py). Without one a GET
+is sent to the login page (and shows no data); any other method is refused. A POST whose Origin
+(or Referer) is not this server's host is refused (403), login included.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from state_manager.clock import now_ms
-from state_manager.dashboard import session
+from state_manager.dashboard import access, session
 
 PREFIX = "/ui"
 LOGIN_PATH = "/ui/login"
@@ -55,13 +57,16 @@ class DashboardGuard:
             await self.app(scope, receive, send)
             return
         send = _with_headers(send, static=path.startswith(STATIC_PREFIX))
-        refusal = self._check(scope, path)
+        # The request's own state (who, what the audit log records): the server may hand every
+        # request the same lifespan state dict.
+        scope["state"] = dict(scope.get("state", {}))
+        refusal = await self._check(scope, path)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
-    def _check(self, scope: Scope, path: str) -> Response | None:
+    async def _check(self, scope: Scope, path: str) -> Response | None:
         headers = Headers(scope=scope)
         method = scope["method"]
         if method not in {"GET", "HEAD"} and not session.same_origin(
@@ -71,12 +76,27 @@ class DashboardGuard:
         if path == LOGIN_PATH or path.startswith(STATIC_PREFIX):
             return None
         cookie = cookie_parser(headers.get("cookie", "")).get(session.COOKIE_NAME)
-        if session.is_valid(self.key, cookie, now_ms()):
-            return None
-        if method not in {"GET", "HEAD"}:
-            return _refusal("Your session has ended: log in again.")
-        target = path + (("?" + scope["query_string"].decode("latin-1")) if scope.get("query_string") else "")
-        return RedirectResponse(f"{LOGIN_PATH}?next={quote(target, safe='')}", status_code=303)
+        kid = session.holder(self.key, cookie, now_ms())
+        if kid is None:
+            return _to_login(scope, path, method, "")
+        found = await access.who(scope["app"].state.context, kid)
+        if isinstance(found, str):  # its key was revoked or has expired: the session ends
+            return _to_login(scope, path, method, found)
+        scope["state"]["principal"] = found
+        return None
+
+
+def _to_login(scope: Scope, path: str, method: str, why: str) -> Response:
+    """A GET goes to the login page (saying why when its key ended the session, whose cookie is
+    then removed), and comes back to `path` after it; any other method is refused."""
+    if method not in {"GET", "HEAD"}:
+        return _refusal("Your session has ended: log in again.")
+    target = path + (("?" + scope["query_string"].decode("latin-1")) if scope.get("query_string") else "")
+    msg = f"msg=session-{why}&" if why else ""
+    response = RedirectResponse(f"{LOGIN_PATH}?{msg}next={quote(target, safe='')}", status_code=303)
+    if why:
+        response.delete_cookie(session.COOKIE_NAME, path=PREFIX, httponly=True, samesite="strict")
+    return response
 
 
 def logged_in(key: bytes, cookie: str | None) -> bool:

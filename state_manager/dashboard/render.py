@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from state_manager import __version__
+from state_manager.dashboard import access
 
 HERE = Path(__file__).parent
 POLL_MS = 2000
@@ -121,7 +122,8 @@ def _environment() -> Environment:
         clock_at=clock_at,
         countdown=countdown,
     )
-    env.globals.update(version=__version__, poll_ms=POLL_MS, url=ui_url)
+    # `may(me, "operate")`: whether the logged-in key's role grants an action (which buttons show).
+    env.globals.update(version=__version__, poll_ms=POLL_MS, url=ui_url, may=access.allows)
     return env
 
 
@@ -144,6 +146,13 @@ def render(
 ) -> HTMLResponse:
     """The page `name`. `live` says whether what it shows may still change: the page then carries
     the polling marker (`data-poll` on `<main>`), and the script re-fetches it every POLL_MS and
-    swaps its `data-live` regions; a page that is final carries no marker, so polling stops."""
-    values = {"request": request, "live": live, "query": lambda **kw: query(request, **kw), **context}
+    swaps its `data-live` regions; a page that is final carries no marker, so polling stops.
+    `me` is who is logged in (None on the login page)."""
+    values = {
+        "request": request,
+        "live": live,
+        "query": lambda **kw: query(request, **kw),
+        "me": access.principal(request),
+        **context,
+    }
     return HTMLResponse(ENV.get_template(name).render(values), status_code=status_code)

@@ -21,6 +21,7 @@ from state_manager.dashboard.common import (
     page,
 )
 from state_manager.dashboard.render import render, ui_url
+from state_manager.domain.durations import duration_words
 from state_manager.errors import BadRequest
 from state_manager.schemas.runs import RunDetail, RunGraphView, StatePage, StateView
 from state_manager.services import dashboard_reads, run_views, why
@@ -71,6 +72,13 @@ def parse_time(text: str, name: str) -> int | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return int(when.timestamp() * 1000)
+
+
+def retention_note(seconds: float | None) -> str:
+    """The runs page's footnote: how long a finished run stays (RUN_RETENTION)."""
+    if seconds is None:
+        return "Finished runs are kept forever (RUN_RETENTION is not set)."
+    return f"Finished runs are kept for {duration_words(seconds)} after they end (RUN_RETENTION)."
 
 
 def _status(value: str, allowed: tuple[str, ...]) -> str | None:
@@ -128,6 +136,7 @@ async def runs_page(
         mini_bar=dag.mini_bar,
         example_graph=graph or (graphs[0] if graphs else "my-graph"),
         base_url=str(request.base_url).rstrip("/"),
+        retention=retention_note(context(request).settings.run_retention),
     )
     return render(request, "runs.html", values, live=live)
 

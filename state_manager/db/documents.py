@@ -296,6 +296,8 @@ class Run(Document):
             IndexModel([("fork_of", 1)], name="forks"),
             # Both listings: a namespace's runs newest first (run_status.listing_range).
             IndexModel([("listing_key", pymongo.DESCENDING)], name="listing"),
+            # Retention: the runs that ended longest ago first, as a range (services/retention.py).
+            IndexModel([("finished_ms", 1)], name="finished"),
         ]
 
 
@@ -358,6 +360,8 @@ class IdempotencyKey(Document):
         indexes = [
             IndexModel([("namespace", 1), ("graph_name", 1), ("key", 1)], unique=True, name="uniq_key"),
             IndexModel([("expires_at", 1)], expireAfterSeconds=0, name="expiry"),
+            # Retention deletes a run's records with it (services/retention.py).
+            IndexModel([("run_id", 1)], name="run"),
         ]
 
 
@@ -391,6 +395,65 @@ class FlowGate(Document):
         indexes = [IndexModel([("wake_ms", 1)], name="wake")]
 
 
+class ApiKey(Document):
+    """A scoped API key (issue 19, domain/access.py): its secret is stored hashed (SHA-256 of a
+    random 256-bit secret), shown once when it is made, and compared in constant time."""
+
+    key_id: str  # public part of the key (`exo_<key_id>_<secret>`), unique
+    name: str
+    role: str
+    namespaces: list[str]
+    secret_hash: str
+    created_ms: int
+    created_by: str
+    expires_ms: int | None = None
+    revoked_ms: int | None = None
+
+    class Settings:
+        name = "ApiKey"
+        indexes = [IndexModel([("key_id", 1)], unique=True, name="uniq_key_id")]
+
+
+class Lock(Document):
+    """A lease that lets one replica at a time do a piece of background work: taken when free or
+    expired (a conditional update), given back when the work is done. Read and written through
+    Motor; the model names its fields."""
+
+    id: str  # type: ignore[assignment]  # the work's name, e.g. "retention"
+    holder: str | None = None  # who holds it: host, process and pass
+    expires_ms: int = 0  # epoch ms; free once past (0: given back)
+    taken_ms: int = 0
+    # What the holder is in the middle of, so that the next holder finishes it if this one
+    # stops half-way (retention: the runs of the batch being deleted).
+    work: list[str] = Field(default_factory=list)
+
+    class Settings:
+        name = "Lock"
+
+
+class AuditRecord(Document):
+    """One state-changing call (issue 19, services/audit.py): who, what, where, and the answer.
+    Written once, never changed through any API; kept for AUDIT_RETENTION."""
+
+    at_ms: int
+    key_id: str | None  # None: the root key
+    key_name: str
+    role: str
+    action: str  # e.g. "run.cancel", "graph.upsert", "key.create", "dashboard.login"
+    namespace: str | None = None
+    target: dict[str, str] = Field(default_factory=dict)  # graph, run, state or key
+    request_id: str | None = None
+    client: str | None = None  # the client's address
+    status: int
+    # Orders the log newest first and pages it (a range of one indexed field): `at_ms` (13
+    # digits) and the record's id.
+    order: str = ""
+
+    class Settings:
+        name = "AuditRecord"
+        indexes = [IndexModel([("order", -1)], name="order"), IndexModel([("at_ms", 1)], name="at")]
+
+
 DOCUMENT_MODELS: list[type[Document]] = [
     RegisteredNode,
     GraphTemplate,
@@ -401,4 +464,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     IdempotencyKey,
     NodeStats,
     FlowGate,
+    ApiKey,
+    Lock,
+    AuditRecord,
 ]

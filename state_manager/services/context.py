@@ -119,6 +119,9 @@ class AppContext:
     # State id -> what a report with one output leaves owed, for states claimed here whose node
     # has no next node (services/states.py: such a report is written SUCCESS at once).
     finals: dict[str, Final] = field(default_factory=dict)
+    # Scoped API keys read lately: key id -> (its document, or None if unknown; when it was read,
+    # time.monotonic()). Kept for KEY_CACHE_SECONDS, so a revoke reaches every replica in time.
+    api_keys: dict[str, tuple[Any, float]] = field(default_factory=dict)
 
     @property
     def lease_ms(self) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +12,10 @@ import pytest
 
 from tests.compat.conftest import SCENARIOS_DIR, _scenario_env, sdk_venv_python
 from tests.support.api import StateManagerAPI
-from tests.support.live_server import LiveServer, start_server
+from tests.support.live_server import LiveServer
 from tests.support.scenario_process import scenario_process
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(240)]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LiveServer]:
-    live = start_server(RECOVERY_INTERVAL_SECONDS=0.2)
-    try:
-        yield live
-    finally:
-        live.stop()
 
 
 def _peaks(starts: list[dict[str, Any]], ends: list[dict[str, Any]]) -> dict[str, int]:
@@ -40,12 +30,12 @@ def _peaks(starts: list[dict[str, Any]], ends: list[dict[str, Any]]) -> dict[str
 
 
 def test_an_official_runtime_is_kept_to_a_limit_per_key_and_takes_urgent_runs_first(
-    server: LiveServer,
+    compat_server: LiveServer,
 ) -> None:
     namespace = f"flow-{uuid.uuid4().hex[:8]}"
     workdir = Path(tempfile.mkdtemp(prefix="exosphere-flow-"))
-    api = StateManagerAPI(server.base_url, server.api_key)
-    env = _scenario_env(server, "0.0.3", workdir, {"COMPAT_FLOW_NAMESPACE": namespace})
+    api = StateManagerAPI(compat_server.base_url, compat_server.api_key)
+    env = _scenario_env(compat_server, "0.0.3", workdir, {"COMPAT_FLOW_NAMESPACE": namespace})
     command = [str(sdk_venv_python("0.0.3")), str(SCENARIOS_DIR / "flow_control_0_0_3.py")]
     try:
         with scenario_process(command, env=env, workdir=workdir) as runtime:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .._version import __version__
-from . import graphs, runs, server, states
+from . import access, graphs, runs, server, states
 from .session import common_options
 
 __all__ = ["cli", "main"]
@@ -15,7 +15,7 @@ __all__ = ["cli", "main"]
 @click.version_option(__version__, "--version", prog_name="exosphere")
 @common_options()
 def cli() -> None:
-    """Operate an Exosphere state manager: graphs, runs, states, queues.
+    """Operate an Exosphere state manager: graphs, runs, states, queues, keys, the audit log.
 
     Configure with --url/EXOSPHERE_STATE_MANAGER_URI, --key/EXOSPHERE_API_KEY and
     -n/--namespace/EXOSPHERE_NAMESPACE. `-o json` writes only JSON to stdout; progress and
@@ -39,6 +39,8 @@ cli.add_command(states.state)
 cli.add_command(server.nodes)
 cli.add_command(server.queues)
 cli.add_command(server.ui)
+cli.add_command(access.keys)
+cli.add_command(access.audit)
 
 
 def main() -> None:

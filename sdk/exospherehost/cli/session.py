@@ -6,7 +6,7 @@ then the environment (`EXOSPHERE_STATE_MANAGER_URI`, `EXOSPHERE_API_KEY`, `EXOSP
 
 Exit codes: 0 success; 1 the operation or the watched run failed (a 4xx answer, a graph
 INVALID, a run FAILED or CANCELLED, a stalled node in `queues`); 2 a usage error; 3 the server is
-unreachable, refused the key (401/403) or failed (5xx).
+unreachable, refused the key (401) or failed (5xx); a key that may not do something (403) exits 1.
 """
 
 from __future__ import annotations
@@ -209,8 +209,10 @@ def _unreachable(cfg: Config, exc: TransportError) -> str:
 def _server_error(exc: StateManagerError) -> Failed:
     where = f"{exc.status_code} {exc.method} {exc.path}".strip()
     message = f"{format_detail(exc.detail)} ({where})"
-    if isinstance(exc, AuthenticationError) or exc.status_code == 403:
+    if isinstance(exc, AuthenticationError):
         return Unavailable(f"the server refused the API key: {message}; check --key or {KEY_ENV}")
+    if exc.status_code == 403:
+        return Failed(f"not allowed: {message}")
     if isinstance(exc, ServerError):
         return Unavailable(f"the server failed: {message}")
     return Failed(message)

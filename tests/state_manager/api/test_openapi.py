@@ -258,6 +258,7 @@ def _probes(op: Operation) -> Iterator[tuple[str, dict[str, str], Any, dict[str,
     values = {"namespace_name": "probe", "graph_name": "no-such-graph", "run_id": "no-such-run"}
     values |= {"state_id": UNKNOWN_ID, "node_id": UNKNOWN_ID, "page": "1", "size": "10"}
     values |= {"a": "no-such-run", "b": "no-such-run"}  # the two runs of a diff
+    values |= {"key_id": "0123456789abcdef"}  # an API key
     key = {"x-api-key": API_KEY}
     yield "without a key", values, body, {}
     yield "with unknown names and ids", values, body, key

@@ -54,7 +54,7 @@ async def test_a_wrong_key_is_refused_and_sets_no_cookie(guest: Ui) -> None:
     response = await guest.login("not-the-key")
 
     assert response.status_code == 401
-    assert "not this server" in response.text and "set-cookie" not in response.headers
+    assert "not an API key of this server" in response.text and "set-cookie" not in response.headers
     assert (await guest.get("/ui/ns/testns/runs", expect=303)).headers["location"].startswith("/ui/login")
 
 

@@ -70,15 +70,27 @@ def _signed(payload: bytes) -> str:
         b'{"iat": -1e400, "exp": 1e400}',  # infinities: int() of them raises OverflowError
         b'{"iat": false, "exp": 2000}',
         b"[" * 600 + b"]" * 600,
+        b'{"iat": 500, "exp": 2000}',  # no kid: signed before sessions named their key
+        b'{"iat": 500, "exp": 2000, "kid": null}',
+        b'{"iat": 500, "exp": 2000, "kid": 7}',
+        b'{"iat": 500, "exp": 2000, "kid": "ROOT"}',
+        b'{"iat": 500, "exp": 2000, "kid": "exo_0123456789abcdef_x"}',  # never a key itself
     ],
 )
-def test_a_signed_payload_without_two_integer_times_is_no_session(payload: bytes) -> None:
+def test_a_signed_payload_without_two_integer_times_and_a_kid_is_no_session(payload: bytes) -> None:
     assert not session.is_valid(KEY, _signed(payload), 1_000)
 
 
-def test_a_signed_payload_with_two_integer_times_is_a_session() -> None:
+def test_a_signed_payload_with_two_integer_times_and_a_kid_is_a_session_of_that_kid() -> None:
     """The counterpart of the test above: `_signed` makes values `is_valid` accepts."""
-    assert session.is_valid(KEY, _signed(b'{"iat": 500, "exp": 2000}'), 1_000)
+    assert session.holder(KEY, _signed(b'{"iat": 500, "exp": 2000, "kid": "root"}'), 1_000) == "root"
+    scoped = _signed(b'{"iat": 500, "exp": 2000, "kid": "0123456789abcdef"}')
+    assert session.holder(KEY, scoped, 1_000) == "0123456789abcdef"
+
+
+def test_a_session_names_its_key_by_id_root_by_default() -> None:
+    assert session.holder(KEY, session.issue(KEY, 1_000), 1_000) == session.ROOT_KID == "root"
+    assert session.holder(KEY, session.issue(KEY, 1_000, kid="0123456789abcdef"), 1_000) == "0123456789abcdef"
 
 
 def test_the_key_comparison_accepts_only_the_exact_key() -> None:
