@@ -52,23 +52,23 @@ async def test_a_node_with_enough_fast_runs_gets_a_short_lease(api: Api) -> None
     await api.trigger("g")
     tuned = await _official_claim(api)
 
-    assert FLOOR_MS - 50 <= tuned["lease_ms"] <= FLOOR_MS  # the floor: ten times a few ms is less
+    # The floor when the runs took a few ms (ten times that is less); a loaded machine may make
+    # one run take longer: still far below the default 300 s.
+    assert FLOOR_MS - 50 <= tuned["lease_ms"] < 60_000
 
 
-async def test_our_sdk_keeps_the_default_lease_and_adds_no_samples(api: Api) -> None:
+async def test_our_sdk_keeps_the_default_lease_however_many_samples_there_are(api: Api) -> None:
+    """Our SDK heartbeats: its claims (with wait_ms) are never given a tuned lease, though its
+    reports add their running times to the node's samples (which also predict starts: why)."""
     await _setup(api)
     for _ in range(SAMPLES):
         await api.trigger("g")
-        [state] = await api.claim("Alpha", batch_size=1)  # sends wait_ms, like our SDK
-        answer = await api.client.post(
-            api.url(f"/state/{state['state_id']}/executed"),
-            json={"outputs": [{"y": "v"}]},
-            headers={"x-exosphere-claim-token": state["claim_token"]},  # ... and its claim token
-        )
-        assert answer.status_code == 200
+        await _official_report(api, await _official_claim(api))  # the node is tuned
     await api.trigger("g")
 
-    assert (await _official_claim(api))["lease_ms"] > 200_000
+    [ours] = await api.claim("Alpha", batch_size=1)  # sends wait_ms, like our SDK
+
+    assert ours["lease_ms"] > 200_000
 
 
 async def test_a_run_that_outlives_its_tuned_lease_grows_it(api: Api) -> None:
