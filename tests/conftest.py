@@ -105,3 +105,19 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def api(client: httpx.AsyncClient) -> Api:
     return Api(client, NAMESPACE)
+
+
+# `make test` runs the suite on two processes (pytest-xdist, `--dist loadgroup`): the tests of
+# these folders stay together on one of them (the compatibility suite builds the official SDKs'
+# venvs once; one Chromium at a time), and those that measure time run alone after the rest.
+_GROUPS = {"tests/compat/": "compat", "tests/browser/": "browser"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = str(item.path).replace("\\", "/")
+        for folder, group in _GROUPS.items():
+            if folder in path:
+                item.add_marker(pytest.mark.xdist_group(group))
+        if "tests/complexity/" in path:
+            item.add_marker(pytest.mark.serial)
