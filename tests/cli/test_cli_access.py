@@ -11,7 +11,11 @@ pytestmark = pytest.mark.e2e
 
 async def test_a_key_is_made_used_and_revoked_from_the_command_line(cli: Cli, ns: str) -> None:
     made = await cli("keys", "create", "ci-viewer", "--role", "viewer", "--namespace", ns, "-o", "json")
-    assert made.code == 0, made
+    assert made.code == 0 and made.json()["namespaces"] == [ns] and "Warning" not in made.stderr, made
+    several = await cli(
+        "keys", "create", "ci-admin", "--role", "admin", "--ns", "a", "--ns", "b", "-o", "json"
+    )
+    assert several.json()["namespaces"] == ["a", "b"], several
     key = made.json()["key"]
     printed = await cli("keys", "create", "ci-worker", "--role", "worker")  # the current namespace
     assert printed.code == 0 and "it is not shown again" in printed.stdout, printed
@@ -45,3 +49,10 @@ async def test_the_audit_log_says_who_did_what(cli: Cli, ns: str) -> None:
     assert records.json()[0]["key_name"] == "root" and records.json()[0]["status"] == 201
     assert "key.create" in table.stdout and "root" in table.stdout
     assert (await cli("audit", "--action", "no.such.action")).stdout.strip() == "no records"
+    assert (await cli("audit", "--ns", "no-such-namespace")).stdout.strip() == "no records"
+    mine = await cli("audit", "--by", "root", "--action", "key.create", "-o", "json")
+    assert (
+        mine.code == 0
+        and "UserWarning" not in mine.stderr
+        and {r["key_name"] for r in mine.json()} == {"root"}
+    )

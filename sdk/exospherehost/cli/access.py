@@ -26,26 +26,30 @@ def keys() -> None:
 @click.argument("name")
 @click.option("--role", type=click.Choice(ROLES), required=True, help="What the key may do")
 @click.option(
-    "--namespace",
-    "namespaces",
+    "--ns",
+    "key_namespaces",
     multiple=True,
     metavar="NS",
-    help="A namespace the key may touch (repeat it; * for all). Default: the current namespace",
+    help="A namespace the key may touch (repeat it for several; '*' for all). Default: --namespace",
 )
 @command_options
-def create_key(name: str, role: str, namespaces: tuple[str, ...]) -> None:
-    """Make a key. It is printed this once: the server keeps only its hash.
+def create_key(name: str, role: str, key_namespaces: tuple[str, ...]) -> None:
+    """Make a key for --namespace NS (or the namespaces of --ns, repeated; '*' for all). It is
+    printed this once: the server keeps only its hash.
 
     \b
     Examples:
       exosphere keys create web-runtime --role worker --namespace web
-      exosphere keys create support --role viewer --namespace '*'
+      exosphere keys create support --role viewer --ns '*'
+      exosphere keys create ci-deploy --role admin --ns web --ns billing
     """
     cfg = config()
     out = Output(cfg)
-    chosen = list(namespaces) or ([cfg.namespace] if cfg.namespace else [])
+    chosen = list(key_namespaces) or ([cfg.namespace] if cfg.namespace else [])
     if not chosen:
-        raise click.UsageError("name the key's namespaces with --namespace NS (or '*' for all)")
+        raise click.UsageError(
+            "name the key's namespaces: --namespace NS, or --ns NS (repeated; '*' for all)"
+        )
 
     async def work(sm: StateManager) -> dict[str, Any]:
         return await sm.create_key(name, role, chosen)
@@ -118,23 +122,27 @@ def revoke_key(key_id: str) -> None:
 
 
 @click.command()
-@click.option("--ns", "namespace", metavar="NS", help="Only calls in this namespace")
+@click.option("--ns", "in_namespace", metavar="NS", help="Only calls in this namespace")
 @click.option(
     "--action", metavar="ACTION", help="Only this action, e.g. run.cancel, graph.upsert, key.create"
 )
-@click.option("--key", metavar="KEY", help="Only calls with this key (its id or name; root: the server key)")
+@click.option(
+    "--by", "by", metavar="KEY", help="Only calls made with this key (its id or name; root: the server key)"
+)
 @click.option("--since", metavar="WHEN", help="Since: 30m, 1h30m, 1d, epoch ms or ISO 8601")
 @click.option(
     "--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="Records at most"
 )
 @command_options
-def audit(namespace: str | None, action: str | None, key: str | None, since: str | None, limit: int) -> None:
+def audit(
+    in_namespace: str | None, action: str | None, by: str | None, since: str | None, limit: int
+) -> None:
     """Who did what: the audit log of state-changing calls, newest first.
 
     \b
     Examples:
       exosphere audit --action run.cancel --since 1d
-      exosphere audit --key ci-deploy -o json
+      exosphere audit --by ci-deploy -o json
     """
     cfg = config()
     out = Output(cfg)
@@ -145,9 +153,9 @@ def audit(namespace: str | None, action: str | None, key: str | None, since: str
         cursor: str | None = None
         while len(records) < limit:
             page = await sm.read_audit(
-                namespace=namespace,
+                namespace=in_namespace,
                 action=action,
-                key=key,
+                key=by,
                 since=since_ms,
                 limit=min(1000, limit - len(records)),
                 cursor=cursor,
