@@ -48,7 +48,10 @@ async def create_key(
 ) -> dict[str, Any]:
     """A new key with a role, limited to some namespaces (`["*"]`: all), maybe expiring. The
     answer holds the key itself, this once: only its hash is stored."""
-    expires = None if body.expires_at is None else int(body.expires_at.timestamp() * 1000)
+    expires_at = body.expires_at
+    if expires_at is not None and expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=UTC)  # a time that names no zone is UTC
+    expires = None if expires_at is None else int(expires_at.timestamp() * 1000)
     doc, key = await keys.create(access.principal(request), body.name, body.role, body.namespaces, expires)
     return {**_view(doc), "key": key}
 

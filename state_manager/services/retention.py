@@ -162,7 +162,11 @@ async def _purge_batch(
         return None
     keyed = []  # purged runs whose idempotency record may still be stored
     for doc in chosen:
-        states = await purge_run(doc, cutoff)
+        try:
+            states = await purge_run(doc, cutoff)
+        except Exception:  # one run that cannot go does not stop the others
+            log.exception("run_purge_failed", run_id=doc.get("run_id"))
+            states = None
         if states is None:
             kept.add(doc["_id"])
             continue

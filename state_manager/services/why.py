@@ -80,16 +80,26 @@ def _holder_id(key: str) -> str:
     return key[len("run_") :] if pair is None else pair[0]
 
 
-async def _join_facts(ctx: AppContext, anchor: State) -> JoinFacts | None:
-    """The join above a state that ran, while branches below it are open (None: it has none)."""
+async def _open_states(run_id: str) -> list[dict[str, Any]]:
+    """A run's states not settled yet (their parents), at most a few hundred: the blockers of its
+    waiting joins are among them."""
+    unsettled = [status.value for status in UNSETTLED]
+    return await queries.run_states_where(
+        run_id, {"status": {"$in": unsettled}}, fields=("parents",), limit=_BLOCKERS * 20
+    )
+
+
+async def _join_facts(
+    ctx: AppContext, anchor: State, below: list[dict[str, Any]] | None = None
+) -> JoinFacts | None:
+    """The join above a state that ran, while branches below it are open (None: it has none);
+    `below`: its run's open states, when already read."""
     graph = await graph_of(ctx, anchor)
     joins = graph_shape(graph).joins_on.get(anchor.identifier, []) if graph is not None else []
     if not joins:
         return None
-    unsettled = [status.value for status in UNSETTLED]
-    below = await queries.run_states_where(
-        anchor.run_id, {"status": {"$in": unsettled}}, fields=("parents",), limit=_BLOCKERS * 20
-    )
+    if below is None:
+        below = await _open_states(anchor.run_id)
     open_ids = [
         str(doc["_id"]) for doc in below if doc.get("parents", {}).get(anchor.identifier) == str(anchor.id)
     ]
@@ -152,10 +162,11 @@ async def _joins_waiting(ctx: AppContext, run_id: str) -> list[dict[str, Any]]:
     anchors = await queries.run_states_where(
         run_id, {"status": StateStatus.SUCCESS.value, "below_open": {"$gt": 0}}, limit=_BLOCKERS
     )
-    rows = []
+    rows: list[dict[str, Any]] = []
+    below = await _open_states(run_id) if anchors else []
     for doc in anchors:
         anchor = State.model_validate(doc)
-        join = await _join_facts(ctx, anchor)
+        join = await _join_facts(ctx, anchor, below)
         if join is None:
             continue
         answer = why(WaitFacts("SUCCESS", anchor.node_name, anchor.namespace_name, now_ms(), join=join))

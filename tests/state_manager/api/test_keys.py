@@ -3,10 +3,12 @@ is refused what its role or namespaces do not allow, and a revoked or expired on
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from state_manager.db.documents import ApiKey
 from state_manager.services.context import AppContext
@@ -140,3 +142,15 @@ async def test_a_key_sees_only_its_namespaces(api: Api) -> None:
     listed = (await api.client.get("/v0/namespaces", headers=viewer)).json()
 
     assert listed["namespaces"] == ["testns"]
+
+
+async def test_an_expiry_that_names_no_zone_is_utc(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")  # a server whose local time is not UTC
+    time.tzset()
+    try:
+        made = await _make(api.client, "viewer", ["testns"], expires_at="2031-01-02T03:04:05")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+    assert made["expires_at"] == "2031-01-02T03:04:05+00:00"

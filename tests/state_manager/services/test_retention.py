@@ -275,3 +275,24 @@ async def test_the_server_runs_the_pass_every_retention_interval(api: Api) -> No
     else:
         raise AssertionError("the retention loop did not delete the old run")
     assert (await _run(api, kept))["status"] == "SUCCESS"
+
+
+async def test_a_run_that_cannot_be_deleted_does_not_stop_the_others(
+    api: Api, ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _setup(api)
+    stuck, *others = [await _succeeded(api) for _ in range(3)]
+    for run_id in (stuck, *others):
+        await _age(run_id, hours=5)
+
+    async def failing(doc: Any, cutoff: int) -> int | None:
+        if doc["run_id"] == stuck:
+            raise RuntimeError("the store refused this one")
+        return await purge_run(doc, cutoff)
+
+    monkeypatch.setattr("state_manager.services.retention.purge_run", failing)
+    report = await purge_once(ctx)
+
+    assert report is not None and report.runs == 2
+    left = [doc["run_id"] async for doc in Run.get_motor_collection().find({}, {"run_id": 1})]
+    assert left == [stuck]
